@@ -1,1 +1,43 @@
-//! placeholder
+//! The scheduler of a backfill job, as a sans-IO state machine.
+//!
+//! This crate owns every decision of a job: how fragments are split into
+//! tasks ([`plan`]), in which order tasks go out ([`plan::shuffle`]), which
+//! applier gets which task, when a fragment is ready for its writer, when a
+//! group of written fragments is committed, and when the job has succeeded or
+//! failed ([`Scheduler`]). It does no I/O, owns no clock and spawns nothing:
+//! like `quinn-proto`, it is driven from outside with
+//! [`Scheduler::handle`]`(now, event)`, and the driver carries out what
+//! [`Scheduler::poll_command`] returns. `cargo tree -p leman-scheduler` shows
+//! no tokio, quinn, ractor or lance.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use leman_scheduler::{Command, Event, FragmentInput, JobConfig, Scheduler};
+//!
+//! let now = Instant::now();
+//! let fragments = vec![FragmentInput::new(0, 100), FragmentInput::new(1, 100)];
+//! let config = JobConfig { batch_size: 50, ..JobConfig::default() };
+//! let mut scheduler = Scheduler::new(now, config, fragments).unwrap();
+//! scheduler.handle(now, Event::ApplierReady { applier: 0, slots: 1 });
+//! let Some(Command::Assign { applier: 0, task }) = scheduler.poll_command() else { panic!() };
+//! assert_eq!(task.rows, 0..50);
+//! ```
+
+mod machine;
+pub mod plan;
+pub mod record;
+
+pub use machine::{ApplierId, Command, Event, JobConfig, Scheduler, TaskStats};
+pub use plan::{FragmentInput, FragmentStart, Task, TaskId};
+pub use record::{JobFailure, JobRecord, JobStatus, Progress, Summary};
+
+/// Why a job cannot be planned.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    /// `batch_size` was zero.
+    #[error("batch_size must be at least 1 row; pass a positive batch size")]
+    ZeroBatchSize,
+    /// `commit_granularity` was zero.
+    #[error("commit_granularity must be at least 1 fragment; pass a positive value or none to commit once at the end")]
+    ZeroCommitGranularity,
+}

@@ -1,0 +1,436 @@
+//! The job state machine.
+//!
+//! Events in ([`Scheduler::handle`], [`Scheduler::handle_timeout`]), commands
+//! out ([`Scheduler::poll_command`]), a deadline to wake it
+//! ([`Scheduler::poll_timeout`]). Time is passed in, never read, so tests run
+//! whole jobs on a virtual clock without sockets or threads.
+//!
+//! A fragment moves from *computing* (tasks out) to *writing* (all its
+//! batches checkpointed, its writer asked to write the data file) to
+//! *written* (waiting for its commit group) to *committed*. Commits are
+//! serialised: one group in flight at a time, each of exactly
+//! `commit_granularity` fragments except the last, so a job over F fragments
+//! makes ceil(F / g) commits.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::plan::{self, FragmentInput, FragmentStart, Task, TaskId};
+use crate::record::{JobFailure, Progress, RowError, Summary};
+use crate::PlanError;
+
+/// Identifies one applier actor of the job.
+pub type ApplierId = usize;
+
+/// Errors kept in a summary; the count of skipped rows is always exact.
+const MAX_RECORDED_ERRORS: usize = 1000;
+
+/// The knobs of a job that the scheduler acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobConfig {
+    /// Physical rows per task (and per checkpoint).
+    pub batch_size: u64,
+    /// Fragments interleaved in the task order; see [`plan::shuffle`].
+    pub task_shuffle_diversity: usize,
+    /// Fragments per commit; `None` commits everything once at the end.
+    pub commit_granularity: Option<usize>,
+    /// How often a [`Command::Progress`] is emitted.
+    pub refresh_status: Duration,
+    /// Tries of a task whose failure is retryable (its applier was lost, I/O failed).
+    pub max_task_attempts: u32,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 10_240,
+            task_shuffle_diversity: 8,
+            commit_granularity: None,
+            refresh_status: Duration::from_secs(2),
+            max_task_attempts: 3,
+        }
+    }
+}
+
+/// What an applier reports for a finished task.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    /// Rows the UDF computed.
+    pub rows_computed: u64,
+    /// Rows left null by the `skip` policy.
+    pub rows_skipped: u64,
+    /// The errors behind the skipped rows.
+    pub errors: Vec<RowError>,
+}
+
+/// Something that happened, reported by the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// An applier can take `slots` tasks at once.
+    ApplierReady { applier: ApplierId, slots: usize },
+    /// An applier is gone; its running tasks go back to the queue.
+    ApplierLost { applier: ApplierId },
+    /// A task's batch is computed and checkpointed.
+    TaskSucceeded { task: TaskId, stats: TaskStats },
+    /// A task failed. A retryable failure runs it again, up to
+    /// [`JobConfig::max_task_attempts`]; any other fails the job.
+    TaskFailed { task: TaskId, message: String, retryable: bool },
+    /// A fragment's data file is written and checkpointed.
+    FragmentWritten { fragment_id: u64 },
+    /// A fragment's writer failed; the job fails.
+    FragmentFailed { fragment_id: u64, message: String },
+    /// A commit group is in the table at `version`.
+    Committed { fragments: Vec<u64>, version: u64 },
+    /// A commit failed after the committer's own retries; the job fails.
+    CommitFailed { message: String },
+    /// The owner stopped the job.
+    Cancel,
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run `task` on `applier`.
+    Assign { applier: ApplierId, task: Task },
+    /// Every batch of the fragment is checkpointed: write its data file.
+    WriteFragment { fragment_id: u64 },
+    /// Commit these written fragments as one `DataReplacement`.
+    Commit { fragments: Vec<u64> },
+    /// Report progress.
+    Progress(Progress),
+    /// The job is done; nothing more will come.
+    Finished(Summary),
+    /// The job failed; nothing more will come.
+    Failed(JobFailure),
+    /// The job was cancelled; nothing more will come.
+    Cancelled(Summary),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FragmentPhase {
+    Computing,
+    Writing,
+    Written,
+    Committing,
+    Committed,
+}
+
+#[derive(Debug)]
+struct FragmentState {
+    phase: FragmentPhase,
+    tasks_left: usize,
+}
+
+#[derive(Debug)]
+struct TaskState {
+    task: Task,
+    attempts: u32,
+    running_on: Option<ApplierId>,
+}
+
+#[derive(Debug, Default)]
+struct ApplierState {
+    slots: usize,
+    running: HashSet<TaskId>,
+}
+
+/// The state of one job; see the [module docs](self).
+#[derive(Debug)]
+pub struct Scheduler {
+    config: JobConfig,
+    started: Instant,
+    queue: VecDeque<TaskId>,
+    tasks: HashMap<TaskId, TaskState>,
+    fragments: BTreeMap<u64, FragmentState>,
+    appliers: BTreeMap<ApplierId, ApplierState>,
+    ready_to_commit: Vec<u64>,
+    commit_in_flight: bool,
+    commands: VecDeque<Command>,
+    next_progress: Instant,
+    progress: Progress,
+    summary: Summary,
+    ended: bool,
+}
+
+impl Scheduler {
+    /// Plans a job over `fragments` as found at `now`.
+    pub fn new(now: Instant, config: JobConfig, fragments: Vec<FragmentInput>) -> Result<Self, PlanError> {
+        if config.batch_size == 0 {
+            return Err(PlanError::ZeroBatchSize);
+        }
+        if config.commit_granularity == Some(0) {
+            return Err(PlanError::ZeroCommitGranularity);
+        }
+        let fragments: Vec<FragmentInput> =
+            fragments.into_iter().filter(|f| f.physical_rows > 0).collect();
+        let mut scheduler = Self {
+            started: now,
+            next_progress: now + config.refresh_status,
+            queue: VecDeque::new(),
+            tasks: HashMap::new(),
+            fragments: BTreeMap::new(),
+            appliers: BTreeMap::new(),
+            ready_to_commit: Vec::new(),
+            commit_in_flight: false,
+            commands: VecDeque::new(),
+            progress: Progress { fragments_total: fragments.len() as u64, ..Progress::default() },
+            summary: Summary::default(),
+            ended: false,
+            config,
+        };
+        let mut to_run = Vec::new();
+        for task in plan::split(&fragments, scheduler.config.batch_size) {
+            scheduler.progress.tasks_total += 1;
+            scheduler.progress.rows_total += task.len();
+            let Some(fragment) = fragments.iter().find(|f| f.id == task.fragment_id) else {
+                continue;
+            };
+            let done = fragment.start == FragmentStart::Written || fragment.checkpointed.contains(&task.rows);
+            if done {
+                scheduler.progress.tasks_done += 1;
+                scheduler.progress.rows_done += task.len();
+                if fragment.start == FragmentStart::Compute {
+                    scheduler.summary.rows_from_checkpoints += task.len();
+                }
+            } else {
+                to_run.push(task);
+            }
+        }
+        for fragment in &fragments {
+            let tasks_left = to_run.iter().filter(|t| t.fragment_id == fragment.id).count();
+            scheduler.fragments.insert(fragment.id, FragmentState { phase: FragmentPhase::Computing, tasks_left });
+        }
+        for task in plan::shuffle(to_run, scheduler.config.task_shuffle_diversity) {
+            scheduler.queue.push_back(task.id);
+            scheduler.tasks.insert(task.id, TaskState { task, attempts: 0, running_on: None });
+        }
+        for fragment in &fragments {
+            match fragment.start {
+                FragmentStart::Written => scheduler.fragment_written(fragment.id),
+                FragmentStart::Compute => scheduler.maybe_write(fragment.id),
+            }
+        }
+        scheduler.maybe_commit();
+        scheduler.maybe_finish(now);
+        Ok(scheduler)
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// When [`Self::handle_timeout`] wants to be called, unless the job ended.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!self.ended).then_some(self.next_progress)
+    }
+
+    /// Progress so far.
+    pub fn progress(&self, now: Instant) -> Progress {
+        Progress { elapsed: now.saturating_duration_since(self.started), ..self.progress.clone() }
+    }
+
+    /// Whether a final command has been emitted.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Emits progress when its time has come.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.ended || now < self.next_progress {
+            return;
+        }
+        self.commands.push_back(Command::Progress(self.progress(now)));
+        self.next_progress = now + self.config.refresh_status;
+    }
+
+    /// Takes in one event.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        if self.ended {
+            return;
+        }
+        match event {
+            Event::ApplierReady { applier, slots } => {
+                self.appliers.entry(applier).or_default().slots = slots;
+            }
+            Event::ApplierLost { applier } => self.applier_lost(now, applier),
+            Event::TaskSucceeded { task, stats } => self.task_succeeded(task, stats),
+            Event::TaskFailed { task, message, retryable } => {
+                self.task_failed(now, task, message, retryable)
+            }
+            Event::FragmentWritten { fragment_id } => {
+                self.progress.fragments_written += 1;
+                self.fragment_written(fragment_id);
+            }
+            Event::FragmentFailed { fragment_id, message } => {
+                self.fail(now, JobFailure { message, fragment_id: Some(fragment_id), rows: None })
+            }
+            Event::Committed { fragments, version } => self.committed(fragments, version),
+            Event::CommitFailed { message } => {
+                self.fail(now, JobFailure { message, fragment_id: None, rows: None })
+            }
+            Event::Cancel => {
+                self.ended = true;
+                self.summary.elapsed = now.saturating_duration_since(self.started);
+                self.commands.push_back(Command::Cancelled(self.summary.clone()));
+                return;
+            }
+        }
+        self.assign();
+        self.maybe_commit();
+        self.maybe_finish(now);
+    }
+
+    fn applier_lost(&mut self, now: Instant, applier: ApplierId) {
+        let Some(state) = self.appliers.remove(&applier) else { return };
+        let mut lost: Vec<TaskId> = state.running.into_iter().collect();
+        lost.sort();
+        for id in lost.into_iter().rev() {
+            self.retry(now, id, format!("applier {applier} was lost"));
+        }
+    }
+
+    fn retry(&mut self, now: Instant, id: TaskId, message: String) {
+        let Some(task) = self.tasks.get_mut(&id) else { return };
+        task.running_on = None;
+        if task.attempts >= self.config.max_task_attempts {
+            let failure = JobFailure {
+                message: format!("{message}; gave up after {} attempts", task.attempts),
+                fragment_id: Some(task.task.fragment_id),
+                rows: Some(task.task.rows.clone()),
+            };
+            self.fail(now, failure);
+        } else {
+            self.queue.push_front(id);
+        }
+    }
+
+    fn task_succeeded(&mut self, id: TaskId, stats: TaskStats) {
+        let Some(task) = self.tasks.remove(&id) else { return };
+        if let Some(applier) = task.running_on.and_then(|a| self.appliers.get_mut(&a)) {
+            applier.running.remove(&id);
+        }
+        self.progress.tasks_done += 1;
+        self.progress.rows_done += task.task.len();
+        self.summary.rows_computed += stats.rows_computed;
+        self.summary.rows_skipped += stats.rows_skipped;
+        let room = MAX_RECORDED_ERRORS.saturating_sub(self.summary.errors.len());
+        self.summary.errors.extend(stats.errors.into_iter().take(room));
+        let fragment_id = task.task.fragment_id;
+        if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
+            fragment.tasks_left = fragment.tasks_left.saturating_sub(1);
+        }
+        self.maybe_write(fragment_id);
+    }
+
+    fn task_failed(&mut self, now: Instant, id: TaskId, message: String, retryable: bool) {
+        let Some(task) = self.tasks.get(&id) else { return };
+        if let Some(applier) = task.running_on.and_then(|a| self.appliers.get_mut(&a)) {
+            applier.running.remove(&id);
+        }
+        if retryable {
+            self.retry(now, id, message);
+        } else {
+            let failure = JobFailure {
+                message,
+                fragment_id: Some(task.task.fragment_id),
+                rows: Some(task.task.rows.clone()),
+            };
+            self.fail(now, failure);
+        }
+    }
+
+    fn maybe_write(&mut self, fragment_id: u64) {
+        if let Some(fragment) = self.fragments.get_mut(&fragment_id)
+            && fragment.phase == FragmentPhase::Computing
+            && fragment.tasks_left == 0
+        {
+            fragment.phase = FragmentPhase::Writing;
+            self.commands.push_back(Command::WriteFragment { fragment_id });
+        }
+    }
+
+    fn fragment_written(&mut self, fragment_id: u64) {
+        if let Some(fragment) = self.fragments.get_mut(&fragment_id)
+            && matches!(fragment.phase, FragmentPhase::Computing | FragmentPhase::Writing)
+        {
+            fragment.phase = FragmentPhase::Written;
+            self.ready_to_commit.push(fragment_id);
+        }
+    }
+
+    fn committed(&mut self, fragments: Vec<u64>, version: u64) {
+        self.commit_in_flight = false;
+        self.progress.commits += 1;
+        self.summary.commits += 1;
+        self.summary.version = Some(version);
+        for id in fragments {
+            if let Some(fragment) = self.fragments.get_mut(&id) {
+                fragment.phase = FragmentPhase::Committed;
+                self.progress.fragments_committed += 1;
+                self.summary.fragments_committed += 1;
+            }
+        }
+    }
+
+    fn assign(&mut self) {
+        while let Some(&id) = self.queue.front() {
+            let Some((&applier, state)) = self
+                .appliers
+                .iter_mut()
+                .filter(|(_, a)| a.running.len() < a.slots)
+                .max_by_key(|(_, a)| a.slots - a.running.len())
+            else {
+                return;
+            };
+            self.queue.pop_front();
+            let Some(task) = self.tasks.get_mut(&id) else { continue };
+            state.running.insert(id);
+            task.attempts += 1;
+            task.running_on = Some(applier);
+            self.commands.push_back(Command::Assign { applier, task: task.task.clone() });
+        }
+    }
+
+    fn maybe_commit(&mut self) {
+        if self.commit_in_flight || self.ready_to_commit.is_empty() || self.ended {
+            return;
+        }
+        let all_written = self
+            .fragments
+            .values()
+            .all(|f| !matches!(f.phase, FragmentPhase::Computing | FragmentPhase::Writing));
+        let take = match self.config.commit_granularity {
+            Some(g) if self.ready_to_commit.len() >= g => g,
+            _ if all_written => self.ready_to_commit.len(),
+            _ => return,
+        };
+        let group: Vec<u64> = self.ready_to_commit.drain(..take).collect();
+        for id in &group {
+            if let Some(fragment) = self.fragments.get_mut(id) {
+                fragment.phase = FragmentPhase::Committing;
+            }
+        }
+        self.commit_in_flight = true;
+        self.commands.push_back(Command::Commit { fragments: group });
+    }
+
+    fn maybe_finish(&mut self, now: Instant) {
+        if self.ended || self.fragments.values().any(|f| f.phase != FragmentPhase::Committed) {
+            return;
+        }
+        self.ended = true;
+        self.summary.elapsed = now.saturating_duration_since(self.started);
+        self.commands.push_back(Command::Progress(self.progress(now)));
+        self.commands.push_back(Command::Finished(self.summary.clone()));
+    }
+
+    fn fail(&mut self, now: Instant, failure: JobFailure) {
+        self.ended = true;
+        self.summary.elapsed = now.saturating_duration_since(self.started);
+        self.commands.push_back(Command::Failed(failure));
+    }
+}
+
+#[cfg(test)]
+mod tests;

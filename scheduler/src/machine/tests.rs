@@ -1,0 +1,218 @@
+//! Whole jobs on a virtual clock: a tiny driver completes tasks, writes and
+//! commits in the order the scheduler asks, no threads, no sockets.
+
+use super::*;
+
+struct Harness {
+    now: Instant,
+    scheduler: Scheduler,
+    running: VecDeque<(ApplierId, Task)>,
+    assigned: Vec<(ApplierId, Task)>,
+    commits: Vec<Vec<u64>>,
+    writes: Vec<u64>,
+    end: Option<Command>,
+    peak_running: usize,
+}
+
+impl Harness {
+    fn new(config: JobConfig, fragments: Vec<FragmentInput>, appliers: &[usize]) -> Self {
+        let now = Instant::now();
+        let scheduler = match Scheduler::new(now, config, fragments) {
+            Ok(s) => s,
+            Err(e) => panic!("plan failed: {e}"),
+        };
+        let mut harness = Self {
+            now,
+            scheduler,
+            running: VecDeque::new(),
+            assigned: Vec::new(),
+            commits: Vec::new(),
+            writes: Vec::new(),
+            end: None,
+            peak_running: 0,
+        };
+        for (applier, &slots) in appliers.iter().enumerate() {
+            harness.event(Event::ApplierReady { applier, slots });
+        }
+        harness
+    }
+
+    fn event(&mut self, event: Event) {
+        self.scheduler.handle(self.now, event);
+        self.pump();
+    }
+
+    /// Carries out commands; writes and commits complete at once.
+    fn pump(&mut self) {
+        while let Some(command) = self.scheduler.poll_command() {
+            match command {
+                Command::Assign { applier, task } => {
+                    self.assigned.push((applier, task.clone()));
+                    self.running.push_back((applier, task));
+                    self.peak_running = self.peak_running.max(self.running.len());
+                }
+                Command::WriteFragment { fragment_id } => {
+                    self.writes.push(fragment_id);
+                    self.scheduler.handle(self.now, Event::FragmentWritten { fragment_id });
+                }
+                Command::Commit { fragments } => {
+                    self.commits.push(fragments.clone());
+                    let version = self.commits.len() as u64 + 1;
+                    self.scheduler.handle(self.now, Event::Committed { fragments, version });
+                }
+                Command::Progress(_) => {}
+                end @ (Command::Finished(_) | Command::Failed(_) | Command::Cancelled(_)) => {
+                    assert!(self.end.is_none(), "two final commands");
+                    self.end = Some(end);
+                }
+            }
+        }
+    }
+
+    /// Completes the oldest running task.
+    fn complete_one(&mut self, rows_computed: u64) -> bool {
+        let Some((_, task)) = self.running.pop_front() else { return false };
+        self.now += Duration::from_millis(10);
+        self.event(Event::TaskSucceeded {
+            task: task.id,
+            stats: TaskStats { rows_computed, ..TaskStats::default() },
+        });
+        true
+    }
+
+    fn run_to_end(&mut self) {
+        while self.complete_one(1) {}
+    }
+}
+
+fn fragments(n: u64, rows: u64) -> Vec<FragmentInput> {
+    (0..n).map(|id| FragmentInput::new(id, rows)).collect()
+}
+
+#[test]
+fn commit_granularity_makes_ceil_f_over_g_commits() {
+    let config = JobConfig { batch_size: 10, commit_granularity: Some(3), ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(7, 25), &[2, 2]);
+    h.run_to_end();
+    assert_eq!(h.commits.len(), 3);
+    assert_eq!(h.commits.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 1]);
+    let mut committed: Vec<u64> = h.commits.concat();
+    committed.sort();
+    assert_eq!(committed, (0..7).collect::<Vec<_>>());
+    let Some(Command::Finished(summary)) = &h.end else { panic!("job did not finish: {:?}", h.end) };
+    assert_eq!(summary.commits, 3);
+    assert_eq!(summary.fragments_committed, 7);
+    assert_eq!(summary.rows_computed, 21, "7 fragments of 3 tasks");
+}
+
+#[test]
+fn no_granularity_commits_once_at_the_end() {
+    let config = JobConfig { batch_size: 10, ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(5, 20), &[1]);
+    h.run_to_end();
+    assert_eq!(h.commits, vec![vec![0, 1, 2, 3, 4]]);
+    assert!(matches!(h.end, Some(Command::Finished(_))));
+}
+
+#[test]
+fn in_flight_tasks_never_exceed_applier_slots() {
+    let config = JobConfig { batch_size: 1, ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(4, 50), &[3, 2]);
+    assert_eq!(h.running.len(), 5);
+    h.run_to_end();
+    assert_eq!(h.peak_running, 5);
+    assert_eq!(h.assigned.len(), 200);
+}
+
+#[test]
+fn checkpointed_tasks_and_written_fragments_are_not_recomputed() {
+    let mut inputs = fragments(3, 30);
+    inputs[0].checkpointed = vec![0..10, 20..30];
+    inputs[1].start = FragmentStart::Written;
+    let config = JobConfig { batch_size: 10, ..JobConfig::default() };
+    let mut h = Harness::new(config, inputs, &[4]);
+    h.run_to_end();
+    let ran: Vec<(u64, u64)> = h.assigned.iter().map(|(_, t)| (t.fragment_id, t.rows.start)).collect();
+    assert_eq!(ran.len(), 4);
+    assert!(ran.contains(&(0, 10)));
+    assert!(ran.iter().all(|&(f, _)| f != 1));
+    assert_eq!(h.writes.len(), 2, "fragment 1 is already written");
+    let Some(Command::Finished(summary)) = &h.end else { panic!("{:?}", h.end) };
+    assert_eq!(summary.rows_from_checkpoints, 20);
+    assert_eq!(summary.fragments_committed, 3);
+}
+
+#[test]
+fn a_lost_applier_gives_its_tasks_to_the_others() {
+    let config = JobConfig { batch_size: 10, ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(2, 40), &[2, 2]);
+    let lost: Vec<Task> = h.running.iter().filter(|(a, _)| *a == 1).map(|(_, t)| t.clone()).collect();
+    assert_eq!(lost.len(), 2);
+    h.running.retain(|(a, _)| *a != 1);
+    h.event(Event::ApplierLost { applier: 1 });
+    h.run_to_end();
+    assert!(matches!(h.end, Some(Command::Finished(_))));
+    for task in lost {
+        let runs = h.assigned.iter().filter(|(_, t)| t.id == task.id).collect::<Vec<_>>();
+        assert_eq!(runs.len(), 2, "task {:?} runs again", task.id);
+        assert_eq!(runs[1].0, 0);
+    }
+}
+
+#[test]
+fn a_failed_task_fails_the_job_naming_its_rows() {
+    let config = JobConfig { batch_size: 10, commit_granularity: Some(1), ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(2, 20), &[1]);
+    let (_, task) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
+    h.event(Event::TaskFailed { task: task.id, message: "boom".into(), retryable: false });
+    let Some(Command::Failed(failure)) = &h.end else { panic!("{:?}", h.end) };
+    assert_eq!(failure.fragment_id, Some(task.fragment_id));
+    assert_eq!(failure.rows, Some(task.rows));
+    assert!(h.commits.is_empty());
+    let before = h.assigned.len();
+    h.event(Event::ApplierReady { applier: 9, slots: 4 });
+    assert_eq!(h.assigned.len(), before, "nothing is assigned after a failure");
+}
+
+#[test]
+fn retryable_failures_give_up_after_max_attempts() {
+    let config = JobConfig { batch_size: 10, max_task_attempts: 2, ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(1, 10), &[1]);
+    for _ in 0..2 {
+        let (_, task) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
+        h.event(Event::TaskFailed { task: task.id, message: "io".into(), retryable: true });
+    }
+    let Some(Command::Failed(failure)) = &h.end else { panic!("{:?}", h.end) };
+    assert!(failure.message.contains("gave up after 2 attempts"), "{}", failure.message);
+}
+
+#[test]
+fn progress_comes_at_the_refresh_cadence() {
+    let config = JobConfig { batch_size: 10, refresh_status: Duration::from_secs(2), ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(1, 100), &[1]);
+    let first = h.scheduler.poll_timeout().unwrap_or_else(|| panic!("no timer"));
+    h.scheduler.handle_timeout(first - Duration::from_millis(1));
+    assert_eq!(h.scheduler.poll_command(), None);
+    h.complete_one(10);
+    h.scheduler.handle_timeout(first);
+    let Some(Command::Progress(progress)) = h.scheduler.poll_command() else { panic!("no progress") };
+    assert_eq!((progress.tasks_done, progress.tasks_total), (1, 10));
+    assert_eq!(progress.rows_done, 10);
+    assert_eq!(h.scheduler.poll_timeout(), Some(first + Duration::from_secs(2)));
+}
+
+#[test]
+fn zero_sizes_are_refused() {
+    let now = Instant::now();
+    let zero_batch = JobConfig { batch_size: 0, ..JobConfig::default() };
+    assert_eq!(Scheduler::new(now, zero_batch, vec![]).err(), Some(PlanError::ZeroBatchSize));
+    let zero_group = JobConfig { commit_granularity: Some(0), ..JobConfig::default() };
+    assert_eq!(Scheduler::new(now, zero_group, vec![]).err(), Some(PlanError::ZeroCommitGranularity));
+}
+
+#[test]
+fn an_empty_plan_finishes_at_once() {
+    let h = Harness::new(JobConfig::default(), vec![], &[1]);
+    let Some(Command::Finished(summary)) = &h.end else { panic!("{:?}", h.end) };
+    assert_eq!(summary.commits, 0);
+}

@@ -1,0 +1,181 @@
+//! Splitting fragments into tasks and ordering them.
+//!
+//! A task is a half-open range of *physical* rows of one fragment (deleted
+//! rows included, so that positions line up with the fragment's files).
+//! [`shuffle`] orders tasks so that consecutive tasks come from different
+//! fragments while at most `diversity` fragments are open at once: wide
+//! enough to spread a hot fragment's rows over many appliers, narrow enough
+//! that fragments keep finishing one after another and intermediate commits
+//! happen while the job runs rather than all at its end.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use serde::{Deserialize, Serialize};
+
+/// Index of a task within its job's plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub u32);
+
+/// One batch of physical rows of one fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    /// Position of the task in the plan before shuffling.
+    pub id: TaskId,
+    /// Lance fragment id.
+    pub fragment_id: u64,
+    /// Physical row offsets within the fragment.
+    pub rows: Range<u64>,
+}
+
+impl Task {
+    /// Number of physical rows the task covers.
+    pub fn len(&self) -> u64 {
+        self.rows.end - self.rows.start
+    }
+
+    /// Whether the task covers no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a fragment stands when the job starts, as found in checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum FragmentStart {
+    /// Every task must run, except those listed as checkpointed.
+    #[default]
+    Compute,
+    /// Its data file is written and checkpointed but not committed.
+    Written,
+}
+
+/// A fragment as the driver found it when planning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FragmentInput {
+    /// Lance fragment id.
+    pub id: u64,
+    /// Rows in the fragment's files, deleted ones included.
+    pub physical_rows: u64,
+    /// What is already done for it.
+    pub start: FragmentStart,
+    /// Row ranges whose batch checkpoint is present and valid.
+    pub checkpointed: Vec<Range<u64>>,
+}
+
+impl FragmentInput {
+    /// A fragment with nothing done yet.
+    pub fn new(id: u64, physical_rows: u64) -> Self {
+        Self { id, physical_rows, start: FragmentStart::Compute, checkpointed: Vec::new() }
+    }
+}
+
+/// Splits each fragment into tasks of at most `batch_size` physical rows,
+/// fragment by fragment in the order given. Ids follow that order.
+pub fn split(fragments: &[FragmentInput], batch_size: u64) -> Vec<Task> {
+    let batch_size = batch_size.max(1);
+    let mut tasks = Vec::new();
+    for fragment in fragments {
+        let mut start = 0;
+        while start < fragment.physical_rows {
+            let end = (start + batch_size).min(fragment.physical_rows);
+            let id = TaskId(u32::try_from(tasks.len()).unwrap_or(u32::MAX));
+            tasks.push(Task { id, fragment_id: fragment.id, rows: start..end });
+            start = end;
+        }
+    }
+    tasks
+}
+
+/// The row ranges of one fragment that [`split`] makes for `batch_size`.
+pub fn row_ranges(physical_rows: u64, batch_size: u64) -> Vec<Range<u64>> {
+    let batch_size = batch_size.max(1);
+    (0..physical_rows.div_ceil(batch_size))
+        .map(|i| i * batch_size..((i + 1) * batch_size).min(physical_rows))
+        .collect()
+}
+
+/// Orders `tasks` (grouped by fragment, as [`split`] makes them) round-robin
+/// over a window of at most `diversity` open fragments. When a fragment runs
+/// out of tasks, the next fragment takes its place in the window.
+///
+/// With `diversity` 1 the order is unchanged. With two or more fragments
+/// open, no two consecutive tasks come from the same fragment.
+pub fn shuffle(tasks: Vec<Task>, diversity: usize) -> Vec<Task> {
+    let diversity = diversity.max(1);
+    let mut pending: VecDeque<VecDeque<Task>> = VecDeque::new();
+    for task in tasks {
+        match pending.back_mut() {
+            Some(group) if group.back().is_some_and(|t| t.fragment_id == task.fragment_id) => {
+                group.push_back(task)
+            }
+            _ => pending.push_back(VecDeque::from([task])),
+        }
+    }
+    let total: usize = pending.iter().map(VecDeque::len).sum();
+    let mut window: VecDeque<VecDeque<Task>> = VecDeque::new();
+    let mut out = Vec::with_capacity(total);
+    loop {
+        while window.len() < diversity {
+            match pending.pop_front() {
+                Some(group) => window.push_back(group),
+                None => break,
+            }
+        }
+        let Some(mut group) = window.pop_front() else { break };
+        if let Some(task) = group.pop_front() {
+            out.push(task);
+        }
+        if !group.is_empty() {
+            window.push_back(group);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragments(rows: &[u64]) -> Vec<FragmentInput> {
+        rows.iter().enumerate().map(|(id, &n)| FragmentInput::new(id as u64, n)).collect()
+    }
+
+    #[test]
+    fn split_covers_every_physical_row_once() {
+        let tasks = split(&fragments(&[25, 0, 10]), 10);
+        let ranges: Vec<_> = tasks.iter().map(|t| (t.fragment_id, t.rows.clone())).collect();
+        assert_eq!(ranges, vec![(0, 0..10), (0, 10..20), (0, 20..25), (2, 0..10)]);
+        assert_eq!(row_ranges(25, 10), vec![0..10, 10..20, 20..25]);
+    }
+
+    #[test]
+    fn shuffle_alternates_fragments_within_the_window() {
+        let tasks = split(&fragments(&[40, 40, 40, 40]), 10);
+        let shuffled = shuffle(tasks.clone(), 2);
+        assert_eq!(shuffled.len(), tasks.len());
+        let order: Vec<u64> = shuffled.iter().map(|t| t.fragment_id).collect();
+        assert_eq!(order, vec![0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3]);
+        for pair in shuffled.windows(2) {
+            assert_ne!(pair[0].fragment_id, pair[1].fragment_id);
+        }
+        // Each fragment's tasks keep their row order.
+        let rows_of_0: Vec<_> =
+            shuffled.iter().filter(|t| t.fragment_id == 0).map(|t| t.rows.start).collect();
+        assert_eq!(rows_of_0, vec![0, 10, 20, 30]);
+    }
+
+    #[test]
+    fn shuffle_window_refills_as_fragments_finish() {
+        let tasks = split(&fragments(&[10, 30, 20]), 10);
+        let order: Vec<u64> = shuffle(tasks, 2).iter().map(|t| t.fragment_id).collect();
+        assert_eq!(order, vec![0, 1, 2, 1, 2, 1]);
+    }
+
+    #[test]
+    fn diversity_one_keeps_plan_order() {
+        let tasks = split(&fragments(&[20, 20]), 10);
+        assert_eq!(shuffle(tasks.clone(), 1), tasks);
+        assert_eq!(shuffle(tasks.clone(), 0), tasks);
+    }
+}

@@ -1,0 +1,138 @@
+//! What a job reports: progress while it runs, a summary when it ends, and
+//! the record kept in the table's directory so that other processes can list
+//! jobs. Pure data, serde-serializable.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A UDF error that the `skip` policy turned into a null.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// Lance row address: fragment id in the high 32 bits, physical offset in the low.
+    pub row_address: u64,
+    /// What the UDF said.
+    pub message: String,
+}
+
+/// Counts at one moment of a running job.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Physical rows whose task is done (computed or found checkpointed).
+    pub rows_done: u64,
+    /// Physical rows the job covers.
+    pub rows_total: u64,
+    /// Tasks done, including those found checkpointed.
+    pub tasks_done: u64,
+    /// Tasks in the plan.
+    pub tasks_total: u64,
+    /// Fragments whose data file is written.
+    pub fragments_written: u64,
+    /// Fragments committed to the table.
+    pub fragments_committed: u64,
+    /// Fragments in the plan.
+    pub fragments_total: u64,
+    /// Commits made so far.
+    pub commits: u64,
+    /// Time since the job started.
+    pub elapsed: Duration,
+}
+
+/// How a finished job went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Rows the UDF computed a value for.
+    pub rows_computed: u64,
+    /// Rows whose UDF call failed under the `skip` policy and were left null.
+    pub rows_skipped: u64,
+    /// Physical rows covered by batch checkpoints of an earlier run.
+    pub rows_from_checkpoints: u64,
+    /// Fragments committed by this job.
+    pub fragments_committed: u64,
+    /// Commits this job made.
+    pub commits: u64,
+    /// Table version after the job's last commit, if it committed.
+    pub version: Option<u64>,
+    /// Errors recorded under the `skip` policy (the first 1,000).
+    pub errors: Vec<RowError>,
+    /// Wall time of the job.
+    pub elapsed: Duration,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// What went wrong, with what to do about it.
+    pub message: String,
+    /// The fragment being computed, written or committed, when known.
+    pub fragment_id: Option<u64>,
+    /// Its physical rows, when the failure was in one task.
+    pub rows: Option<Range<u64>>,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.fragment_id, &self.rows) {
+            (Some(fragment), Some(rows)) => {
+                write!(f, "fragment {fragment}, rows {}..{}: {}", rows.start, rows.end, self.message)
+            }
+            (Some(fragment), None) => write!(f, "fragment {fragment}: {}", self.message),
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    /// Planned or computing.
+    Running,
+    /// Every planned fragment committed.
+    Succeeded,
+    /// Stopped on an error; committed groups stay committed.
+    Failed,
+    /// Stopped by its owner; committed groups stay committed.
+    Cancelled,
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        })
+    }
+}
+
+/// The record of one job, kept beside the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// Column being backfilled.
+    pub column: String,
+    /// UDF name and version.
+    pub udf: String,
+    /// UDF version.
+    pub udf_version: String,
+    /// The filter in force (the default `col IS NULL` included).
+    pub filter: String,
+    /// Table version the job read.
+    pub read_version: u64,
+    /// Where the job stands.
+    pub status: JobStatus,
+    /// Unix time in milliseconds.
+    pub started_at_ms: u64,
+    /// Unix time in milliseconds, once the job ended.
+    pub finished_at_ms: Option<u64>,
+    /// Latest progress.
+    pub progress: Progress,
+    /// Final counts, once the job ended.
+    pub summary: Option<Summary>,
+    /// Why it failed.
+    pub error: Option<JobFailure>,
+}
