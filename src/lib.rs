@@ -1,1 +1,65 @@
-//! placeholder
+//! Leman computes new columns of Lance tables with user functions (UDFs),
+//! in this process or on a cluster, without Ray.
+//!
+//! Declare a column with the UDF that computes it, then backfill it. A
+//! backfill reads the table in batches of physical rows, runs the UDF on
+//! `concurrency` applier actors of `intra_applier_concurrency` threads each,
+//! checkpoints every batch, writes one data file per fragment, and commits
+//! fragments in groups as Lance `DataReplacement` transactions. A re-run
+//! computes only what is missing.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray, cast::AsArray};
+//! use arrow_schema::{DataType, Field};
+//! use leman::{AddColumnsOptions, BackfillOptions, CreateTableOptions, Udf};
+//!
+//! # async fn demo() -> leman::Result<()> {
+//! let db = leman::connect("/tmp/leman-example").await?;
+//! let text: ArrayRef = Arc::new(StringArray::from(vec!["a", "bb", "ccc"]));
+//! let batch = RecordBatch::try_from_iter([("text", text)])?;
+//! let table = db.create_table("docs", vec![batch], CreateTableOptions::default()).await?;
+//!
+//! let len = Udf::array("text_len", Field::new("len", DataType::Int32, true), &["text"], |cols| {
+//!     let lengths: Int32Array = cols[0].as_string::<i32>().iter().map(|s| s.map(|s| s.len() as i32)).collect();
+//!     Ok(Arc::new(lengths) as ArrayRef)
+//! });
+//! table.add_columns([("len", len)], AddColumnsOptions::default()).await?;
+//! let job = table.backfill("len", BackfillOptions::default().concurrency(2)).await?;
+//! let summary = job.wait().await?;
+//! println!("{} rows computed in {} commits", summary.rows_computed, summary.commits);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//! - `aws`: `s3://` tables.
+//! - `gcp`: `gs://` tables.
+
+pub mod builtins;
+pub mod demo;
+mod db;
+mod engine;
+mod error;
+mod job;
+mod jobs;
+mod options;
+mod registry;
+mod table;
+mod udf_record;
+
+pub use db::{CreateTableOptions, Database, connect};
+pub use error::{Error, Result};
+pub use job::{Job, JobEvent};
+pub use leman_applier::{ErrorPolicy, Resources, StatefulUdf, Udf, UdfError};
+pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
+pub use options::BackfillOptions;
+pub use registry::UdfRegistry;
+pub use table::{AddColumnsOptions, Table};
+pub use udf_record::UdfRecord;
+
+/// Re-exports of the Arrow and Lance crates this API speaks in.
+pub mod deps {
+    pub use arrow_array;
+    pub use arrow_schema;
+    pub use lance;
+}

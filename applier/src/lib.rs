@@ -1,1 +1,56 @@
-//! placeholder
+//! Applier actors: where UDFs run.
+//!
+//! This crate owns the [`Udf`] type and its four call shapes, the `where`
+//! filter ([`RowFilter`]), and the applier actor ([`Applier`]) that runs a
+//! job's tasks: read a physical row range of a fragment, choose the rows to
+//! compute, call the UDF on a pool of `intra_applier_concurrency` threads,
+//! merge the results with the column's previous values and write the batch's
+//! checkpoint. It never commits to the table; writers do that.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{ArrayRef, Int64Array, cast::AsArray, types::Int64Type};
+//! use arrow_schema::{DataType, Field};
+//! use leman_applier::{ErrorPolicy, Udf};
+//!
+//! let plus_one = Udf::array("plus_one", Field::new("y", DataType::Int64, true), &["x"], |cols| {
+//!     let x = cols[0].as_primitive::<Int64Type>();
+//!     Ok(Arc::new(x.unary::<_, Int64Type>(|v| v + 1)) as ArrayRef)
+//! })
+//! .with_version("1")
+//! .with_error_policy(ErrorPolicy::Skip);
+//! assert_eq!(plus_one.inputs(), ["x"]);
+//! ```
+
+mod actor;
+mod filter;
+mod invoke;
+mod pool;
+mod task;
+mod udf;
+
+pub use actor::{Applier, ApplierArgs, ApplierMsg, ApplierState};
+pub use filter::{RowFilter, default_filter, quote_identifier};
+pub use pool::Pool;
+pub use task::{BackfillContext, TaskError, TaskOutput, TaskSpec, row_address, run_task};
+pub use udf::{ErrorPolicy, Resources, StatefulUdf, Udf, UdfError};
+
+/// Errors of setting up or running an applier's work.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplierError {
+    /// The `where` does not parse, names an unknown column or is not boolean.
+    #[error("invalid filter `{filter}`: {reason}; fix the SQL expression or the column names in it")]
+    InvalidFilter { filter: String, reason: String },
+    /// A column the UDF or the filter reads is not in the table.
+    #[error("unknown column {column}: {reason}; check the UDF's input columns against the table schema")]
+    UnknownColumn { column: String, reason: String },
+    /// The fragment is not in the dataset version the job reads.
+    #[error("fragment {fragment_id} is not in the dataset version being read")]
+    MissingFragment { fragment_id: u64 },
+    /// Lance failed.
+    #[error(transparent)]
+    Lance(#[from] lance::Error),
+    /// Arrow failed.
+    #[error(transparent)]
+    Arrow(#[from] arrow_schema::ArrowError),
+}

@@ -1,1 +1,2 @@
-//! placeholder
+//! Placeholder: the runtime crate's work arrives with the distributed runtime
+//! (QUIC transport, membership). Nothing here yet.

@@ -1,0 +1,170 @@
+//! The `where` of a backfill, compiled once and evaluated per batch.
+//!
+//! The SQL is parsed and type-checked with lance's planner against the
+//! table's schema before any work starts, so a bad filter or an unknown
+//! column is an error up front. The physical expression is then compiled
+//! against a schema of just the columns it names, in a fixed order, and each
+//! batch is projected to those columns before evaluation: physical column
+//! references are positional, so this keeps them right whatever else the
+//! applier reads.
+
+use std::sync::Arc;
+
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, Schema, SchemaRef};
+use datafusion_physical_expr::PhysicalExpr;
+use lance_datafusion::planner::Planner;
+
+use crate::ApplierError;
+
+/// A compiled row filter.
+#[derive(Debug, Clone)]
+pub struct RowFilter {
+    sql: String,
+    columns: Vec<String>,
+    schema: SchemaRef,
+    expr: Arc<dyn PhysicalExpr>,
+}
+
+impl RowFilter {
+    /// Compiles `sql` against the table schema `table`.
+    pub fn compile(sql: &str, table: &Schema) -> Result<Self, ApplierError> {
+        let invalid = |reason: String| ApplierError::InvalidFilter { filter: sql.to_string(), reason };
+        let planner = Planner::new(Arc::new(table.clone()));
+        let logical = planner.parse_filter(sql).map_err(|e| invalid(e.to_string()))?;
+        let mut columns: Vec<String> = Planner::column_names_in_expr(&logical)
+            .into_iter()
+            .map(|name| top_level(table, &name))
+            .collect();
+        columns.sort();
+        columns.dedup();
+        let fields = columns
+            .iter()
+            .map(|name| table.field_with_name(name).cloned().map_err(|e| invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = Arc::new(Schema::new(fields));
+        let planner = Planner::new(schema.clone());
+        let logical = planner.parse_filter(sql).map_err(|e| invalid(e.to_string()))?;
+        let logical = planner.optimize_expr(logical).map_err(|e| invalid(e.to_string()))?;
+        let expr = planner.create_physical_expr(&logical).map_err(|e| invalid(e.to_string()))?;
+        let data_type = expr.data_type(&schema).map_err(|e| invalid(e.to_string()))?;
+        if data_type != DataType::Boolean {
+            return Err(invalid(format!("it is a {data_type} expression, not a boolean one")));
+        }
+        Ok(Self { sql: sql.to_string(), columns, schema, expr })
+    }
+
+    /// The SQL as given.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Top-level columns the filter reads.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// Evaluates the filter on `batch`, which must hold its columns. Null is false.
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ApplierError> {
+        let failed = |reason: String| ApplierError::InvalidFilter { filter: self.sql.clone(), reason };
+        let columns = self
+            .columns
+            .iter()
+            .map(|name| {
+                batch
+                    .column_by_name(name)
+                    .cloned()
+                    .ok_or_else(|| failed(format!("column {name} was not read")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let projected = if columns.is_empty() {
+            RecordBatch::try_new_with_options(
+                self.schema.clone(),
+                columns,
+                &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+        } else {
+            RecordBatch::try_new(self.schema.clone(), columns)
+        }
+        .map_err(|e| failed(e.to_string()))?;
+        let value = self.expr.evaluate(&projected).map_err(|e| failed(e.to_string()))?;
+        let array = value.into_array(batch.num_rows()).map_err(|e| failed(e.to_string()))?;
+        let mask = array
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| failed("the filter did not produce booleans".to_string()))?;
+        Ok(match mask.nulls() {
+            Some(_) => arrow_select::filter::prep_null_mask_filter(mask),
+            None => mask.clone(),
+        })
+    }
+}
+
+fn top_level(table: &Schema, name: &str) -> String {
+    if table.field_with_name(name).is_ok() {
+        return name.to_string();
+    }
+    name.split('.').next().unwrap_or(name).trim_matches('`').to_string()
+}
+
+/// The default filter of a column: rows not computed yet.
+pub fn default_filter(column: &str) -> String {
+    format!("{} IS NULL", quote_identifier(column))
+}
+
+/// Quotes a column name for SQL when it is not a plain identifier.
+pub fn quote_identifier(column: &str) -> String {
+    let plain = column.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && column.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain { column.to_string() } else { format!("`{}`", column.replace('`', "``")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{ArrayRef, Int64Array, StringArray};
+    use arrow_schema::Field;
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("out", DataType::Int64, true),
+        ])
+    }
+
+    fn batch() -> RecordBatch {
+        let out: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None, None]));
+        let name: ArrayRef = Arc::new(StringArray::from(vec![Some("apple"), Some("banana"), None]));
+        let id: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3]));
+        // Deliberately not in table order.
+        RecordBatch::try_from_iter([("out", out), ("name", name), ("id", id)]).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn eval(sql: &str) -> Vec<bool> {
+        let filter = RowFilter::compile(sql, &schema()).unwrap_or_else(|e| panic!("{e}"));
+        filter.evaluate(&batch()).unwrap_or_else(|e| panic!("{e}")).iter().map(|v| v.unwrap_or(false)).collect()
+    }
+
+    #[test]
+    fn evaluates_on_batches_in_any_column_order() {
+        assert_eq!(eval("out IS NULL"), vec![false, true, true]);
+        assert_eq!(eval("id >= 2 AND out IS NULL"), vec![false, true, true]);
+        assert_eq!(eval("starts_with(name, 'b')"), vec![false, true, false], "null is false");
+        assert_eq!(eval("1=1"), vec![true, true, true]);
+    }
+
+    #[test]
+    fn bad_sql_and_unknown_columns_are_refused() {
+        for sql in ["id >>> 2", "nope = 1", "id + 1"] {
+            let error = RowFilter::compile(sql, &schema()).err().unwrap_or_else(|| panic!("{sql} compiled"));
+            assert!(matches!(error, ApplierError::InvalidFilter { .. }), "{error}");
+        }
+    }
+
+    #[test]
+    fn default_filter_quotes_odd_names() {
+        assert_eq!(default_filter("out"), "out IS NULL");
+        assert_eq!(default_filter("my col"), "`my col` IS NULL");
+    }
+}

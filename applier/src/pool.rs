@@ -1,0 +1,105 @@
+//! An applier's threads (`intra_applier_concurrency` of them).
+//!
+//! Each thread owns one [`Instance`] of the UDF, built once when the thread
+//! starts (a stateful UDF's factory runs here), and takes compute jobs from
+//! a shared crossbeam channel. A job carries the selected input rows and the
+//! column's previous values; the thread calls the UDF and merges its values
+//! back into place, so the async side only does I/O. Threads end when the
+//! pool is dropped.
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use crossbeam_channel::{Receiver, Sender};
+use tokio::sync::oneshot;
+
+use crate::invoke::{CallFailure, Instance};
+use crate::udf::Udf;
+
+/// Selected rows to compute and the values they replace.
+#[derive(Debug)]
+pub(crate) struct ComputeJob {
+    /// The UDF's input columns, selected rows only.
+    pub inputs: RecordBatch,
+    /// The column's previous values, every row of the batch.
+    pub old: ArrayRef,
+    /// Which rows of the batch are selected.
+    pub selection: BooleanArray,
+}
+
+/// A job's result: the batch's new column and the rows left null by `skip`.
+#[derive(Debug)]
+pub(crate) struct Merged {
+    pub values: ArrayRef,
+    /// (index among selected rows, message)
+    pub skipped: Vec<(usize, String)>,
+}
+
+type Envelope = (ComputeJob, oneshot::Sender<Result<Merged, CallFailure>>);
+
+/// The threads of one applier.
+#[derive(Debug)]
+pub struct Pool {
+    jobs: Sender<Envelope>,
+}
+
+impl Pool {
+    /// Starts `threads` threads, each with its own instance of `udf`.
+    pub fn start(udf: &Udf, threads: usize, name: &str) -> std::io::Result<Self> {
+        let (jobs, receiver) = crossbeam_channel::unbounded::<Envelope>();
+        for index in 0..threads.max(1) {
+            let udf = udf.clone();
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || serve(&udf, &receiver))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Computes `job` on the next free thread.
+    pub(crate) async fn compute(&self, job: ComputeJob) -> Result<Merged, CallFailure> {
+        let (reply, result) = oneshot::channel();
+        let gone = || CallFailure { row: None, message: "the applier's threads have stopped".to_string() };
+        self.jobs.send((job, reply)).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?
+    }
+}
+
+fn serve(udf: &Udf, jobs: &Receiver<Envelope>) {
+    let mut instance = Instance::new(udf).map_err(|e| CallFailure {
+        row: None,
+        message: format!("UDF {} could not be set up: {e}", udf.name()),
+    });
+    while let Ok((job, reply)) = jobs.recv() {
+        let result = match &mut instance {
+            Ok(instance) => compute(instance, job),
+            Err(failure) => Err(CallFailure { row: None, message: failure.message.clone() }),
+        };
+        // The task may have been abandoned; nobody is left to tell.
+        let _ = reply.send(result);
+    }
+}
+
+fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailure> {
+    let computed = instance.compute(&job.inputs)?;
+    if job.selection.true_count() == job.selection.len() {
+        return Ok(Merged { values: computed.values, skipped: computed.skipped });
+    }
+    let mut next = 0;
+    let indices: Vec<(usize, usize)> = job
+        .selection
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(i, selected)| {
+            if selected {
+                next += 1;
+                (1, next - 1)
+            } else {
+                (0, i)
+            }
+        })
+        .collect();
+    let values = arrow_select::interleave::interleave(&[job.old.as_ref(), computed.values.as_ref()], &indices)
+        .map_err(|e| CallFailure { row: None, message: format!("merging computed values: {e}") })?;
+    Ok(Merged { values, skipped: computed.skipped })
+}

@@ -1,0 +1,217 @@
+//! One task: read a physical row range, choose rows, compute, checkpoint.
+//!
+//! Reading and checkpointing are async and run on the tokio runtime; the UDF
+//! runs on one of the applier's threads ([`crate::pool`]), so a slow UDF
+//! never blocks I/O and I/O never holds a UDF thread.
+//!
+//! The batch read covers every physical row of the range, deleted ones
+//! included, so that its positions line up with the fragment's files. Rows
+//! that are deleted or that the filter does not select keep their previous
+//! value of the column (null if it was never computed); the UDF sees only the
+//! selected rows.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use futures::{StreamExt, TryStreamExt};
+use lance::Dataset;
+use lance_core::datatypes::Schema as LanceSchema;
+use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore};
+
+use crate::filter::RowFilter;
+use crate::pool::{ComputeJob, Pool};
+use crate::udf::Udf;
+use crate::ApplierError;
+
+/// Lance row address of physical row `offset` of fragment `fragment_id`.
+pub fn row_address(fragment_id: u64, offset: u64) -> u64 {
+    (fragment_id << 32) | (offset & 0xffff_ffff)
+}
+
+/// What all tasks of one job share.
+#[derive(Debug)]
+pub struct BackfillContext {
+    dataset: Arc<Dataset>,
+    udf: Udf,
+    column: String,
+    filter: RowFilter,
+    checkpoints: CheckpointStore,
+    read_schema: LanceSchema,
+    output_schema: SchemaRef,
+}
+
+impl BackfillContext {
+    /// The context of a job computing `column` of `dataset` (opened at the
+    /// job's read version) with `udf` where `filter` holds.
+    pub fn new(
+        dataset: Arc<Dataset>,
+        udf: Udf,
+        column: &str,
+        filter: RowFilter,
+        checkpoints: CheckpointStore,
+    ) -> Result<Self, ApplierError> {
+        let mut names: Vec<String> = udf.inputs().to_vec();
+        names.extend(filter.columns().iter().cloned());
+        names.push(column.to_string());
+        names.sort();
+        names.dedup();
+        let read_schema = dataset
+            .schema()
+            .project(&names)
+            .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
+        let output_schema = Arc::new(Schema::new(vec![Field::new(column, udf.data_type().clone(), true)]));
+        Ok(Self { dataset, udf, column: column.to_string(), filter, checkpoints, read_schema, output_schema })
+    }
+
+    /// The UDF.
+    pub fn udf(&self) -> &Udf {
+        &self.udf
+    }
+
+    /// The schema of a checkpointed batch: the output column only.
+    pub fn output_schema(&self) -> &SchemaRef {
+        &self.output_schema
+    }
+}
+
+/// One task as an applier receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// Lance fragment id.
+    pub fragment_id: u64,
+    /// Physical rows.
+    pub rows: Range<u64>,
+    /// Where its checkpoint goes.
+    pub key: CheckpointKey,
+}
+
+/// What a finished task reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskOutput {
+    /// Rows the UDF computed.
+    pub rows_computed: u64,
+    /// Rows the `skip` policy left null.
+    pub rows_skipped: u64,
+    /// (row address, message) of each skipped row.
+    pub errors: Vec<(u64, String)>,
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskError {
+    /// The UDF failed under the `fail` or `retry` policy: the job fails.
+    #[error("UDF failed at row address {row_address:?}: {message}")]
+    Udf { message: String, row_address: Option<u64> },
+    /// Reading the table or writing the checkpoint failed: worth retrying.
+    #[error("{message}")]
+    Io { message: String },
+}
+
+impl TaskError {
+    /// Whether running the task again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TaskError::Io { .. })
+    }
+}
+
+/// Runs one task to its checkpoint.
+pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -> Result<TaskOutput, TaskError> {
+    let io = |what: &str, e: &dyn std::fmt::Display| TaskError::Io {
+        message: format!("{what} fragment {} rows {}..{}: {e}", spec.fragment_id, spec.rows.start, spec.rows.end),
+    };
+    let batch = read_rows(context, spec).await.map_err(|e| io("reading", &e))?;
+    let selection = select_rows(context, spec, &batch).await.map_err(|e| io("filtering", &e))?;
+    let old = batch
+        .column_by_name(&context.column)
+        .cloned()
+        .ok_or_else(|| io("reading", &format!("column {} was not read", context.column)))?;
+    let selected_count = selection.true_count();
+    let (values, output) = if selected_count == 0 {
+        (old, TaskOutput::default())
+    } else {
+        let inputs = project(&batch, context.udf.inputs()).map_err(|e| io("projecting", &e))?;
+        let inputs = arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?;
+        let job = ComputeJob { inputs, old, selection: selection.clone() };
+        let merged = pool.compute(job).await.map_err(|failure| {
+            let row_address = failure
+                .row
+                .and_then(|j| nth_selected(&selection, j))
+                .map(|offset| row_address(spec.fragment_id, spec.rows.start + offset as u64));
+            TaskError::Udf { message: failure.message, row_address }
+        })?;
+        let errors: Vec<(u64, String)> = merged
+            .skipped
+            .into_iter()
+            .filter_map(|(j, message)| {
+                nth_selected(&selection, j).map(|i| (row_address(spec.fragment_id, spec.rows.start + i as u64), message))
+            })
+            .collect();
+        let output = TaskOutput {
+            rows_computed: (selected_count - errors.len()) as u64,
+            rows_skipped: errors.len() as u64,
+            errors,
+        };
+        (merged.values, output)
+    };
+    let checkpoint = RecordBatch::try_new(context.output_schema.clone(), vec![values]).map_err(|e| io("assembling", &e))?;
+    let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
+    context
+        .checkpoints
+        .put_batch(&spec.key, spec.rows.clone(), &checkpoint, counts)
+        .await
+        .map_err(|e| io("checkpointing", &e))?;
+    Ok(output)
+}
+
+async fn read_rows(context: &BackfillContext, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
+    let fragment = context
+        .dataset
+        .get_fragment(spec.fragment_id as usize)
+        .ok_or(ApplierError::MissingFragment { fragment_id: spec.fragment_id })?;
+    let len = u32::try_from(spec.rows.end - spec.rows.start).unwrap_or(u32::MAX).max(1);
+    let batches: Vec<RecordBatch> = fragment
+        .read_physical_slice(spec.rows.clone(), &context.read_schema, len)
+        .await?
+        .buffered(2)
+        .try_collect()
+        .await?;
+    let schema: SchemaRef = Arc::new(Schema::from(&context.read_schema));
+    Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
+}
+
+/// Rows to compute: the filter holds and the row is not deleted.
+async fn select_rows(context: &BackfillContext, spec: &TaskSpec, batch: &RecordBatch) -> Result<BooleanArray, ApplierError> {
+    let matches = context.filter.evaluate(batch)?;
+    let fragment = context
+        .dataset
+        .get_fragment(spec.fragment_id as usize)
+        .ok_or(ApplierError::MissingFragment { fragment_id: spec.fragment_id })?;
+    let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(matches) };
+    let live: BooleanArray = (spec.rows.start..spec.rows.end)
+        .map(|offset| Some(!deletions.contains(offset as u32)))
+        .collect();
+    Ok(arrow::compute::kernels::boolean::and(&matches, &live)?)
+}
+
+fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let fields: Vec<FieldRef> = columns
+        .iter()
+        .map(|name| batch.schema().field_with_name(name).map(|f| Arc::new(f.clone())))
+        .collect::<Result<_, _>>()?;
+    let arrays: Vec<ArrayRef> = columns
+        .iter()
+        .filter_map(|name| batch.column_by_name(name).cloned())
+        .collect();
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &arrow_array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
+}
+
+/// Position in the batch of the `n`th selected row.
+fn nth_selected(selection: &BooleanArray, n: usize) -> Option<usize> {
+    selection.values().set_indices().nth(n)
+}

@@ -1,0 +1,182 @@
+//! Built-in UDFs of the CLI, exact so that anyone can check them.
+//!
+//! - `str_len`: utf8 -> int32, the number of Unicode scalar values (as
+//!   Arrow's `utf8_length`); null in, null out.
+//! - `sha256`: utf8 or binary -> utf8, the lowercase hex SHA-256 of the bytes.
+//! - `hash_embed`: utf8 -> fixed_size_list<float32, 64>, feature hashing:
+//!   the text is lowercased and split into tokens on every character that is
+//!   not alphanumeric; each token's UTF-8 bytes are hashed with 64-bit FNV-1a
+//!   (offset basis 0xcbf29ce484222325, prime 0x100000001b3); the token adds
+//!   +1 to dimension `hash % 64` if bit 63 of the hash is 0 and -1 if it is 1;
+//!   the vector is then divided by its L2 norm (a zero vector stays zero).
+//! - `busy`: int64 -> int64, returns its input after spinning the CPU for
+//!   `micros` microseconds per row (argument `micros`, default 50).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, ArrayRef, Int32Array, StringArray};
+use arrow_schema::{DataType, Field};
+use leman_applier::{Udf, UdfError};
+use sha2::{Digest, Sha256};
+
+use crate::registry::UdfRegistry;
+
+/// Dimensions of `hash_embed`.
+pub const EMBED_DIM: i32 = 64;
+
+/// Names of the built-in UDFs.
+pub const NAMES: [&str; 4] = ["str_len", "sha256", "hash_embed", "busy"];
+
+/// The built-in UDF `name` reading `inputs`, with `args` (`key=value`).
+pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf, UdfError> {
+    let udf = match name {
+        "str_len" => Udf::array("str_len", Field::new("str_len", DataType::Int32, true), inputs, str_len),
+        "sha256" => Udf::array("sha256", Field::new("sha256", DataType::Utf8, true), inputs, sha256_hex),
+        "hash_embed" => Udf::array("hash_embed", Field::new("hash_embed", embed_type(), true), inputs, hash_embed),
+        "busy" => {
+            let micros = match args.iter().find(|(k, _)| k == "micros") {
+                Some((_, v)) => v.parse::<u64>().map_err(|_| UdfError::new(format!("busy: micros={v} is not a whole number")))?,
+                None => 50,
+            };
+            let spin = Duration::from_micros(micros);
+            Udf::array("busy", Field::new("busy", DataType::Int64, true), inputs, move |cols| busy(cols, spin))
+        }
+        other => {
+            return Err(UdfError::new(format!("unknown built-in UDF {other}; choose one of {}", NAMES.join(", "))));
+        }
+    };
+    Ok(udf.with_version("1"))
+}
+
+/// Registers every built-in (with default arguments and no inputs: a
+/// column's record supplies them).
+pub fn register_all(registry: &UdfRegistry) {
+    for name in NAMES {
+        if let Ok(udf) = get(name, &[], &[]) {
+            registry.register(udf);
+        }
+    }
+}
+
+/// `fixed_size_list<float32, 64>`.
+pub fn embed_type() -> DataType {
+    DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), EMBED_DIM)
+}
+
+fn one_input<'a>(cols: &'a [ArrayRef], udf: &str) -> Result<&'a ArrayRef, UdfError> {
+    match cols {
+        [one] => Ok(one),
+        _ => Err(UdfError::new(format!("{udf} takes one input column, got {}", cols.len()))),
+    }
+}
+
+fn strings<'a>(array: &'a ArrayRef, udf: &str) -> Result<&'a StringArray, UdfError> {
+    array
+        .as_string_opt::<i32>()
+        .ok_or_else(|| UdfError::new(format!("{udf} takes a utf8 column, got {}", array.data_type())))
+}
+
+fn str_len(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
+    let text = strings(one_input(cols, "str_len")?, "str_len")?;
+    let lengths: Int32Array = text.iter().map(|s| s.map(|s| s.chars().count() as i32)).collect();
+    Ok(Arc::new(lengths))
+}
+
+fn sha256_hex(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
+    let input = one_input(cols, "sha256")?;
+    let hex_of = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let out: StringArray = match input.data_type() {
+        DataType::Utf8 => strings(input, "sha256")?.iter().map(|s| s.map(|s| hex_of(s.as_bytes()))).collect(),
+        DataType::Binary => input.as_binary::<i32>().iter().map(|b| b.map(hex_of)).collect(),
+        DataType::LargeBinary => input.as_binary::<i64>().iter().map(|b| b.map(hex_of)).collect(),
+        other => return Err(UdfError::new(format!("sha256 takes a utf8 or binary column, got {other}"))),
+    };
+    Ok(Arc::new(out))
+}
+
+/// The `hash_embed` vector of one text, as documented in the module docs.
+pub fn embed(text: &str) -> [f32; EMBED_DIM as usize] {
+    let mut vector = [0f32; EMBED_DIM as usize];
+    let lower = text.to_lowercase();
+    for token in lower.split(|c: char| !c.is_alphanumeric()).filter(|t| !t.is_empty()) {
+        let hash = fnv1a64(token.as_bytes());
+        let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
+        vector[(hash % EMBED_DIM as u64) as usize] += sign;
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    }
+    vector
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+fn hash_embed(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
+    let text = strings(one_input(cols, "hash_embed")?, "hash_embed")?;
+    let mut builder = FixedSizeListBuilder::with_capacity(Float32Builder::with_capacity(text.len() * 64), EMBED_DIM, text.len())
+        .with_field(Arc::new(Field::new("item", DataType::Float32, true)));
+    for value in text.iter() {
+        match value {
+            Some(value) => {
+                builder.values().append_slice(&embed(value));
+                builder.append(true);
+            }
+            None => {
+                builder.values().append_nulls(EMBED_DIM as usize);
+                builder.append(false);
+            }
+        }
+    }
+    Ok(Arc::new(builder.finish()))
+}
+
+fn busy(cols: &[ArrayRef], spin: Duration) -> Result<ArrayRef, UdfError> {
+    let input = one_input(cols, "busy")?;
+    let values = input
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| UdfError::new(format!("busy takes an int64 column, got {}", input.data_type())))?;
+    for _ in 0..values.len() {
+        let start = Instant::now();
+        while start.elapsed() < spin {
+            std::hint::spin_loop();
+        }
+    }
+    Ok(Arc::new(values.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn str_len_counts_scalar_values() {
+        let input: ArrayRef = Arc::new(StringArray::from(vec![Some("héllo"), None, Some("")]));
+        let out = str_len(&[input]).unwrap_or_else(|e| panic!("{e}"));
+        let out: Vec<Option<i32>> = out.as_primitive::<arrow_array::types::Int32Type>().iter().collect();
+        assert_eq!(out, vec![Some(5), None, Some(0)]);
+    }
+
+    #[test]
+    fn sha256_is_lowercase_hex() {
+        let input: ArrayRef = Arc::new(StringArray::from(vec!["abc"]));
+        let out = sha256_hex(&[input]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.as_string::<i32>().value(0), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn embed_is_normalised_and_deterministic() {
+        let v = embed("Hello, hello world!");
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-6);
+        assert_eq!(v, embed("hello HELLO world"));
+        assert_eq!(embed("  ,, "), [0.0; 64]);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+}

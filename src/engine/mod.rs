@@ -1,0 +1,63 @@
+//! Running a backfill in this process: resolve, plan, drive.
+//!
+//! [`resolve`] checks everything a user can get wrong (column, UDF, inputs,
+//! types, filter, options) before any work starts. [`plan`] finds what is
+//! already done in checkpoints and in the table. [`driver`] then pumps the
+//! sans-IO [`leman_scheduler::Scheduler`] like quinn pumps quinn-proto: it
+//! carries out its commands with applier and writer actors and the
+//! committer, and feeds what happens back as events. No decision about the
+//! job is made here.
+
+mod driver;
+mod plan;
+mod resolve;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lance::io::ObjectStore as LanceObjectStore;
+use leman_checkpoint::CheckpointStore;
+use tokio::sync::{mpsc, watch};
+
+use crate::jobs::JobStore;
+use crate::{BackfillOptions, Error, Job, Result, Table};
+
+/// Storage beside a table: checkpoints and job records.
+#[derive(Debug, Clone)]
+pub(crate) struct TableStores {
+    pub checkpoints: CheckpointStore,
+    pub jobs: JobStore,
+}
+
+impl TableStores {
+    pub async fn open(uri: &str) -> Result<Self> {
+        let (store, dir) = LanceObjectStore::from_uri(uri)
+            .await
+            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+        Ok(Self {
+            checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
+            jobs: JobStore::new(store.inner.clone(), &dir),
+        })
+    }
+}
+
+/// Validates, plans and starts a backfill of `column`.
+pub(crate) async fn start(table: &Table, column: &str, options: BackfillOptions) -> Result<Job> {
+    let resolved = resolve::resolve(table, column, &options).await?;
+    let stores = TableStores::open(table.uri()).await?;
+    let plan = plan::plan(&resolved, &stores.checkpoints, &options).await?;
+    let id = new_job_id();
+    let (events, receiver) = mpsc::unbounded_channel();
+    let (cancel, cancelled) = watch::channel(false);
+    let driver = driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, events, cancelled)?;
+    let outcome = tokio::spawn(driver.run());
+    Ok(Job::new(id, receiver, outcome, cancel))
+}
+
+fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}
+
+pub(crate) fn unix_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

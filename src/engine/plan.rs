@@ -1,0 +1,117 @@
+//! Finding what is already done, fragment by fragment.
+//!
+//! A fragment is *done* when its fragment checkpoint's data file is the one
+//! the table reads the column from (committed), or when no live row matches
+//! the filter. It is *written* when its checkpoint is good but not committed
+//! (the table still reads the column from the file the checkpoint's values
+//! were merged with). Otherwise its batches are looked up one by one; those
+//! with a good checkpoint are not recomputed.
+//!
+//! The fragment key leaves out the column's own data file, so that it
+//! survives the commit of that very fragment; batch keys include it, so that
+//! a batch whose kept values were read from an older file is recomputed.
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use futures::{StreamExt, TryStreamExt};
+use lance::dataset::fragment::FileFragment;
+use lance_table::format::DataFile;
+use leman_checkpoint::{CheckpointKey, CheckpointStore, KeyParts};
+use leman_scheduler::plan::row_ranges;
+use leman_scheduler::{FragmentInput, FragmentStart};
+
+use super::resolve::Resolved;
+use crate::{BackfillOptions, Result};
+
+/// Fragments inspected at once.
+const INSPECT_PARALLELISM: usize = 8;
+
+/// What the driver needs to know of one fragment of the plan.
+#[derive(Debug, Clone)]
+pub(crate) struct FragmentPlan {
+    pub fragment_key: CheckpointKey,
+    /// Batch checkpoint keys in physical row order.
+    pub batches: Vec<(Range<u64>, CheckpointKey)>,
+    /// The file the column's current values are read from.
+    pub base_output_file: Option<String>,
+    /// Its data file, when written by an earlier run and not committed.
+    pub written: Option<DataFile>,
+}
+
+/// The job's plan: scheduler inputs and the driver's view of each fragment.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub inputs: Vec<FragmentInput>,
+    pub fragments: HashMap<u64, FragmentPlan>,
+}
+
+pub(crate) async fn plan(resolved: &Resolved, store: &CheckpointStore, options: &BackfillOptions) -> Result<Plan> {
+    let batch_size = options.batch_size as u64;
+    let mut fragments = resolved.dataset.get_fragments();
+    fragments.sort_by_key(|f| f.id());
+    let inspected: Vec<Option<(FragmentInput, FragmentPlan)>> = futures::stream::iter(fragments)
+        .map(|fragment| inspect(resolved, store, fragment, batch_size))
+        .buffered(INSPECT_PARALLELISM)
+        .try_collect()
+        .await?;
+    let mut plan = Plan::default();
+    for (input, fragment) in inspected.into_iter().flatten().take(options.num_frags.unwrap_or(usize::MAX)) {
+        plan.fragments.insert(input.id, fragment);
+        plan.inputs.push(input);
+    }
+    Ok(plan)
+}
+
+/// `None` when the fragment has nothing to do.
+async fn inspect(
+    resolved: &Resolved,
+    store: &CheckpointStore,
+    fragment: FileFragment,
+    batch_size: u64,
+) -> Result<Option<(FragmentInput, FragmentPlan)>> {
+    let id = fragment.id() as u64;
+    let files = &fragment.metadata().files;
+    let output_file = files.iter().find(|f| f.fields.contains(&resolved.field_id)).map(|f| f.path.clone());
+    let parts = |data_files: Vec<String>| KeyParts {
+        udf_name: resolved.udf.name(),
+        udf_version: resolved.udf.version(),
+        column: &resolved.column,
+        filter: resolved.filter.sql(),
+        table: &resolved.table_uri,
+        fragment_id: id,
+        data_files,
+    };
+    let input_files = files.iter().filter(|f| Some(&f.path) != output_file.as_ref()).map(|f| f.path.clone()).collect();
+    let fragment_key = parts(input_files).fragment_key();
+    let physical_rows = fragment.physical_rows().await? as u64;
+    let mut input = FragmentInput::new(id, physical_rows);
+    let mut written = None;
+    match store.find_fragment(&fragment_key).await? {
+        Some(record) if Some(&record.data_file.path) == output_file.as_ref() => return Ok(None),
+        Some(record) if record.base_output_file == output_file => {
+            input.start = FragmentStart::Written;
+            written = Some(record.data_file);
+        }
+        _ => {
+            if fragment.count_rows(Some(resolved.filter.sql().to_string())).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+    let batch_parts = parts(files.iter().map(|f| f.path.clone()).collect());
+    let batches: Vec<(Range<u64>, CheckpointKey)> = row_ranges(physical_rows, batch_size)
+        .into_iter()
+        .map(|rows| (rows.clone(), batch_parts.batch_key(rows)))
+        .collect();
+    if written.is_none() {
+        let found: Vec<Option<Range<u64>>> = futures::stream::iter(batches.iter().cloned())
+            .map(|(rows, key)| async move { Ok::<_, crate::Error>(store.find_batch(&key).await?.map(|_| rows)) })
+            .buffered(INSPECT_PARALLELISM)
+            .try_collect()
+            .await?;
+        input.checkpointed = found.into_iter().flatten().collect();
+    }
+    let plan = FragmentPlan { fragment_key, batches, base_output_file: output_file, written };
+    Ok(Some((input, plan)))
+}

@@ -1,0 +1,80 @@
+//! The one error type of the public API.
+
+use leman_scheduler::JobFailure;
+
+/// What went wrong, with what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URI is not a directory path, `file://` URI or enabled object store.
+    #[error("invalid URI {uri}: {reason}")]
+    InvalidUri { uri: String, reason: String },
+    /// No Lance dataset at this location.
+    #[error("no table at {uri}; check the path, or create it with create_table")]
+    TableNotFound {
+        uri: String,
+        #[source]
+        source: lance::Error,
+    },
+    /// `create_table` found one already.
+    #[error("table {uri} already exists; open it with open_table")]
+    TableExists { uri: String },
+    /// The table has no such column.
+    #[error("table {table} has no column {column}; add it first with add_columns (or `leman add-column`)")]
+    ColumnNotFound { table: String, column: String },
+    /// `add_columns` found a column of that name.
+    #[error("table {table} already has a column {column}; pick another name")]
+    ColumnExists { table: String, column: String },
+    /// The column records no UDF and none was given.
+    #[error("column {column} has no UDF recorded; pass one with BackfillOptions::udf")]
+    NoUdf { column: String },
+    /// The column's UDF is not registered in this process.
+    #[error("UDF {name} (recorded for column {column}) is not registered; register it with Database::register_udf or pass it with BackfillOptions::udf")]
+    UdfNotRegistered { column: String, name: String },
+    /// A UDF reads a column the table lacks.
+    #[error("UDF {udf} reads column {input}, which table {table} does not have; fix its input columns")]
+    InputNotFound { udf: String, input: String, table: String },
+    /// The UDF's output type is not the column's.
+    #[error("UDF {udf} produces {actual} but column {column} is {expected}; use a UDF of the column's type")]
+    TypeMismatch { udf: String, column: String, expected: String, actual: String },
+    /// An option is out of range or contradicts another.
+    #[error("invalid backfill options: {reason}")]
+    InvalidOptions { reason: String },
+    /// The `where` filter does not compile.
+    #[error(transparent)]
+    InvalidFilter(leman_applier::ApplierError),
+    /// `read_version` is not a version of the table.
+    #[error("table {table} has no version {version}; list versions with `leman inspect`")]
+    VersionNotFound {
+        table: String,
+        version: u64,
+        #[source]
+        source: lance::Error,
+    },
+    /// The job failed; what was committed before stays committed.
+    #[error("backfill job {job_id} failed: {failure}; fix the cause and run the same backfill again to resume from its checkpoints")]
+    JobFailed { job_id: String, failure: JobFailure },
+    /// The job was cancelled; run it again to resume.
+    #[error("backfill job {job_id} was cancelled; run it again to resume from its checkpoints")]
+    Cancelled { job_id: String },
+    /// An actor could not be started or stopped answering.
+    #[error("actor {actor}: {reason}")]
+    Actor { actor: String, reason: String },
+    /// Checkpoint storage failed.
+    #[error(transparent)]
+    Checkpoint(#[from] leman_checkpoint::CheckpointError),
+    /// Writing or committing failed.
+    #[error(transparent)]
+    Writer(#[from] leman_writer::WriterError),
+    /// Lance failed.
+    #[error("lance: {0}")]
+    Lance(#[from] lance::Error),
+    /// Arrow failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Local I/O failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

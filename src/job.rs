@@ -1,0 +1,80 @@
+//! The handle of a running backfill.
+
+use tokio::sync::{Mutex, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use leman_scheduler::{JobFailure, Progress, Summary};
+
+use crate::{Error, Result};
+
+/// What a job reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobEvent {
+    /// The plan is made.
+    Planned {
+        /// Fragments to fill.
+        fragments: u64,
+        /// Tasks to run, checkpointed ones included.
+        tasks: u64,
+        /// Physical rows covered.
+        rows: u64,
+    },
+    /// Counts, every `refresh_status_secs`.
+    Progress(Progress),
+    /// A group of fragments is committed and visible to readers.
+    Committed {
+        /// The fragments.
+        fragments: Vec<u64>,
+        /// The table version that holds them.
+        version: u64,
+    },
+    /// The job succeeded.
+    Finished(Summary),
+    /// The job failed.
+    Failed(JobFailure),
+}
+
+/// A running backfill: its id, its events, its outcome.
+///
+/// Dropping the handle does not stop the job; [`Job::cancel`] does.
+#[derive(Debug)]
+pub struct Job {
+    id: String,
+    events: Mutex<mpsc::UnboundedReceiver<JobEvent>>,
+    outcome: JoinHandle<Result<Summary>>,
+    cancel: watch::Sender<bool>,
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: String,
+        events: mpsc::UnboundedReceiver<JobEvent>,
+        outcome: JoinHandle<Result<Summary>>,
+        cancel: watch::Sender<bool>,
+    ) -> Self {
+        Self { id, events: Mutex::new(events), outcome, cancel }
+    }
+
+    /// The job id, as `leman jobs` lists it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The next event; `None` once the job has ended and every event was read.
+    pub async fn next_event(&self) -> Option<JobEvent> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Asks the job to stop. What is committed stays; a re-run resumes.
+    pub fn cancel(&self) {
+        self.cancel.send_replace(true);
+    }
+
+    /// Waits for the job to end.
+    pub async fn wait(self) -> Result<Summary> {
+        match self.outcome.await {
+            Ok(outcome) => outcome,
+            Err(join) => Err(Error::Actor { actor: format!("driver of job {}", self.id), reason: join.to_string() }),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Options of a backfill: every knob of Geneva's `Table.backfill`.
+
+use std::time::Duration;
+
+use leman_applier::Udf;
+
+use crate::{Error, Result};
+
+/// How to run a backfill. Start from `Default` and set what you need:
+///
+/// ```
+/// let options = leman::BackfillOptions::default()
+///     .filter("category = 'news'")
+///     .concurrency(4)
+///     .intra_applier_concurrency(2)
+///     .commit_granularity(16);
+/// assert_eq!(options.concurrency, 4);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// SQL filter of the rows to compute (Geneva's `where`). `None` computes
+    /// rows where the column is null; `"1=1"` recomputes every row. Rows not
+    /// selected keep their previous value.
+    pub filter: Option<String>,
+    /// Overrides the UDF's input columns (not for record-batch UDFs).
+    pub input_columns: Option<Vec<String>>,
+    /// Overrides the column's UDF.
+    pub udf: Option<Udf>,
+    /// Applier actors (process-level concurrency). Default 8.
+    pub concurrency: usize,
+    /// Threads per applier. Default 1.
+    pub intra_applier_concurrency: usize,
+    /// Fragments per intermediate commit; `None` commits once at the end. Default 64.
+    pub commit_granularity: Option<usize>,
+    /// Stop after filling this many fragments.
+    pub num_frags: Option<usize>,
+    /// Table version to read (default: latest). The result is committed on
+    /// top of whatever was committed since.
+    pub read_version: Option<u64>,
+    /// Fragments interleaved in the task order. Default 8.
+    pub task_shuffle_diversity: usize,
+    /// Physical rows per task and checkpoint. Default 10240.
+    pub batch_size: usize,
+    /// Seconds between progress events. Default 2.
+    pub refresh_status_secs: f64,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        Self {
+            filter: None,
+            input_columns: None,
+            udf: None,
+            concurrency: 8,
+            intra_applier_concurrency: 1,
+            commit_granularity: Some(64),
+            num_frags: None,
+            read_version: None,
+            task_shuffle_diversity: 8,
+            batch_size: 10_240,
+            refresh_status_secs: 2.0,
+        }
+    }
+}
+
+impl BackfillOptions {
+    /// Sets the SQL filter (Geneva's `where`).
+    pub fn filter(mut self, sql: impl Into<String>) -> Self {
+        self.filter = Some(sql.into());
+        self
+    }
+
+    /// Overrides the input columns.
+    pub fn input_columns<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+        self.input_columns = Some(columns.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Overrides the UDF.
+    pub fn udf(mut self, udf: Udf) -> Self {
+        self.udf = Some(udf);
+        self
+    }
+
+    /// Sets the number of applier actors.
+    pub fn concurrency(mut self, appliers: usize) -> Self {
+        self.concurrency = appliers;
+        self
+    }
+
+    /// Sets the threads per applier.
+    pub fn intra_applier_concurrency(mut self, threads: usize) -> Self {
+        self.intra_applier_concurrency = threads;
+        self
+    }
+
+    /// Commits every `fragments` fragments.
+    pub fn commit_granularity(mut self, fragments: usize) -> Self {
+        self.commit_granularity = Some(fragments);
+        self
+    }
+
+    /// Commits once, at the end.
+    pub fn commit_at_end(mut self) -> Self {
+        self.commit_granularity = None;
+        self
+    }
+
+    /// Fills at most `fragments` fragments.
+    pub fn num_frags(mut self, fragments: usize) -> Self {
+        self.num_frags = Some(fragments);
+        self
+    }
+
+    /// Reads table version `version`.
+    pub fn read_version(mut self, version: u64) -> Self {
+        self.read_version = Some(version);
+        self
+    }
+
+    /// Sets how many fragments are interleaved.
+    pub fn task_shuffle_diversity(mut self, fragments: usize) -> Self {
+        self.task_shuffle_diversity = fragments;
+        self
+    }
+
+    /// Sets the rows per task.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows;
+        self
+    }
+
+    /// Sets the progress cadence.
+    pub fn refresh_status_secs(mut self, seconds: f64) -> Self {
+        self.refresh_status_secs = seconds;
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        let invalid = |reason: &str| Err(Error::InvalidOptions { reason: reason.to_string() });
+        if self.concurrency == 0 {
+            return invalid("concurrency must be at least 1 applier");
+        }
+        if self.intra_applier_concurrency == 0 {
+            return invalid("intra_applier_concurrency must be at least 1 thread");
+        }
+        if self.batch_size == 0 {
+            return invalid("batch_size must be at least 1 row");
+        }
+        if self.commit_granularity == Some(0) {
+            return invalid("commit_granularity must be at least 1 fragment");
+        }
+        if self.num_frags == Some(0) {
+            return invalid("num_frags must be at least 1 fragment");
+        }
+        if !(self.refresh_status_secs.is_finite() && self.refresh_status_secs > 0.0) {
+            return invalid("refresh_status_secs must be a positive number of seconds");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn refresh_status(&self) -> Duration {
+        Duration::from_secs_f64(self.refresh_status_secs)
+    }
+}

@@ -1,0 +1,164 @@
+//! A Lance table: its data, its UDF columns, its backfills.
+
+use std::sync::Arc;
+
+use arrow_array::{RecordBatch, RecordBatchIterator};
+use arrow_schema::{Field, Schema as ArrowSchema};
+use lance::Dataset;
+use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
+use leman_applier::Udf;
+use leman_scheduler::{JobRecord, Summary};
+
+use crate::engine::{self, TableStores};
+use crate::registry::UdfRegistry;
+use crate::udf_record::UdfRecord;
+use crate::{BackfillOptions, Error, Job, Result};
+
+/// How `add_columns` goes on after declaring the columns.
+#[derive(Debug, Clone, Default)]
+pub struct AddColumnsOptions {
+    /// Backfill each new column right away with these options.
+    pub backfill: Option<BackfillOptions>,
+}
+
+/// A Lance table. Cheap to clone; every call reads the latest version.
+#[derive(Debug, Clone)]
+pub struct Table {
+    uri: String,
+    registry: UdfRegistry,
+}
+
+impl Table {
+    /// Opens the Lance dataset at `uri` (a directory such as pylance writes,
+    /// or a `file://` URI), resolving UDF names in `registry`.
+    pub async fn open(uri: &str, registry: UdfRegistry) -> Result<Self> {
+        let uri = crate::db::normalize_uri(uri)?;
+        let table = Self { uri, registry };
+        table.dataset().await?;
+        Ok(table)
+    }
+
+    pub(crate) fn new_unchecked(uri: String, registry: UdfRegistry) -> Self {
+        Self { uri, registry }
+    }
+
+    /// The table's URI.
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    /// The UDFs this table resolves names in.
+    pub fn registry(&self) -> &UdfRegistry {
+        &self.registry
+    }
+
+    /// The latest version of the dataset, freshly opened.
+    pub async fn dataset(&self) -> Result<Dataset> {
+        Dataset::open(&self.uri).await.map_err(|source| Error::TableNotFound { uri: self.uri.clone(), source })
+    }
+
+    /// The latest version number.
+    pub async fn version(&self) -> Result<u64> {
+        Ok(self.dataset().await?.version().version)
+    }
+
+    /// The table's Arrow schema.
+    pub async fn schema(&self) -> Result<ArrowSchema> {
+        Ok(ArrowSchema::from(self.dataset().await?.schema()))
+    }
+
+    /// Rows (optionally those matching a SQL filter).
+    pub async fn count_rows(&self, filter: Option<&str>) -> Result<usize> {
+        Ok(self.dataset().await?.count_rows(filter.map(str::to_string)).await?)
+    }
+
+    /// Appends rows; returns the new version.
+    pub async fn append(&self, batches: Vec<RecordBatch>) -> Result<u64> {
+        let mut dataset = self.dataset().await?;
+        let Some(first) = batches.first() else { return Ok(dataset.version().version) };
+        let reader = RecordBatchIterator::new(batches.clone().into_iter().map(Ok), first.schema());
+        let params = WriteParams { mode: WriteMode::Append, ..WriteParams::default() };
+        dataset.append(reader, Some(params)).await?;
+        Ok(dataset.version().version)
+    }
+
+    /// Deletes the rows matching a SQL predicate; returns the new version.
+    pub async fn delete(&self, predicate: &str) -> Result<u64> {
+        let mut dataset = self.dataset().await?;
+        dataset.delete(predicate).await?;
+        Ok(dataset.version().version)
+    }
+
+    /// Declares a nullable column per `(name, udf)` pair, recording the UDF
+    /// (name, version, inputs) in the field's metadata. No data is written,
+    /// unless `options.backfill` is set: then each column is backfilled in
+    /// turn and their summaries returned.
+    ///
+    /// The UDFs are registered in the table's registry under their names.
+    pub async fn add_columns<S: Into<String>>(
+        &self,
+        columns: impl IntoIterator<Item = (S, Udf)>,
+        options: AddColumnsOptions,
+    ) -> Result<Vec<Summary>> {
+        let mut dataset = self.dataset().await?;
+        let columns: Vec<(String, Udf)> = columns.into_iter().map(|(name, udf)| (name.into(), udf)).collect();
+        let mut fields = Vec::with_capacity(columns.len());
+        for (name, udf) in &columns {
+            if dataset.schema().field(name).is_some() {
+                return Err(Error::ColumnExists { table: self.uri.clone(), column: name.clone() });
+            }
+            for input in udf.inputs() {
+                if dataset.schema().field(input).is_none() {
+                    return Err(Error::InputNotFound {
+                        udf: udf.name().to_string(),
+                        input: input.clone(),
+                        table: self.uri.clone(),
+                    });
+                }
+            }
+            let field = Field::new(name, udf.data_type().clone(), true).with_metadata(UdfRecord::of(udf).to_metadata());
+            fields.push(field);
+        }
+        if fields.is_empty() {
+            return Ok(Vec::new());
+        }
+        dataset.add_columns(NewColumnTransform::AllNulls(Arc::new(ArrowSchema::new(fields))), None, None).await?;
+        for (_, udf) in &columns {
+            self.registry.register(udf.clone());
+        }
+        let mut summaries = Vec::new();
+        if let Some(backfill) = options.backfill {
+            for (name, _) in &columns {
+                summaries.push(self.backfill(name, backfill.clone()).await?.wait().await?);
+            }
+        }
+        Ok(summaries)
+    }
+
+    /// Starts a backfill of `column`. Everything that can be checked is
+    /// checked before this returns: an unknown column, a bad filter or a
+    /// UDF of the wrong type is an `Err` here and the table is untouched.
+    pub async fn backfill(&self, column: &str, options: BackfillOptions) -> Result<Job> {
+        engine::start(self, column, options).await
+    }
+
+    /// The table's jobs, oldest first.
+    pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
+        TableStores::open(&self.uri).await?.jobs.list().await
+    }
+
+    /// The record of one job.
+    pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
+        TableStores::open(&self.uri).await?.jobs.get(id).await
+    }
+
+    /// The UDF recorded for `column`, if it is a UDF column.
+    pub async fn udf_record(&self, column: &str) -> Result<Option<UdfRecord>> {
+        let dataset = self.dataset().await?;
+        let field = dataset
+            .schema()
+            .field(column)
+            .ok_or_else(|| Error::ColumnNotFound { table: self.uri.clone(), column: column.to_string() })?;
+        Ok(UdfRecord::from_metadata(&field.metadata))
+    }
+}

@@ -1,0 +1,63 @@
+//! The UDF record of a column, kept in the field's metadata in the table's
+//! schema, so that any process (or pylance) can see which UDF computes it.
+
+use std::collections::HashMap;
+
+use leman_applier::Udf;
+
+const NAME: &str = "leman.udf.name";
+const VERSION: &str = "leman.udf.version";
+const INPUTS: &str = "leman.udf.inputs";
+
+/// Which UDF computes a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfRecord {
+    /// Registered name.
+    pub name: String,
+    /// Version at the time the column was declared.
+    pub version: String,
+    /// Input columns.
+    pub inputs: Vec<String>,
+}
+
+impl UdfRecord {
+    /// The record of `udf`.
+    pub fn of(udf: &Udf) -> Self {
+        Self { name: udf.name().to_string(), version: udf.version().to_string(), inputs: udf.inputs().to_vec() }
+    }
+
+    /// As field metadata.
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (NAME.to_string(), self.name.clone()),
+            (VERSION.to_string(), self.version.clone()),
+            (INPUTS.to_string(), serde_json::Value::from(self.inputs.clone()).to_string()),
+        ])
+    }
+
+    /// Read back from field metadata; `None` if the field is not a UDF column.
+    pub fn from_metadata(metadata: &HashMap<String, String>) -> Option<Self> {
+        let name = metadata.get(NAME)?.clone();
+        let version = metadata.get(VERSION).cloned().unwrap_or_default();
+        let inputs = metadata
+            .get(INPUTS)
+            .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
+            .unwrap_or_default();
+        Some(Self { name, version, inputs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_schema::{DataType, Field};
+
+    #[test]
+    fn round_trips_through_metadata() {
+        let udf = Udf::batch("f", Field::new("y", DataType::Int32, true), &["a", "b,c"], |b| Ok(b.column(0).clone()))
+            .with_version("7");
+        let record = UdfRecord::of(&udf);
+        assert_eq!(UdfRecord::from_metadata(&record.to_metadata()), Some(record));
+        assert_eq!(UdfRecord::from_metadata(&HashMap::new()), None);
+    }
+}

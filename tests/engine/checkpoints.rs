@@ -1,0 +1,105 @@
+//! Resuming: a failed or cancelled job, run again, recomputes no
+//! checkpointed batch; a corrupted checkpoint is recomputed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus};
+
+use crate::support::{Calls, Gate, column, doubling, fixture, run, within};
+
+fn snapshot(calls: &Calls, ids: std::ops::Range<i64>) -> HashMap<i64, usize> {
+    ids.map(|id| (id, calls.of(id))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_job_resumes_from_its_checkpoints_and_distrusts_corrupt_ones() {
+    let f = fixture(4, 100).await;
+    let calls = Arc::new(Calls::default());
+    let failing = Arc::new(AtomicBool::new(true));
+    let fail = failing.clone();
+    let udf = doubling(calls.clone(), move |ids| {
+        if fail.load(Ordering::SeqCst) && ids.contains(&365) {
+            return Err("the model server is down".to_string());
+        }
+        Ok(())
+    });
+    f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
+    let version = f.table.version().await.unwrap();
+    let options = BackfillOptions::default().batch_size(20).concurrency(1).task_shuffle_diversity(1).commit_at_end();
+    let (_, outcome) = run(f.table.backfill("doubled", options.clone()).await.unwrap()).await;
+    let Err(Error::JobFailed { failure, .. }) = outcome else { panic!("expected a failure, got {outcome:?}") };
+    assert_eq!((failure.fragment_id, failure.rows.clone()), (Some(3), Some(60..80)), "{failure}");
+    assert!(failure.message.contains("the model server is down"), "{failure}");
+    assert_eq!(f.table.version().await.unwrap(), version, "nothing was committed");
+    assert!(column(&f.table, "doubled").await.iter().all(|(_, v)| v.is_none()));
+    let first = snapshot(&calls, 0..400);
+
+    // Corrupt one stored batch: it must be recomputed, not trusted.
+    let dir = std::path::Path::new(f.table.uri()).join("_leman/checkpoints/batches");
+    let mut stored: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "arrow")).collect();
+    stored.sort();
+    assert!(stored.len() >= 15, "batches before the failure are checkpointed: {}", stored.len());
+    let mut bytes = std::fs::read(&stored[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&stored[0], bytes).unwrap();
+
+    failing.store(false, Ordering::SeqCst);
+    calls.reset();
+    let (_, outcome) = run(f.table.backfill("doubled", options).await.unwrap()).await;
+    let summary = outcome.unwrap();
+    let second = snapshot(&calls, 0..400);
+    let failed_batch = 360..380;
+    let mut recomputed = Vec::new();
+    for id in 0..400 {
+        match (first[&id], second[&id]) {
+            (_, 1) if failed_batch.contains(&id) => {}
+            (0, 1) => {}
+            (1, 0) => {}
+            (1, 1) => recomputed.push(id),
+            other => panic!("row {id} was called {other:?} times in the two runs"),
+        }
+    }
+    assert_eq!(recomputed.len(), 20, "exactly the corrupted batch is recomputed: {recomputed:?}");
+    assert_eq!(recomputed.last().unwrap() - recomputed[0], 19, "one whole batch");
+    assert!(summary.rows_from_checkpoints >= 280, "{summary:?}");
+    assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_resumes_where_it_stopped() {
+    let f = fixture(2, 100).await;
+    let calls = Arc::new(Calls::default());
+    let gate = Arc::new(Gate::default());
+    let blocked = gate.clone();
+    let udf = doubling(calls.clone(), move |ids| {
+        if ids.contains(&150) {
+            blocked.wait(Duration::from_secs(60))?;
+        }
+        Ok(())
+    });
+    f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
+    let options = BackfillOptions::default().batch_size(25).concurrency(1).task_shuffle_diversity(1).commit_granularity(1);
+    let job = f.table.backfill("doubled", options.clone()).await.unwrap();
+    let job_id = job.id().to_string();
+    within(Duration::from_secs(60), async {
+        while !matches!(job.next_event().await, Some(JobEvent::Committed { .. })) {}
+    })
+    .await;
+    job.cancel();
+    gate.open();
+    let (_, outcome) = run(job).await;
+    assert!(matches!(outcome, Err(Error::Cancelled { .. })), "{outcome:?}");
+    let record = f.table.job(&job_id).await.unwrap().unwrap();
+    assert_eq!(record.status, JobStatus::Cancelled);
+    let done = calls.total();
+    assert!((100..200).contains(&done), "fragment 0 and part of fragment 1: {done}");
+
+    calls.reset();
+    run(f.table.backfill("doubled", options).await.unwrap()).await.1.unwrap();
+    assert_eq!(calls.total() + done, 200, "no row computed twice");
+    assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
+}

@@ -1,0 +1,61 @@
+//! `where`: only matching rows are computed, the rest keep their value, and
+//! a bad filter is refused before any work.
+
+use std::sync::Arc;
+
+use leman::{AddColumnsOptions, BackfillOptions, Error};
+
+use crate::support::{Calls, column, doubling, fixture, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {
+    let f = fixture(3, 400).await;
+    let calls = Arc::new(Calls::default());
+    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+
+    let first = BackfillOptions::default().filter("id < 300 AND grp = 3").batch_size(100);
+    let (_, outcome) = run(f.table.backfill("doubled", first).await.unwrap()).await;
+    assert_eq!(outcome.unwrap().rows_computed, 30);
+    assert_eq!(calls.total(), 30);
+    let values = column(&f.table, "doubled").await;
+    for (id, value) in &values {
+        let expected = (*id < 300 && id % 10 == 3).then_some(id * 2);
+        assert_eq!(*value, expected, "row {id}");
+    }
+
+    calls.reset();
+    let second = BackfillOptions::default().filter("id >= 1000").batch_size(100);
+    let (_, outcome) = run(f.table.backfill("doubled", second).await.unwrap()).await;
+    assert_eq!(outcome.unwrap().rows_computed, 200);
+    assert_eq!(calls.total(), 200);
+    for (id, value) in column(&f.table, "doubled").await {
+        let expected = ((id < 300 && id % 10 == 3) || id >= 1000).then_some(id * 2);
+        assert_eq!(value, expected, "row {id} keeps its earlier value");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_filters_and_unknown_columns_fail_before_any_work() {
+    let f = fixture(2, 100).await;
+    let calls = Arc::new(Calls::default());
+    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let version = f.table.version().await.unwrap();
+
+    for sql in ["id >>> 3", "no_such_column = 1", "text"] {
+        let error = f.table.backfill("doubled", BackfillOptions::default().filter(sql)).await.err();
+        assert!(matches!(error, Some(Error::InvalidFilter(_))), "{sql}: {error:?}");
+        let message = error.map(|e| e.to_string()).unwrap_or_default();
+        assert!(message.contains(sql), "the error names the filter: {message}");
+    }
+    let error = f.table.backfill("nope", BackfillOptions::default()).await.err();
+    assert!(matches!(error, Some(Error::ColumnNotFound { .. })), "{error:?}");
+    let error = f.table.backfill("doubled", BackfillOptions::default().input_columns(["missing"])).await.err();
+    assert!(matches!(error, Some(Error::InputNotFound { .. })), "{error:?}");
+    let error = f.table.backfill("doubled", BackfillOptions::default().concurrency(0)).await.err();
+    assert!(matches!(error, Some(Error::InvalidOptions { .. })), "{error:?}");
+
+    assert_eq!(calls.total(), 0);
+    assert_eq!(f.table.version().await.unwrap(), version, "the table is unchanged");
+    assert!(f.table.jobs().await.unwrap().is_empty(), "no job was started");
+    assert!(column(&f.table, "doubled").await.iter().all(|(_, v)| v.is_none()));
+}

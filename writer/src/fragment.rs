@@ -1,0 +1,71 @@
+//! Writing one fragment's data file from its batch checkpoints.
+//!
+//! Checkpoints are read one at a time as `write_columns` pulls them, so a
+//! writer holds one batch in memory, not the fragment.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use lance::Dataset;
+use lance_core::datatypes::Schema as LanceSchema;
+use lance_table::format::DataFile;
+use leman_checkpoint::{CheckpointKey, CheckpointStore, FragmentRecord};
+
+use crate::WriterError;
+
+/// What every writer of one job shares.
+#[derive(Debug, Clone)]
+pub struct WriterContext {
+    /// The dataset at the job's read version.
+    pub dataset: Arc<Dataset>,
+    /// The column's schema, as the dataset defines it (field ids included).
+    pub column_schema: LanceSchema,
+    /// Where checkpoints are.
+    pub checkpoints: CheckpointStore,
+}
+
+impl WriterContext {
+    /// The context of a job writing `column` of `dataset`.
+    pub fn new(dataset: Arc<Dataset>, column: &str, checkpoints: CheckpointStore) -> Result<Self, WriterError> {
+        let column_schema = dataset.schema().project(&[column])?;
+        Ok(Self { dataset, column_schema, checkpoints })
+    }
+}
+
+/// Writes fragment `fragment_id`'s new data file from the checkpoints
+/// `batches` (in physical row order, covering every row), then stores its
+/// fragment checkpoint under `fragment_key`.
+pub async fn write_fragment(
+    context: &WriterContext,
+    fragment_id: u64,
+    batches: Vec<(Range<u64>, CheckpointKey)>,
+    fragment_key: &CheckpointKey,
+    base_output_file: Option<String>,
+) -> Result<DataFile, WriterError> {
+    let fragment = context
+        .dataset
+        .get_fragment(fragment_id as usize)
+        .ok_or(WriterError::MissingFragment { fragment_id })?;
+    let store = context.checkpoints.clone();
+    let stream = futures::stream::iter(batches).then(move |(rows, key)| {
+        let store = store.clone();
+        async move {
+            match store.load_batch(&key).await {
+                Ok(Some((_, batch))) => Ok(batch),
+                Ok(None) => Err(lance::Error::io(
+                    WriterError::MissingCheckpoint { fragment_id, rows }.to_string(),
+                )),
+                Err(source) => Err(lance::Error::io(WriterError::Checkpoint { fragment_id, source }.to_string())),
+            }
+        }
+    });
+    let group = fragment.write_columns(stream, &context.column_schema).await?;
+    let record = FragmentRecord { data_file: group.1.clone(), base_output_file };
+    context
+        .checkpoints
+        .put_fragment(fragment_key, &record)
+        .await
+        .map_err(|source| WriterError::Checkpoint { fragment_id, source })?;
+    Ok(group.1)
+}
