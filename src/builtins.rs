@@ -49,16 +49,33 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
             return Err(UdfError::new(format!("unknown built-in UDF {other}; choose one of {}", NAMES.join(", "))));
         }
     };
-    Ok(udf.with_version("1"))
+    Ok(udf.with_version("1").with_params(args.to_vec()))
 }
 
-/// Registers every built-in (with default arguments and no inputs: a
-/// column's record supplies them).
+/// Checks that built-in `udf` can read `input`, a column of `data_type`.
+pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> crate::Result<()> {
+    let (ok, expected) = match udf {
+        "str_len" | "hash_embed" => (data_type == &DataType::Utf8, "utf8"),
+        "sha256" => (matches!(data_type, DataType::Utf8 | DataType::Binary | DataType::LargeBinary), "utf8 or binary"),
+        "busy" => (data_type == &DataType::Int64, "int64"),
+        _ => (true, ""),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(crate::Error::InputTypeMismatch {
+        udf: udf.to_string(),
+        input: input.to_string(),
+        expected: expected.to_string(),
+        actual: data_type.to_string(),
+    })
+}
+
+/// Registers every built-in as a factory of its parameters (a column's
+/// record supplies its inputs and parameters).
 pub fn register_all(registry: &UdfRegistry) {
     for name in NAMES {
-        if let Ok(udf) = get(name, &[], &[]) {
-            registry.register(udf);
-        }
+        registry.register_factory(name, move |params| get(name, &[], params));
     }
 }
 

@@ -1,11 +1,12 @@
-//! `leman demo`: a sample table, three UDF columns, one embedded backfill each.
+//! The demo's data: a sample table of text and numbers with three UDF
+//! columns, for `leman demo` and the benchmarks.
 
 use std::sync::Arc;
-use std::time::Instant;
 
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 
-use crate::{AddColumnsOptions, BackfillOptions, CreateTableOptions, JobEvent, Result, Summary, builtins};
+use crate::{AddColumnsOptions, CreateTableOptions, Error, Result, Table, builtins};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -56,54 +57,42 @@ pub fn sample_batch(first: usize, rows: usize) -> Result<RecordBatch> {
     Ok(RecordBatch::try_from_iter(columns)?)
 }
 
-/// Runs the demo, reporting progress lines through `report`.
-pub async fn run(options: &DemoOptions, mut report: impl FnMut(&str)) -> Result<Vec<(String, Summary)>> {
+/// The demo's columns: (column, built-in UDF), each reading `text`.
+pub const COLUMNS: [(&str, &str); 3] = [("text_len", "str_len"), ("text_sha256", "sha256"), ("text_embedding", "hash_embed")];
+
+/// Creates the sample table in `options.dir` and declares [`COLUMNS`].
+pub async fn prepare(options: &DemoOptions) -> Result<Table> {
     let db = crate::connect(&options.dir).await?;
-    let name = format!("demo_{}", std::process::id());
-    report(&format!("creating {} rows in {}/{name}.lance", options.rows, db.uri()));
+    let name = format!("demo_{}", crate::engine::unix_millis());
     let chunk = 65_536;
-    let batches = (0..options.rows).step_by(chunk).map(|first| sample_batch(first, chunk.min(options.rows - first))).collect::<Result<Vec<_>>>()?;
+    let batches = (0..options.rows)
+        .step_by(chunk)
+        .map(|first| sample_batch(first, chunk.min(options.rows - first)))
+        .collect::<Result<Vec<_>>>()?;
     let per_fragment = options.rows.div_ceil(options.fragments.max(1)).max(1);
     let table = db.create_table(&name, batches, CreateTableOptions { max_rows_per_file: per_fragment }).await?;
-    let columns = [("text_len", "str_len"), ("text_sha256", "sha256"), ("text_embedding", "hash_embed")];
-    let udfs = columns
-        .iter()
-        .map(|(column, udf)| Ok((column.to_string(), builtins::get(udf, &["text"], &[]).map_err(|e| crate::Error::InvalidOptions { reason: e.to_string() })?)))
-        .collect::<Result<Vec<_>>>()?;
-    table.add_columns(udfs, AddColumnsOptions::default()).await?;
-    let mut summaries = Vec::new();
-    for (column, udf) in columns {
-        let started = Instant::now();
-        let job = table.backfill(column, BackfillOptions::default().concurrency(2).refresh_status_secs(0.5)).await?;
-        report(&format!("backfilling {column} with {udf} (job {})", job.id()));
-        while let Some(event) = job.next_event().await {
-            if let JobEvent::Progress(p) = event {
-                report(&format!("  {column}: {}/{} rows, {}/{} fragments committed", p.rows_done, p.rows_total, p.fragments_committed, p.fragments_total));
-            }
-        }
-        let summary = job.wait().await?;
-        let seconds = started.elapsed().as_secs_f64().max(f64::EPSILON);
-        report(&format!(
-            "  {column}: {} rows in {:.2} s ({:.0} rows/s), {} commits",
-            summary.rows_computed,
-            seconds,
-            summary.rows_computed as f64 / seconds,
-            summary.commits
-        ));
-        summaries.push((column.to_string(), summary));
+    let mut udfs = Vec::new();
+    for (column, udf) in COLUMNS {
+        let udf = builtins::get(udf, &["text"], &[]).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+        udfs.push((column, udf));
     }
+    table.add_columns(udfs, AddColumnsOptions::default()).await?;
+    Ok(table)
+}
+
+/// The first `n` rows of the demo table, one line each.
+pub async fn sample_rows(table: &Table, n: i64) -> Result<Vec<String>> {
     let dataset = table.dataset().await?;
     let mut scan = dataset.scan();
     scan.project(&["id", "text", "text_len", "text_sha256"])?;
-    scan.limit(Some(3), None)?;
+    scan.limit(Some(n), None)?;
     let sample = scan.try_into_batch().await?;
-    for row in 0..sample.num_rows() {
-        let cell = |column: usize| {
-            arrow::util::display::ArrayFormatter::try_new(sample.column(column).as_ref(), &Default::default())
-                .map(|f| f.value(row).to_string())
-                .unwrap_or_default()
-        };
-        report(&format!("  id={} text={:?} text_len={} text_sha256={}", cell(0), cell(1), cell(2), cell(3)));
-    }
-    Ok(summaries)
+    let cell = |column: usize, row: usize| {
+        ArrayFormatter::try_new(sample.column(column).as_ref(), &FormatOptions::default())
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_default()
+    };
+    Ok((0..sample.num_rows())
+        .map(|row| format!("id={} text={:?} text_len={} text_sha256={}", cell(0, row), cell(1, row), cell(2, row), cell(3, row)))
+        .collect())
 }

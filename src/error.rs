@@ -36,6 +36,9 @@ pub enum Error {
     /// The UDF's output type is not the column's.
     #[error("UDF {udf} produces {actual} but column {column} is {expected}; use a UDF of the column's type")]
     TypeMismatch { udf: String, column: String, expected: String, actual: String },
+    /// A UDF cannot take an input column of this type.
+    #[error("UDF {udf} cannot read column {input} of type {actual}: it takes {expected}; pick an input column of that type")]
+    InputTypeMismatch { udf: String, input: String, expected: String, actual: String },
     /// An option is out of range or contradicts another.
     #[error("invalid backfill options: {reason}")]
     InvalidOptions { reason: String },
@@ -50,6 +53,9 @@ pub enum Error {
         #[source]
         source: lance::Error,
     },
+    /// Another job is backfilling the column.
+    #[error("column {column} is being backfilled by job {job_id} (pid {pid} on {host}); wait for it to end or cancel it")]
+    ColumnBusy { column: String, job_id: String, pid: u32, host: String },
     /// The job failed; what was committed before stays committed.
     #[error("backfill job {job_id} failed: {failure}; fix the cause and run the same backfill again to resume from its checkpoints")]
     JobFailed { job_id: String, failure: JobFailure },

@@ -36,12 +36,14 @@
 //! - `gcp`: `gs://` tables.
 
 pub mod builtins;
+pub mod cli;
 pub mod demo;
 mod db;
 mod engine;
 mod error;
 mod job;
 mod jobs;
+mod lease;
 mod options;
 mod registry;
 mod table;
@@ -50,6 +52,7 @@ mod udf_record;
 pub use db::{CreateTableOptions, Database, connect};
 pub use error::{Error, Result};
 pub use job::{Job, JobEvent};
+pub(crate) use leman_applier::quote_identifier as applier_quote;
 pub use leman_applier::{ErrorPolicy, Resources, StatefulUdf, Udf, UdfError};
 pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
 pub use options::BackfillOptions;

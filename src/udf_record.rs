@@ -8,6 +8,7 @@ use leman_applier::Udf;
 const NAME: &str = "leman.udf.name";
 const VERSION: &str = "leman.udf.version";
 const INPUTS: &str = "leman.udf.inputs";
+const PARAMS: &str = "leman.udf.params";
 
 /// Which UDF computes a column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,12 +19,19 @@ pub struct UdfRecord {
     pub version: String,
     /// Input columns.
     pub inputs: Vec<String>,
+    /// Parameters it was built with (`key=value`).
+    pub params: Vec<(String, String)>,
 }
 
 impl UdfRecord {
     /// The record of `udf`.
     pub fn of(udf: &Udf) -> Self {
-        Self { name: udf.name().to_string(), version: udf.version().to_string(), inputs: udf.inputs().to_vec() }
+        Self {
+            name: udf.name().to_string(),
+            version: udf.version().to_string(),
+            inputs: udf.inputs().to_vec(),
+            params: udf.params().to_vec(),
+        }
     }
 
     /// As field metadata.
@@ -32,6 +40,7 @@ impl UdfRecord {
             (NAME.to_string(), self.name.clone()),
             (VERSION.to_string(), self.version.clone()),
             (INPUTS.to_string(), serde_json::Value::from(self.inputs.clone()).to_string()),
+            (PARAMS.to_string(), serde_json::to_string(&self.params).unwrap_or_default()),
         ])
     }
 
@@ -43,7 +52,11 @@ impl UdfRecord {
             .get(INPUTS)
             .and_then(|json| serde_json::from_str::<Vec<String>>(json).ok())
             .unwrap_or_default();
-        Some(Self { name, version, inputs })
+        let params = metadata
+            .get(PARAMS)
+            .and_then(|json| serde_json::from_str::<Vec<(String, String)>>(json).ok())
+            .unwrap_or_default();
+        Some(Self { name, version, inputs, params })
     }
 }
 
@@ -55,7 +68,8 @@ mod tests {
     #[test]
     fn round_trips_through_metadata() {
         let udf = Udf::batch("f", Field::new("y", DataType::Int32, true), &["a", "b,c"], |b| Ok(b.column(0).clone()))
-            .with_version("7");
+            .with_version("7")
+            .with_params(vec![("k".into(), "v=1".into())]);
         let record = UdfRecord::of(&udf);
         assert_eq!(UdfRecord::from_metadata(&record.to_metadata()), Some(record));
         assert_eq!(UdfRecord::from_metadata(&HashMap::new()), None);

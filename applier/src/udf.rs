@@ -128,6 +128,7 @@ pub struct Udf {
     inputs: Vec<String>,
     resources: Resources,
     on_error: ErrorPolicy,
+    params: Vec<(String, String)>,
     pub(crate) body: Body,
 }
 
@@ -141,6 +142,7 @@ impl fmt::Debug for Udf {
             .field("shape", &self.body.shape())
             .field("resources", &self.resources)
             .field("on_error", &self.on_error)
+            .field("params", &self.params)
             .finish()
     }
 }
@@ -157,6 +159,7 @@ impl Udf {
             inputs,
             resources: Resources { cpus: 1.0, ..Resources::default() },
             on_error: ErrorPolicy::default(),
+            params: Vec::new(),
             body,
         }
     }
@@ -229,6 +232,18 @@ impl Udf {
     pub fn with_error_policy(mut self, policy: ErrorPolicy) -> Self {
         self.on_error = policy;
         self
+    }
+
+    /// Records parameters the UDF was built with (`key=value`), kept in the
+    /// column's UDF record so that another process can build it again.
+    pub fn with_params(mut self, params: Vec<(String, String)>) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// The parameters it was built with.
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
     }
 
     /// Renames the output field (the column it is declared as).

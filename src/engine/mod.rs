@@ -20,6 +20,7 @@ use leman_checkpoint::CheckpointStore;
 use tokio::sync::{mpsc, watch};
 
 use crate::jobs::JobStore;
+use crate::lease::ColumnLease;
 use crate::{BackfillOptions, Error, Job, Result, Table};
 
 /// Storage beside a table: checkpoints and job records.
@@ -27,6 +28,8 @@ use crate::{BackfillOptions, Error, Job, Result, Table};
 pub(crate) struct TableStores {
     pub checkpoints: CheckpointStore,
     pub jobs: JobStore,
+    store: Arc<dyn object_store::ObjectStore>,
+    dir: object_store::path::Path,
 }
 
 impl TableStores {
@@ -37,7 +40,14 @@ impl TableStores {
         Ok(Self {
             checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
             jobs: JobStore::new(store.inner.clone(), &dir),
+            store: store.inner.clone(),
+            dir,
         })
+    }
+
+    /// Takes the column's lease for job `id`.
+    pub async fn lease(&self, column: &str, id: &str) -> Result<ColumnLease> {
+        ColumnLease::acquire(self.store.clone(), &self.dir, column, id).await
     }
 }
 
@@ -45,12 +55,29 @@ impl TableStores {
 pub(crate) async fn start(table: &Table, column: &str, options: BackfillOptions) -> Result<Job> {
     let resolved = resolve::resolve(table, column, &options).await?;
     let stores = TableStores::open(table.uri()).await?;
-    let plan = plan::plan(&resolved, &stores.checkpoints, &options).await?;
     let id = new_job_id();
+    let lease = stores.lease(column, &id).await?;
+    let plan = match plan::plan(&resolved, &stores.checkpoints, &options).await {
+        Ok(plan) => plan,
+        Err(error) => {
+            lease.release().await;
+            return Err(error);
+        }
+    };
     let (events, receiver) = mpsc::unbounded_channel();
     let (cancel, cancelled) = watch::channel(false);
-    let driver = driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, events, cancelled)?;
-    let outcome = tokio::spawn(driver.run());
+    let driver = match driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, events, cancelled) {
+        Ok(driver) => driver,
+        Err(error) => {
+            lease.release().await;
+            return Err(error);
+        }
+    };
+    let outcome = tokio::spawn(async move {
+        let outcome = driver.run().await;
+        lease.release().await;
+        outcome
+    });
     Ok(Job::new(id, receiver, outcome, cancel))
 }
 
@@ -58,6 +85,7 @@ fn new_job_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
+/// Milliseconds since the Unix epoch.
 pub(crate) fn unix_millis() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

@@ -46,10 +46,13 @@ pub(crate) async fn resolve(table: &Table, column: &str, options: &BackfillOptio
     let udf = match (&options.udf, &record) {
         (Some(udf), _) => udf.clone(),
         (None, Some(record)) => {
-            let udf = table.registry().get(&record.name).ok_or_else(|| Error::UdfNotRegistered {
-                column: column.to_string(),
-                name: record.name.clone(),
-            })?;
+            let udf = table
+                .registry()
+                .build(&record.name, &record.params)
+                .ok_or_else(|| Error::UdfNotRegistered { column: column.to_string(), name: record.name.clone() })?
+                .map_err(|e| Error::InvalidOptions {
+                    reason: format!("UDF {} cannot be built from the column's record: {e}", record.name),
+                })?;
             if record.inputs.is_empty() || udf.takes_record_batch() { udf } else { udf.with_inputs(&record.inputs) }
         }
         (None, None) => return Err(Error::NoUdf { column: column.to_string() }),

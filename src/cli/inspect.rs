@@ -1,0 +1,53 @@
+//! `leman inspect`: versions, fragments, and which columns are UDF columns.
+
+use std::process::ExitCode;
+
+use arrow_schema::Schema as ArrowSchema;
+
+use super::open;
+use crate::udf_record::UdfRecord;
+use crate::{Result, applier_quote};
+
+pub(crate) async fn run(path: &str) -> Result<ExitCode> {
+    let table = open(path).await?;
+    let dataset = table.dataset().await?;
+    println!("table {}", table.uri());
+    println!("\nversions");
+    for version in dataset.versions().await? {
+        println!("  {:>5}  {}", version.version, version.timestamp.to_rfc3339());
+    }
+    println!("\nfragments");
+    println!("  {:>6}  {:>12}  {:>12}  {:>5}", "ID", "PHYSICAL", "LIVE", "FILES");
+    for fragment in dataset.get_fragments() {
+        println!(
+            "  {:>6}  {:>12}  {:>12}  {:>5}",
+            fragment.id(),
+            fragment.physical_rows().await?,
+            fragment.count_rows(None).await?,
+            fragment.metadata().files.len()
+        );
+    }
+    let total = dataset.count_rows(None).await?;
+    println!("\ncolumns ({total} rows)");
+    let schema = ArrowSchema::from(dataset.schema());
+    for field in schema.fields() {
+        let record = dataset.schema().field(field.name()).and_then(|f| UdfRecord::from_metadata(&f.metadata));
+        match record {
+            Some(udf) => {
+                let filled = dataset.count_rows(Some(format!("{} IS NOT NULL", applier_quote(field.name())))).await?;
+                let params: Vec<String> = udf.params.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+                println!(
+                    "  {:<24} {:<28} udf {}({}){} version {}, {filled}/{total} filled",
+                    field.name(),
+                    field.data_type().to_string(),
+                    udf.name,
+                    udf.inputs.join(", "),
+                    params.concat(),
+                    udf.version
+                );
+            }
+            None => println!("  {:<24} {}", field.name(), field.data_type()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

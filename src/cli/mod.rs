@@ -1,0 +1,153 @@
+//! The `leman` command line: argument definitions and the commands behind
+//! them. `main.rs` only parses and calls [`run`].
+//!
+//! Every command prints a one-line error that says what to do and exits
+//! non-zero when something is wrong; nothing is written to the table before
+//! the arguments, names and types have been checked.
+
+mod backfill;
+mod inspect;
+mod jobs;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::{Error, Result, Table, UdfRegistry, builtins};
+
+/// `leman`: compute new columns of Lance tables with user functions.
+#[derive(Debug, Parser)]
+#[command(name = "leman", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a sample table, add UDF columns and backfill them, with progress.
+    Demo {
+        /// Database directory.
+        #[arg(long, default_value = "./leman-demo")]
+        dir: String,
+        /// Rows of the sample table.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+    },
+    /// Declare a column computed by a built-in UDF (metadata only).
+    AddColumn {
+        /// Lance dataset directory.
+        #[arg(long)]
+        table: String,
+        /// New column name.
+        #[arg(long)]
+        column: String,
+        /// Built-in UDF: str_len, sha256, hash_embed or busy.
+        #[arg(long)]
+        udf: String,
+        /// Input column(s), comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        input: Vec<String>,
+        /// UDF argument, `key=value` (busy: micros=N).
+        #[arg(long = "udf-arg", value_parser = parse_key_value)]
+        udf_args: Vec<(String, String)>,
+    },
+    /// Compute a UDF column.
+    Backfill(backfill::BackfillArgs),
+    /// List a table's jobs, or show one.
+    Jobs(jobs::JobsArgs),
+    /// Show a table's versions, fragments and columns.
+    Inspect {
+        /// Lance dataset directory.
+        #[arg(long)]
+        table: String,
+    },
+}
+
+/// Where `--table` points.
+#[derive(Debug, Clone, Args)]
+struct TableArg {
+    /// Lance dataset directory.
+    #[arg(long)]
+    table: String,
+}
+
+/// Runs a parsed command line; the exit code is 0 only on success.
+pub async fn run(cli: Cli) -> ExitCode {
+    let outcome = match cli.command {
+        Command::Demo { dir, rows } => demo(dir, rows).await,
+        Command::AddColumn { table, column, udf, input, udf_args } => add_column(&table, &column, &udf, &input, &udf_args).await,
+        Command::Backfill(args) => backfill::run(args).await,
+        Command::Jobs(args) => jobs::run(args).await,
+        Command::Inspect { table } => inspect::run(&table).await,
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Opens a table with the built-in UDFs registered.
+async fn open(path: &str) -> Result<Table> {
+    let registry = UdfRegistry::new();
+    builtins::register_all(&registry);
+    Table::open(path, registry).await
+}
+
+fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
+    arg.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected key=value, got {arg:?}"))
+}
+
+async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args: &[(String, String)]) -> Result<ExitCode> {
+    let table = open(path).await?;
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let udf = builtins::get(udf, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+    let schema = table.schema().await?;
+    for input in &inputs {
+        let field = schema.field_with_name(input).map_err(|_| Error::InputNotFound {
+            udf: udf.name().to_string(),
+            input: input.to_string(),
+            table: table.uri().to_string(),
+        })?;
+        builtins::check_input(udf.name(), input, field.data_type())?;
+    }
+    table.add_columns([(column, udf.clone())], crate::AddColumnsOptions::default()).await?;
+    println!("added column {column} computed by {}({}) to {}", udf.name(), inputs.join(", "), table.uri());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(dir: String, rows: usize) -> Result<ExitCode> {
+    let options = crate::demo::DemoOptions { dir, rows, ..Default::default() };
+    let started = std::time::Instant::now();
+    let table = crate::demo::prepare(&options).await?;
+    let fragments = table.dataset().await?.get_fragments().len();
+    println!("made {} with {rows} rows in {fragments} fragments", table.uri());
+    let mut values = 0;
+    for (column, udf) in crate::demo::COLUMNS {
+        let job_started = std::time::Instant::now();
+        let job = table.backfill(column, crate::BackfillOptions::default().concurrency(2).refresh_status_secs(0.5)).await?;
+        progress::follow(&job, column).await;
+        let summary = job.wait().await?;
+        let seconds = job_started.elapsed().as_secs_f64().max(f64::EPSILON);
+        println!(
+            "{column:<15} = {udf}(text): {} rows in {seconds:.2} s ({:.0} rows/s), {} commit(s)",
+            summary.rows_computed,
+            summary.rows_computed as f64 / seconds,
+            summary.commits
+        );
+        values += summary.rows_computed;
+    }
+    for line in crate::demo::sample_rows(&table, 3).await? {
+        println!("  {line}");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("demo done: {values} values computed in {seconds:.2} s ({:.0} values/s)", values as f64 / seconds.max(f64::EPSILON));
+    Ok(ExitCode::SUCCESS)
+}
