@@ -63,14 +63,19 @@ pub const COLUMNS: [(&str, &str); 3] = [("text_len", "str_len"), ("text_sha256",
 /// Creates the sample table in `options.dir` and declares [`COLUMNS`].
 pub async fn prepare(options: &DemoOptions) -> Result<Table> {
     let db = crate::connect(&options.dir).await?;
-    let name = format!("demo_{}", crate::engine::unix_millis());
+    let name = "demo";
+    let previous = std::path::Path::new(db.uri()).join("demo.lance");
+    if previous.is_dir() {
+        // The demo's own table from an earlier run.
+        std::fs::remove_dir_all(&previous)?;
+    }
     let chunk = 65_536;
     let batches = (0..options.rows)
         .step_by(chunk)
         .map(|first| sample_batch(first, chunk.min(options.rows - first)))
         .collect::<Result<Vec<_>>>()?;
     let per_fragment = options.rows.div_ceil(options.fragments.max(1)).max(1);
-    let table = db.create_table(&name, batches, CreateTableOptions { max_rows_per_file: per_fragment }).await?;
+    let table = db.create_table(name, batches, CreateTableOptions { max_rows_per_file: per_fragment }).await?;
     let mut udfs = Vec::new();
     for (column, udf) in COLUMNS {
         let udf = builtins::get(udf, &["text"], &[]).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
