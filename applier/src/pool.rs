@@ -7,7 +7,7 @@
 //! back into place, so the async side only does I/O. Threads end when the
 //! pool is dropped.
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 

@@ -13,7 +13,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use futures::TryStreamExt;
 use leman::{AddColumnsOptions, BackfillOptions, UdfRecord};

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field};
 use futures::TryStreamExt;
-use leman::{CreateTableOptions, Database, Job, JobEvent, Table, Udf};
+use leman::{CreateTableOptions, Job, JobEvent, Table, Udf};
 
 /// A table in a temp dir: `fragments` fragments of `rows` rows, columns
 /// `id` (0..n), `text` and `grp` (id % 10).
 pub struct Fixture {
     pub _dir: tempfile::TempDir,
-    pub db: Database,
     pub table: Table,
 }
 
@@ -29,7 +28,7 @@ pub async fn fixture(fragments: usize, rows: usize) -> Fixture {
         .await
         .expect("create table");
     assert_eq!(table.dataset().await.expect("open").get_fragments().len(), fragments);
-    Fixture { _dir: dir, db, table }
+    Fixture { _dir: dir, table }
 }
 
 /// Rows `first..first + n` of the sample schema.
