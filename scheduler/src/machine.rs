@@ -189,9 +189,7 @@ impl Scheduler {
             if done {
                 scheduler.progress.tasks_done += 1;
                 scheduler.progress.rows_done += task.len();
-                if fragment.start == FragmentStart::Compute {
-                    scheduler.summary.rows_from_checkpoints += task.len();
-                }
+                scheduler.summary.rows_from_checkpoints += task.len();
             } else {
                 to_run.push(task);
             }

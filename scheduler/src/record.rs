@@ -46,7 +46,8 @@ pub struct Summary {
     pub rows_computed: u64,
     /// Rows whose UDF call failed under the `skip` policy and were left null.
     pub rows_skipped: u64,
-    /// Physical rows covered by batch checkpoints of an earlier run.
+    /// Physical rows covered by checkpoints (batches or written fragments)
+    /// of an earlier run, not computed again.
     pub rows_from_checkpoints: u64,
     /// Fragments committed by this job.
     pub fragments_committed: u64,

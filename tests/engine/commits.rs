@@ -44,7 +44,10 @@ async fn readers_see_each_commit_while_other_fragments_still_compute() {
         Ok(())
     });
     f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
-    let options = BackfillOptions::default().commit_granularity(1).batch_size(100).concurrency(2);
+    // One thread per task in flight: a blocked fragment-1 task must not hold
+    // the thread a fragment-0 task waits for.
+    let options =
+        BackfillOptions::default().commit_granularity(1).batch_size(100).concurrency(1).intra_applier_concurrency(4);
     let job = f.table.backfill("doubled", options).await.unwrap();
 
     let first_commit = within(Duration::from_secs(60), async {
