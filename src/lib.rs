@@ -66,3 +66,19 @@ pub mod deps {
     pub use arrow_schema;
     pub use lance;
 }
+
+#[cfg(test)]
+mod handles {
+    fn send_and_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_handles_are_send_and_sync() {
+        send_and_sync::<crate::Database>();
+        send_and_sync::<crate::Table>();
+        send_and_sync::<crate::Job>();
+        send_and_sync::<crate::Udf>();
+        send_and_sync::<crate::UdfRegistry>();
+        send_and_sync::<crate::BackfillOptions>();
+        send_and_sync::<crate::Error>();
+    }
+}

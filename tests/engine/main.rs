@@ -9,4 +9,5 @@ mod errors;
 mod filters;
 mod full;
 mod incremental;
+mod shapes;
 mod support;
