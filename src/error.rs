@@ -54,7 +54,7 @@ pub enum Error {
         source: lance::Error,
     },
     /// Another job is backfilling the column.
-    #[error("column {column} is being backfilled by job {job_id} (pid {pid} on {host}); wait for it to end or cancel it")]
+    #[error("column {column} is being backfilled by job {job_id} (pid {pid} on {host}); wait for it to end or cancel it (a job whose process died is taken over 15 s after its last sign of life)")]
     ColumnBusy { column: String, job_id: String, pid: u32, host: String },
     /// The job failed; what was committed before stays committed.
     #[error("backfill job {job_id} failed: {failure}; fix the cause and run the same backfill again to resume from its checkpoints")]

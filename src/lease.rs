@@ -29,6 +29,26 @@ struct Holder {
     renewed_at_ms: u64,
 }
 
+/// Whether job `job_id` holds a fresh lease on `column`.
+pub(crate) async fn is_held_by(store: &dyn ObjectStore, table_dir: &Path, column: &str, job_id: &str) -> Result<bool> {
+    match store.get(&lease_path(table_dir, column)).await {
+        Ok(found) => {
+            let holder = serde_json::from_slice::<Holder>(&found.bytes().await.map_err(lease_error)?).ok();
+            Ok(holder.is_some_and(|h| h.job_id == job_id && is_fresh(&h)))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(false),
+        Err(error) => Err(lease_error(error)),
+    }
+}
+
+fn lease_path(table_dir: &Path, column: &str) -> Path {
+    table_dir.clone().join("_leman").join("leases").join(format!("{}.json", hex::encode(column)))
+}
+
+fn is_fresh(holder: &Holder) -> bool {
+    unix_millis().saturating_sub(holder.renewed_at_ms) < STALE_AFTER.as_millis() as u64
+}
+
 /// A held lease; renewed until released or dropped.
 #[derive(Debug)]
 pub(crate) struct ColumnLease {
@@ -40,7 +60,7 @@ pub(crate) struct ColumnLease {
 impl ColumnLease {
     /// Takes the lease of `column` for `job_id`, or says who holds it.
     pub async fn acquire(store: Arc<dyn ObjectStore>, table_dir: &Path, column: &str, job_id: &str) -> Result<Self> {
-        let path = table_dir.clone().join("_leman").join("leases").join(format!("{}.json", hex::encode(column)));
+        let path = lease_path(table_dir, column);
         let holder = Holder { job_id: job_id.to_string(), pid: std::process::id(), host: hostname(), renewed_at_ms: 0 };
         for _ in 0..2 {
             let create = PutOptions { mode: PutMode::Create, ..PutOptions::default() };
@@ -58,7 +78,7 @@ impl ColumnLease {
                 Err(error) => return Err(lease_error(error)),
             };
             match current {
-                Some(other) if unix_millis().saturating_sub(other.renewed_at_ms) < STALE_AFTER.as_millis() as u64 => {
+                Some(other) if is_fresh(&other) => {
                     return Err(Error::ColumnBusy {
                         column: column.to_string(),
                         job_id: other.job_id,

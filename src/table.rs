@@ -142,14 +142,15 @@ impl Table {
         engine::start(self, column, options).await
     }
 
-    /// The table's jobs, oldest first.
+    /// The table's jobs, oldest first. A job recorded as running whose
+    /// process stopped renewing its lease is reported as interrupted.
     pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
-        TableStores::open(&self.uri).await?.jobs.list().await
+        TableStores::open(&self.uri).await?.job_records().await
     }
 
     /// The record of one job.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        TableStores::open(&self.uri).await?.jobs.get(id).await
+        TableStores::open(&self.uri).await?.job_record(id).await
     }
 
     /// The UDF recorded for `column`, if it is a UDF column.

@@ -96,6 +96,9 @@ pub enum JobStatus {
     Failed,
     /// Stopped by its owner; committed groups stay committed.
     Cancelled,
+    /// Recorded as running, but the process running it stopped renewing its
+    /// lease: it died. Run the backfill again to resume.
+    Interrupted,
 }
 
 impl std::fmt::Display for JobStatus {
@@ -105,6 +108,7 @@ impl std::fmt::Display for JobStatus {
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
         })
     }
 }

@@ -80,8 +80,19 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     }
     let job = table.backfill(&args.column, args.options()).await?;
     let job_id = job.id().to_string();
-    eprintln!("job {job_id}: backfilling {} of {}", args.column, table.uri());
-    progress::follow(&job, &format!("job {job_id}")).await;
+    eprintln!("job {job_id}: backfilling {} of {} (Ctrl-C cancels; run again to resume)", args.column, table.uri());
+    let label = format!("job {job_id}");
+    tokio::select! {
+        () = progress::follow(&job, &label) => {}
+        Ok(()) = tokio::signal::ctrl_c() => {
+            eprintln!("job {job_id}: cancelling; waiting for batches in flight (Ctrl-C again to quit at once)");
+            job.cancel();
+            tokio::select! {
+                () = progress::follow(&job, &label) => {}
+                Ok(()) = tokio::signal::ctrl_c() => return Ok(ExitCode::from(130)),
+            }
+        }
+    }
     let outcome = job.wait().await;
     if args.json {
         println!("{}", summary_json(&job_id, &args.column, &outcome));

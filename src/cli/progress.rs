@@ -37,7 +37,7 @@ impl View {
         }
         let bar = ProgressBar::new(0);
         let style = ProgressStyle::with_template(
-            "{prefix} [{bar:30.cyan/blue}] {human_pos}/{human_len} rows  {msg}  {per_sec}  eta {eta}",
+            "{prefix} [{bar:30.cyan/blue}] {human_pos}/{human_len} rows  {msg}  eta {eta}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -62,7 +62,7 @@ impl View {
             View::Bar(bar) => {
                 bar.set_length(p.rows_total);
                 bar.set_position(p.rows_done);
-                bar.set_message(format!("{}/{} fragments", p.fragments_committed, p.fragments_total));
+                bar.set_message(format!("{}/{} fragments  {:.0} rows/s", p.fragments_committed, p.fragments_total, rate(p)));
             }
             View::Lines { label } => eprintln!("{label}: {}", line(p)),
         }
@@ -84,14 +84,18 @@ impl View {
 
 /// `rows 500/1000 (50.0%), fragments 1/4 committed, 1234 rows/s, eta 1s`
 fn line(p: &Progress) -> String {
-    let seconds = p.elapsed.as_secs_f64();
-    let rate = if seconds > 0.0 { p.rows_done as f64 / seconds } else { 0.0 };
+    let rate = rate(p);
     let percent = if p.rows_total > 0 { 100.0 * p.rows_done as f64 / p.rows_total as f64 } else { 100.0 };
     let eta = if rate > 0.0 { format!("{:.0}s", (p.rows_total - p.rows_done.min(p.rows_total)) as f64 / rate) } else { "?".to_string() };
     format!(
         "rows {}/{} ({percent:.1}%), fragments {}/{} committed, {rate:.0} rows/s, eta {eta}",
         p.rows_done, p.rows_total, p.fragments_committed, p.fragments_total
     )
+}
+
+fn rate(p: &Progress) -> f64 {
+    let seconds = p.elapsed.as_secs_f64();
+    if seconds > 0.0 { p.rows_done as f64 / seconds } else { 0.0 }
 }
 
 #[cfg(test)]

@@ -45,6 +45,31 @@ impl TableStores {
         })
     }
 
+    /// Job records, with those of dead processes marked interrupted.
+    pub async fn job_records(&self) -> Result<Vec<leman_scheduler::JobRecord>> {
+        let mut records = self.jobs.list().await?;
+        for record in &mut records {
+            self.mark_interrupted(record).await?;
+        }
+        Ok(records)
+    }
+
+    /// One job record, marked interrupted if its process died.
+    pub async fn job_record(&self, id: &str) -> Result<Option<leman_scheduler::JobRecord>> {
+        let Some(mut record) = self.jobs.get(id).await? else { return Ok(None) };
+        self.mark_interrupted(&mut record).await?;
+        Ok(Some(record))
+    }
+
+    async fn mark_interrupted(&self, record: &mut leman_scheduler::JobRecord) -> Result<()> {
+        if record.status == leman_scheduler::JobStatus::Running
+            && !crate::lease::is_held_by(self.store.as_ref(), &self.dir, &record.column, &record.id).await?
+        {
+            record.status = leman_scheduler::JobStatus::Interrupted;
+        }
+        Ok(())
+    }
+
     /// Takes the column's lease for job `id`.
     pub async fn lease(&self, column: &str, id: &str) -> Result<ColumnLease> {
         ColumnLease::acquire(self.store.clone(), &self.dir, column, id).await

@@ -4,6 +4,7 @@
 
 mod errors;
 mod interop;
+mod resume;
 
 use std::process::{Command, Output};
 

@@ -1,0 +1,58 @@
+//! A `leman backfill` process killed with SIGKILL mid-job: its job shows as
+//! interrupted once its lease goes stale, and a re-run resumes from its
+//! checkpoints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::{leman, ok};
+
+fn jobs(path: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(ok(leman(&["jobs", "--table", path, "--json"])).trim()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
+    let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000 }).await.unwrap();
+    let path = table.uri().to_string();
+    ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
+
+    let args = ["backfill", "--table", &path, "--column", "slow", "--concurrency", "2", "--batch-size", "100", "--commit-granularity", "1", "--refresh-status-secs", "0.1"];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, progress) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
+        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+        if done.is_some_and(|n| n >= 1200) {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup at all
+    child.wait().unwrap();
+    assert_eq!(jobs(&path)[0]["status"], "running", "its lease is still fresh");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while jobs(&path)[0]["status"] != "interrupted" {
+        assert!(Instant::now() < deadline, "the job was never reported interrupted");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    let summary: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..9], &["--json"]].concat())).trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    let recomputed = summary["rows_computed"].as_u64().unwrap();
+    assert!(recomputed <= 4000 - 1200 + 2 * 100, "checkpointed batches were not recomputed: {summary}");
+    assert_eq!(table.count_rows(Some("slow IS NULL")).await.unwrap(), 0);
+    assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 4000);
+}
