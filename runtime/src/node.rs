@@ -1,0 +1,236 @@
+//! A node: one QUIC endpoint that serves requests and makes them.
+//!
+//! Each request travels on a bidirectional stream of its own: one request
+//! frame, one response frame. A node keeps one connection per peer and
+//! opens streams on it, so requests do not block each other. A stream whose
+//! frame is malformed, truncated or oversized is reset and counted; the
+//! connection, and every other stream, goes on. A peer whose certificate is
+//! not from the cluster CA never gets a connection; the refusal is logged
+//! and counted.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
+
+use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAX_FRAME_CAP};
+use crate::tls::{ClusterCerts, SERVER_NAME};
+use crate::RuntimeError;
+
+/// QUIC application error code of a stream reset for a bad frame.
+const BAD_FRAME: u32 = 1;
+
+/// What a node serves: typed requests in, typed responses out.
+pub trait Service: Send + Sync + 'static {
+    /// Requests it takes.
+    type Request: DeserializeOwned + Send + 'static;
+    /// Responses it gives.
+    type Response: Serialize + Send + 'static;
+    /// Answers one request from `peer`.
+    fn call(&self, peer: SocketAddr, request: Self::Request) -> impl Future<Output = Self::Response> + Send;
+}
+
+/// Knobs of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Largest frame payload accepted or sent, in bytes.
+    pub max_frame: u32,
+    /// How long a request waits for its response.
+    pub request_timeout: Duration,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self { max_frame: DEFAULT_MAX_FRAME, request_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// Counters of what a node refused and served.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    refused_connections: AtomicU64,
+    bad_frames: AtomicU64,
+    requests_served: AtomicU64,
+}
+
+impl NodeStats {
+    /// Connections refused during the handshake (bad certificate, protocol).
+    pub fn refused_connections(&self) -> u64 {
+        self.refused_connections.load(Ordering::Relaxed)
+    }
+
+    /// Streams reset for a malformed, truncated or oversized frame.
+    pub fn bad_frames(&self) -> u64 {
+        self.bad_frames.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered.
+    pub fn requests_served(&self) -> u64 {
+        self.requests_served.load(Ordering::Relaxed)
+    }
+}
+
+/// A node of the cluster; see the [module docs](self).
+#[derive(Debug)]
+pub struct Node {
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    config: NodeConfig,
+    stats: Arc<NodeStats>,
+}
+
+impl Node {
+    /// Listens on `addr` and answers requests with `service`.
+    pub fn serve<S: Service>(addr: SocketAddr, certs: &ClusterCerts, config: NodeConfig, service: Arc<S>) -> Result<Self, RuntimeError> {
+        let mut server = certs.server_config()?;
+        server.transport_config(transport(&config));
+        let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| RuntimeError::Bind { addr, source })?;
+        let node = Self::with_endpoint(endpoint, certs, config)?;
+        tokio::spawn(accept_loop(node.endpoint.clone(), service, node.config.max_frame, node.stats.clone()));
+        Ok(node)
+    }
+
+    /// A node that only makes requests, bound to an ephemeral port of `addr`'s IP.
+    pub fn client(addr: SocketAddr, certs: &ClusterCerts, config: NodeConfig) -> Result<Self, RuntimeError> {
+        let endpoint = quinn::Endpoint::client(addr).map_err(|source| RuntimeError::Bind { addr, source })?;
+        Self::with_endpoint(endpoint, certs, config)
+    }
+
+    fn with_endpoint(endpoint: quinn::Endpoint, certs: &ClusterCerts, mut config: NodeConfig) -> Result<Self, RuntimeError> {
+        config.max_frame = config.max_frame.min(MAX_FRAME_CAP);
+        let mut client = certs.client_config()?;
+        client.transport_config(transport(&config));
+        Ok(Self { endpoint, client, connections: Mutex::new(HashMap::new()), config, stats: Arc::default() })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, RuntimeError> {
+        self.endpoint.local_addr().map_err(|source| RuntimeError::Bind { addr: SocketAddr::from(([0, 0, 0, 0], 0)), source })
+    }
+
+    /// What it refused and served.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Sends `request` to `peer` and waits for its response.
+    pub async fn request<Req: Serialize, Resp: DeserializeOwned>(&self, peer: SocketAddr, request: &Req) -> Result<Resp, RuntimeError> {
+        let limit = self.config.max_frame;
+        let exchange = async {
+            let connection = self.connection(peer).await?;
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| closed(peer, e))?;
+            frame::write_frame(&mut send, request, limit).await.map_err(|e| frame_error(peer, e))?;
+            send.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })?;
+            frame::read_frame(&mut recv, limit).await.map_err(|e| frame_error(peer, e))
+        };
+        tokio::time::timeout(self.config.request_timeout, exchange)
+            .await
+            .map_err(|_| RuntimeError::Timeout { peer, after: self.config.request_timeout })?
+    }
+
+    /// The connection to `peer`, made if there is none alive.
+    pub async fn connection(&self, peer: SocketAddr) -> Result<quinn::Connection, RuntimeError> {
+        let mut connections = self.connections.lock().await;
+        if let Some(connection) = connections.get(&peer)
+            && connection.close_reason().is_none()
+        {
+            return Ok(connection.clone());
+        }
+        let connecting = self
+            .endpoint
+            .connect_with(self.client.clone(), peer, SERVER_NAME)
+            .map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
+        let connection = connecting.await.map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
+        connections.insert(peer, connection.clone());
+        Ok(connection)
+    }
+
+    /// Closes every connection and stops listening.
+    pub fn close(&self) {
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"node closed");
+    }
+}
+
+fn transport(config: &NodeConfig) -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(quinn::IdleTimeout::try_from(config.idle_timeout).ok());
+    transport.keep_alive_interval(Some(config.idle_timeout / 3));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    Arc::new(transport)
+}
+
+async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, limit: u32, stats: Arc<NodeStats>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let service = service.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(connection) => serve_connection(connection, service, limit, stats).await,
+                Err(error) => {
+                    stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %remote, %error, "refused a connection: its certificate is not from this cluster's CA, or the handshake failed");
+                }
+            }
+        });
+    }
+}
+
+async fn serve_connection<S: Service>(connection: quinn::Connection, service: Arc<S>, limit: u32, stats: Arc<NodeStats>) {
+    let peer = connection.remote_address();
+    loop {
+        let (mut send, mut recv) = match connection.accept_bi().await {
+            Ok(streams) => streams,
+            Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
+            Err(error) => {
+                if connection.peer_identity().is_none() {
+                    stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                }
+                tracing::debug!(%peer, %error, "connection ended");
+                return;
+            }
+        };
+        let service = service.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            let request = match frame::read_frame::<_, S::Request>(&mut recv, limit).await {
+                Ok(request) => request,
+                Err(error) => {
+                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%peer, %error, "bad frame; resetting its stream");
+                    let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
+                    let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
+                    return;
+                }
+            };
+            let response = service.call(peer, request).await;
+            match frame::write_frame(&mut send, &response, limit).await {
+                Ok(()) => {
+                    let _ = send.finish();
+                    stats.requests_served.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => {
+                    tracing::warn!(%peer, %error, "could not send a response");
+                    let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
+                }
+            }
+        });
+    }
+}
+
+fn closed(peer: SocketAddr, error: quinn::ConnectionError) -> RuntimeError {
+    RuntimeError::Closed { peer, reason: error.to_string() }
+}
+
+fn frame_error(peer: SocketAddr, error: FrameError) -> RuntimeError {
+    RuntimeError::Frame { peer, source: error }
+}

@@ -1,0 +1,96 @@
+//! Nodes on loopback: mutual TLS from the cluster CA, and bad frames that
+//! cost only their own stream.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leman_runtime::{ClusterCerts, Node, NodeConfig, RuntimeError, Service, tls};
+
+/// Echoes a number after `delay_ms` milliseconds.
+struct Slow;
+
+impl Service for Slow {
+    type Request = (u64, u64);
+    type Response = u64;
+    async fn call(&self, _peer: SocketAddr, (value, delay_ms): (u64, u64)) -> u64 {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        value
+    }
+}
+
+fn cluster() -> (tempfile::TempDir, ClusterCerts) {
+    let dir = tempfile::tempdir().unwrap();
+    tls::init_cluster(dir.path()).unwrap();
+    let certs = ClusterCerts::load(dir.path()).unwrap();
+    (dir, certs)
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what} did not happen within 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_of_one_cluster_talk_and_others_are_refused() {
+    let (_a, certs) = cluster();
+    let server = Node::serve(loopback(), &certs, NodeConfig::default(), Arc::new(Slow)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let member = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
+    assert_eq!(member.request::<_, u64>(addr, &(42u64, 0u64)).await.unwrap(), 42);
+
+    let (_b, foreign) = cluster();
+    let stranger = Node::client(loopback(), &foreign, NodeConfig { request_timeout: Duration::from_secs(5), ..NodeConfig::default() }).unwrap();
+    let refused = stranger.request::<_, u64>(addr, &(1u64, 0u64)).await;
+    assert!(matches!(refused, Err(RuntimeError::Connect { .. } | RuntimeError::Closed { .. } | RuntimeError::Frame { .. })), "{refused:?}");
+    eventually("the refusal is counted", || server.stats().refused_connections() >= 1).await;
+    assert_eq!(server.stats().requests_served(), 1, "the stranger got nothing served");
+
+    assert!(ClusterCerts::load(&std::path::PathBuf::from("/nonexistent")).is_err());
+    assert!(tls::init_cluster(_a.path()).is_err(), "an existing CA is not overwritten");
+}
+
+#[tokio::test]
+async fn bad_frames_reset_their_stream_while_other_requests_complete() {
+    let (_dir, certs) = cluster();
+    let config = NodeConfig { max_frame: 1024, ..NodeConfig::default() };
+    let server = Node::serve(loopback(), &certs, config.clone(), Arc::new(Slow)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = Node::client(loopback(), &certs, config).unwrap();
+
+    // A slow, valid request on the same connection, in flight throughout.
+    let pending = tokio::spawn(async move {
+        let reply = client.request::<_, u64>(addr, &(7u64, 300u64)).await;
+        (client, reply)
+    });
+
+    let raw = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
+    let connection = raw.connection(addr).await.unwrap();
+    let frames: [Vec<u8>; 3] = [
+        b"GARBAGE!".to_vec(),                                             // malformed header
+        [b"LM".as_slice(), &1u16.to_le_bytes(), &(1u32 << 30).to_le_bytes()].concat(), // oversized
+        [b"LM".as_slice(), &1u16.to_le_bytes(), &100u32.to_le_bytes(), &[1, 2, 3]].concat(), // truncated
+    ];
+    for bytes in frames {
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        send.write_all(&bytes).await.unwrap();
+        send.finish().unwrap();
+        let answer = recv.read_to_end(1 << 20).await;
+        assert!(answer.is_err(), "a bad frame gets its stream reset, not an answer: {answer:?}");
+    }
+    eventually("three bad frames are counted", || server.stats().bad_frames() == 3).await;
+
+    let (client, reply) = pending.await.unwrap();
+    assert_eq!(reply.unwrap(), 7, "the concurrent request completed");
+    assert_eq!(client.request::<_, u64>(addr, &(8u64, 0u64)).await.unwrap(), 8, "the node still serves");
+    let too_big = client.request::<_, u64>(addr, &(vec![0u8; 4096], 0u64)).await;
+    assert!(matches!(too_big, Err(RuntimeError::Frame { .. })), "{too_big:?}");
+}
