@@ -12,7 +12,7 @@ mod progress;
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::{Error, Result, Table, UdfRegistry, builtins};
 
@@ -57,6 +57,9 @@ enum Command {
     Backfill(backfill::BackfillArgs),
     /// List a table's jobs, or show one.
     Jobs(jobs::JobsArgs),
+    /// Cluster set-up.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Show a table's versions, fragments and columns.
     Inspect {
         /// Lance dataset directory.
@@ -65,12 +68,15 @@ enum Command {
     },
 }
 
-/// Where `--table` points.
-#[derive(Debug, Clone, Args)]
-struct TableArg {
-    /// Lance dataset directory.
-    #[arg(long)]
-    table: String,
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Create a cluster CA and a node certificate in DIR; copy `ca.pem`,
+    /// `node.pem` and `node.key` to every node.
+    Init {
+        /// Directory for the cluster's certificates.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+    },
 }
 
 /// Runs a parsed command line; the exit code is 0 only on success.
@@ -81,6 +87,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
         Command::Inspect { table } => inspect::run(&table).await,
+        Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
     };
     match outcome {
         Ok(code) => code,
@@ -120,6 +127,13 @@ async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args
     }
     table.add_columns([(column, udf.clone())], crate::AddColumnsOptions::default()).await?;
     println!("added column {column} computed by {}({}) to {}", udf.name(), inputs.join(", "), table.uri());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
+    leman_runtime::tls::init_cluster(dir).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+    println!("created a cluster CA and a node certificate in {}", dir.display());
+    println!("copy ca.pem, node.pem and node.key to every node; keep ca.key to issue more");
     Ok(ExitCode::SUCCESS)
 }
 
