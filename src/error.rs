@@ -65,6 +65,9 @@ pub enum Error {
     /// An actor could not be started or stopped answering.
     #[error("actor {actor}: {reason}")]
     Actor { actor: String, reason: String },
+    /// The cluster wire failed (certificates, connections, frames).
+    #[error(transparent)]
+    Runtime(#[from] leman_runtime::RuntimeError),
     /// Checkpoint storage failed.
     #[error(transparent)]
     Checkpoint(#[from] leman_checkpoint::CheckpointError),

@@ -1,2 +1,54 @@
-//! Placeholder: the cluster crate's work arrives with the distributed runtime
-//! (QUIC transport, membership). Nothing here yet.
+//! Cluster membership: which nodes are in, what they offer, which are lost.
+//!
+//! This crate owns the head's view of its workers as a sans-IO state machine
+//! ([`Membership`]): a worker joins with the resources it offers, sends
+//! heartbeats, and is declared lost when none arrives within the deadline
+//! (5 seconds by default). Joins and losses come out as [`MembershipEvent`]s
+//! that the scheduler consumes. Time is passed in, so tests run on a virtual
+//! clock. It knows nothing of Lance, UDFs or sockets; the messages that carry
+//! joins and heartbeats are plain serde types ([`Join`], [`Heartbeat`]).
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use leman_cluster::{Membership, MembershipEvent, Resources};
+//!
+//! let start = Instant::now();
+//! let mut members = Membership::new(Duration::from_secs(5));
+//! let id = members.join(start, "127.0.0.1:7001".into(), Resources { cpus: 2.0, ..Resources::default() });
+//! assert!(matches!(members.poll_event(), Some(MembershipEvent::Joined { .. })));
+//! members.handle_timeout(start + Duration::from_secs(6));
+//! assert_eq!(members.poll_event(), Some(MembershipEvent::Lost { node: id }));
+//! ```
+
+mod membership;
+
+pub use membership::{Member, Membership, MembershipEvent, NodeId};
+
+use serde::{Deserialize, Serialize};
+
+/// What a node offers to appliers.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// CPU cores.
+    pub cpus: f64,
+    /// GPUs.
+    pub gpus: f64,
+    /// Bytes of memory.
+    pub memory: u64,
+}
+
+/// A worker asks to join: where it serves, what it offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// Address the worker's node listens on.
+    pub addr: String,
+    /// What it offers.
+    pub resources: Resources,
+}
+
+/// A worker says it is alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The id the head gave it at join.
+    pub node: NodeId,
+}

@@ -131,7 +131,7 @@ async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args
 }
 
 fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
-    leman_runtime::tls::init_cluster(dir).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+    leman_runtime::tls::init_cluster(dir)?;
     println!("created a cluster CA and a node certificate in {}", dir.display());
     println!("copy ca.pem, node.pem and node.key to every node; keep ca.key to issue more");
     Ok(ExitCode::SUCCESS)
