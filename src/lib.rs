@@ -39,6 +39,7 @@ pub mod builtins;
 pub mod cli;
 pub mod demo;
 mod db;
+pub mod distributed;
 mod engine;
 mod error;
 mod job;

@@ -6,6 +6,7 @@
 //! the arguments, names and types have been checked.
 
 mod backfill;
+mod cluster;
 mod inspect;
 mod jobs;
 mod progress;
@@ -57,9 +58,42 @@ enum Command {
     Backfill(backfill::BackfillArgs),
     /// List a table's jobs, or show one.
     Jobs(jobs::JobsArgs),
-    /// Cluster set-up.
+    /// Cluster set-up and status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Run a cluster head: workers join it.
+    Head {
+        /// Address to listen on (UDP).
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        /// Directory of the cluster's certificates (`leman cluster init`).
+        #[arg(long)]
+        certs: std::path::PathBuf,
+    },
+    /// Run a worker that joins a head and hosts appliers and writers.
+    Worker {
+        /// The head's address.
+        #[arg(long)]
+        join: std::net::SocketAddr,
+        /// Directory of the cluster's certificates.
+        #[arg(long)]
+        certs: std::path::PathBuf,
+        /// Address to listen on (UDP).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+        /// CPU cores offered (default: all of this machine's).
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// GPUs offered.
+        #[arg(long, default_value_t = 0.0)]
+        gpus: f64,
+        /// Bytes of memory offered (default: this machine's).
+        #[arg(long)]
+        memory: Option<u64>,
+        /// Seconds to keep trying to reach the head.
+        #[arg(long, default_value_t = 30)]
+        join_timeout_secs: u64,
+    },
     /// Show a table's versions, fragments and columns.
     Inspect {
         /// Lance dataset directory.
@@ -77,6 +111,18 @@ enum ClusterCommand {
         #[arg(long)]
         dir: std::path::PathBuf,
     },
+    /// List the live members of a running cluster.
+    Members {
+        /// The head's address.
+        #[arg(long)]
+        head: std::net::SocketAddr,
+        /// Directory of the cluster's certificates.
+        #[arg(long)]
+        certs: std::path::PathBuf,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a parsed command line; the exit code is 0 only on success.
@@ -88,6 +134,16 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Jobs(args) => jobs::run(args).await,
         Command::Inspect { table } => inspect::run(&table).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
+        Command::Cluster(ClusterCommand::Members { head, certs, json }) => cluster::members(head, &certs, json).await,
+        Command::Head { listen, certs } => cluster::head(listen, certs).await,
+        Command::Worker { join, certs, listen, cpus, gpus, memory, join_timeout_secs } => {
+            let resources = leman_cluster::Resources {
+                cpus: cpus.unwrap_or_else(cluster::machine_cpus),
+                gpus,
+                memory: memory.unwrap_or_else(cluster::machine_memory),
+            };
+            cluster::worker(join, certs, listen, resources, join_timeout_secs).await
+        }
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,40 @@
+//! Leman on a cluster of processes: a head that workers join, over the
+//! runtime's QUIC nodes.
+//!
+//! The head keeps the cluster's [`Membership`](leman_cluster::Membership):
+//! workers join with the resources they offer and send a heartbeat every
+//! [`HEARTBEAT_EVERY`]; one silent for [`LOST_AFTER`] is lost, so a dead
+//! worker is noticed within 5 seconds. A Rust service starts either role in
+//! its own binary with [`Head::start`] or [`Worker::start`].
+
+mod head;
+mod protocol;
+mod worker;
+
+use std::time::Duration;
+
+pub use head::{Head, HeadConfig};
+pub use protocol::{HeadRequest, HeadResponse, MemberInfo};
+pub use worker::{Worker, WorkerConfig};
+
+/// How often a worker says it is alive.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Silence after which the head declares a worker lost. With heartbeats
+/// every second, a dead worker is lost within 5 seconds of its death.
+pub const LOST_AFTER: Duration = Duration::from_millis(3500);
+
+/// Asks the head at `head` for its live members.
+pub async fn members(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts) -> crate::Result<Vec<MemberInfo>> {
+    let client = leman_runtime::Node::client(any_port_of(head), certs, leman_runtime::NodeConfig::default())?;
+    let response = client.request::<_, HeadResponse>(head, &HeadRequest::Members).await?;
+    client.close();
+    match response {
+        HeadResponse::Members(members) => Ok(members),
+        other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),
+    }
+}
+
+/// An ephemeral port on the same kind of address as `peer`.
+fn any_port_of(peer: std::net::SocketAddr) -> std::net::SocketAddr {
+    if peer.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (std::net::Ipv6Addr::LOCALHOST, 0).into() }
+}
