@@ -11,7 +11,7 @@ const INPUTS: &str = "leman.udf.inputs";
 const PARAMS: &str = "leman.udf.params";
 
 /// Which UDF computes a column.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UdfRecord {
     /// Registered name.
     pub name: String,

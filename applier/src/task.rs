@@ -77,7 +77,7 @@ impl BackfillContext {
 }
 
 /// One task as an applier receives it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskSpec {
     /// Lance fragment id.
     pub fragment_id: u64,
@@ -88,7 +88,7 @@ pub struct TaskSpec {
 }
 
 /// What a finished task reports.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskOutput {
     /// Rows the UDF computed.
     pub rows_computed: u64,
@@ -99,7 +99,7 @@ pub struct TaskOutput {
 }
 
 /// Why a task failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TaskError {
     /// The UDF failed under the `fail` or `retry` policy: the job fails.
     #[error("UDF failed at row address {row_address:?}: {message}")]

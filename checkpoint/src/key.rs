@@ -6,7 +6,7 @@ use std::ops::Range;
 use sha2::{Digest, Sha256};
 
 /// A checkpoint's identity, shown as lowercase hex.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointKey(String);
 
 impl CheckpointKey {

@@ -122,8 +122,21 @@ impl Node {
         &self.stats
     }
 
-    /// Sends `request` to `peer` and waits for its response.
+    /// Sends `request` to `peer` and waits for its response, for at most
+    /// the node's request timeout.
     pub async fn request<Req: Serialize, Resp: DeserializeOwned>(&self, peer: SocketAddr, request: &Req) -> Result<Resp, RuntimeError> {
+        self.request_within(peer, request, self.config.request_timeout).await
+    }
+
+    /// Sends `request` to `peer` and waits for its response for at most
+    /// `timeout` (long work, such as a task whose worker's liveness is
+    /// watched by heartbeats instead).
+    pub async fn request_within<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        peer: SocketAddr,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RuntimeError> {
         let limit = self.config.max_frame;
         let exchange = async {
             let connection = self.connection(peer).await?;
@@ -132,9 +145,7 @@ impl Node {
             send.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })?;
             frame::read_frame(&mut recv, limit).await.map_err(|e| frame_error(peer, e))
         };
-        tokio::time::timeout(self.config.request_timeout, exchange)
-            .await
-            .map_err(|_| RuntimeError::Timeout { peer, after: self.config.request_timeout })?
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| RuntimeError::Timeout { peer, after: timeout })?
     }
 
     /// The connection to `peer`, made if there is none alive.

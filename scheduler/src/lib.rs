@@ -19,7 +19,7 @@
 //! let config = JobConfig { batch_size: 50, ..JobConfig::default() };
 //! let mut scheduler = Scheduler::new(now, config, fragments).unwrap();
 //! scheduler.handle(now, Event::ApplierReady { applier: 0, slots: 1 });
-//! let Some(Command::Assign { applier: 0, task }) = scheduler.poll_command() else { panic!() };
+//! let Some(Command::Assign { applier: 0, task, .. }) = scheduler.poll_command() else { panic!() };
 //! assert_eq!(task.rows, 0..50);
 //! ```
 

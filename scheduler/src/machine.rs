@@ -70,15 +70,20 @@ pub enum Event {
     ApplierReady { applier: ApplierId, slots: usize },
     /// An applier is gone; its running tasks go back to the queue.
     ApplierLost { applier: ApplierId },
-    /// A task's batch is computed and checkpointed.
+    /// A task's batch is computed and checkpointed. Accepted from any
+    /// attempt: checkpoints are content-addressed, so a late result of an
+    /// attempt already given up on is as good as any.
     TaskSucceeded { task: TaskId, stats: TaskStats },
-    /// A task failed. A retryable failure runs it again, up to
-    /// [`JobConfig::max_task_attempts`]; any other fails the job.
-    TaskFailed { task: TaskId, message: String, retryable: bool },
+    /// Attempt `attempt` of a task failed. A retryable failure runs it again,
+    /// up to [`JobConfig::max_task_attempts`]; any other fails the job. A
+    /// failure of an attempt that is no longer the running one is ignored.
+    TaskFailed { task: TaskId, attempt: u32, message: String, retryable: bool },
     /// A fragment's data file is written and checkpointed.
     FragmentWritten { fragment_id: u64 },
-    /// A fragment's writer failed; the job fails.
-    FragmentFailed { fragment_id: u64, message: String },
+    /// A fragment's writer failed. A retryable failure (its worker was lost)
+    /// writes the fragment again, up to [`JobConfig::max_task_attempts`];
+    /// any other fails the job.
+    FragmentFailed { fragment_id: u64, message: String, retryable: bool },
     /// A commit group is in the table at `version`.
     Committed { fragments: Vec<u64>, version: u64 },
     /// A commit failed after the committer's own retries; the job fails.
@@ -90,8 +95,8 @@ pub enum Event {
 /// Something the driver must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Run `task` on `applier`.
-    Assign { applier: ApplierId, task: Task },
+    /// Run `task` on `applier`; this is the task's attempt number `attempt`.
+    Assign { applier: ApplierId, task: Task, attempt: u32 },
     /// Every batch of the fragment is checkpointed: write its data file.
     WriteFragment { fragment_id: u64 },
     /// Commit these written fragments as one `DataReplacement`.
@@ -119,6 +124,7 @@ enum FragmentPhase {
 struct FragmentState {
     phase: FragmentPhase,
     tasks_left: usize,
+    write_attempts: u32,
 }
 
 #[derive(Debug)]
@@ -196,7 +202,9 @@ impl Scheduler {
         }
         for fragment in &fragments {
             let tasks_left = to_run.iter().filter(|t| t.fragment_id == fragment.id).count();
-            scheduler.fragments.insert(fragment.id, FragmentState { phase: FragmentPhase::Computing, tasks_left });
+            scheduler
+                .fragments
+                .insert(fragment.id, FragmentState { phase: FragmentPhase::Computing, tasks_left, write_attempts: 0 });
         }
         for task in plan::shuffle(to_run, scheduler.config.task_shuffle_diversity) {
             scheduler.queue.push_back(task.id);
@@ -253,15 +261,15 @@ impl Scheduler {
             }
             Event::ApplierLost { applier } => self.applier_lost(now, applier),
             Event::TaskSucceeded { task, stats } => self.task_succeeded(task, stats),
-            Event::TaskFailed { task, message, retryable } => {
-                self.task_failed(now, task, message, retryable)
+            Event::TaskFailed { task, attempt, message, retryable } => {
+                self.task_failed(now, task, attempt, message, retryable)
             }
             Event::FragmentWritten { fragment_id } => {
                 self.progress.fragments_written += 1;
                 self.fragment_written(fragment_id);
             }
-            Event::FragmentFailed { fragment_id, message } => {
-                self.fail(now, JobFailure { message, fragment_id: Some(fragment_id), rows: None })
+            Event::FragmentFailed { fragment_id, message, retryable } => {
+                self.fragment_failed(now, fragment_id, message, retryable)
             }
             Event::Committed { fragments, version } => self.committed(fragments, version),
             Event::CommitFailed { message } => {
@@ -305,6 +313,10 @@ impl Scheduler {
 
     fn task_succeeded(&mut self, id: TaskId, stats: TaskStats) {
         let Some(task) = self.tasks.remove(&id) else { return };
+        if task.running_on.is_none() {
+            // A late result of an attempt given up on; the task was queued again.
+            self.queue.retain(|queued| *queued != id);
+        }
         if let Some(applier) = task.running_on.and_then(|a| self.appliers.get_mut(&a)) {
             applier.running.remove(&id);
         }
@@ -321,8 +333,11 @@ impl Scheduler {
         self.maybe_write(fragment_id);
     }
 
-    fn task_failed(&mut self, now: Instant, id: TaskId, message: String, retryable: bool) {
+    fn task_failed(&mut self, now: Instant, id: TaskId, attempt: u32, message: String, retryable: bool) {
         let Some(task) = self.tasks.get(&id) else { return };
+        if task.running_on.is_none() || task.attempts != attempt {
+            return;
+        }
         if let Some(applier) = task.running_on.and_then(|a| self.appliers.get_mut(&a)) {
             applier.running.remove(&id);
         }
@@ -338,12 +353,26 @@ impl Scheduler {
         }
     }
 
+    fn fragment_failed(&mut self, now: Instant, fragment_id: u64, message: String, retryable: bool) {
+        let Some(fragment) = self.fragments.get_mut(&fragment_id) else { return };
+        if fragment.phase != FragmentPhase::Writing {
+            return;
+        }
+        if retryable && fragment.write_attempts < self.config.max_task_attempts {
+            self.commands.push_back(Command::WriteFragment { fragment_id });
+            fragment.write_attempts += 1;
+        } else {
+            self.fail(now, JobFailure { message, fragment_id: Some(fragment_id), rows: None });
+        }
+    }
+
     fn maybe_write(&mut self, fragment_id: u64) {
         if let Some(fragment) = self.fragments.get_mut(&fragment_id)
             && fragment.phase == FragmentPhase::Computing
             && fragment.tasks_left == 0
         {
             fragment.phase = FragmentPhase::Writing;
+            fragment.write_attempts = 1;
             self.commands.push_back(Command::WriteFragment { fragment_id });
         }
     }
@@ -386,7 +415,7 @@ impl Scheduler {
             state.running.insert(id);
             task.attempts += 1;
             task.running_on = Some(applier);
-            self.commands.push_back(Command::Assign { applier, task: task.task.clone() });
+            self.commands.push_back(Command::Assign { applier, task: task.task.clone(), attempt: task.attempts });
         }
     }
 

@@ -14,7 +14,7 @@ mod worker;
 use std::time::Duration;
 
 pub use head::{Head, HeadConfig};
-pub use protocol::{HeadRequest, HeadResponse, MemberInfo};
+pub use protocol::{HeadRequest, HeadResponse, JobSpec, MemberInfo, WorkerRequest, WorkerResponse};
 pub use worker::{Worker, WorkerConfig};
 
 /// How often a worker says it is alive.

@@ -5,23 +5,28 @@
 //! one [`Update`] back on a channel. The loop waits on that channel, the
 //! scheduler's progress deadline and the cancel signal, nothing else.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
-use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskOutput, TaskSpec};
+use leman_applier::{Applier, ApplierArgs, BackfillContext, TaskOutput, TaskSpec};
+use leman_cluster::{MembershipEvent, NodeId, Resources};
 use leman_scheduler::record::RowError;
 use leman_scheduler::{
     Command, Event, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
 };
-use leman_writer::{FragmentWrite, Writer, WriterContext, WriterMsg, commit::commit_replacements};
-use ractor::rpc::CallResult;
-use ractor::{Actor, ActorRef};
-use tokio::sync::{mpsc, watch};
+use leman_writer::{FragmentWrite, WriterContext, commit::commit_replacements};
+use ractor::Actor;
+use tokio::sync::{broadcast, mpsc, watch};
 
+use super::executor::{ApplierRef, WriteFailure, write_locally, write_remotely};
+use super::placement::{Placement, choose_worker};
 use super::plan::Plan;
+use crate::distributed::{JobSpec, WorkerRequest, WorkerResponse};
+use crate::udf_record::UdfRecord;
 
 /// How long a failed or cancelled job waits for work already started.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -45,7 +50,14 @@ pub(crate) struct Driver {
     batch_size: u64,
     concurrency: usize,
     threads: usize,
-    appliers: Vec<ActorRef<ApplierMsg>>,
+    placement: Placement,
+    /// Applier `i` of the job, `None` while it waits for a place.
+    appliers: Vec<Option<ApplierRef>>,
+    /// Workers that hosted any of the job's work, told to stop it at the end.
+    hosts: BTreeSet<SocketAddr>,
+    membership: Option<broadcast::Receiver<MembershipEvent>>,
+    job_spec: JobSpec,
+    next_writer: usize,
     written: HashMap<u64, DataFile>,
     updates: mpsc::UnboundedSender<Update>,
     /// Spawned futures that have not reported yet.
@@ -63,6 +75,7 @@ impl Driver {
         stores: TableStores,
         plan: Plan,
         options: &BackfillOptions,
+        placement: Placement,
         user: mpsc::UnboundedSender<JobEvent>,
         cancelled: watch::Receiver<bool>,
     ) -> Result<Self> {
@@ -95,6 +108,19 @@ impl Driver {
             error: None,
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
+        let job_spec = JobSpec {
+            job_id: id.clone(),
+            table_uri: resolved.table_uri.clone(),
+            read_version: resolved.dataset.version().version,
+            column: resolved.column.clone(),
+            udf: UdfRecord::of(&resolved.udf),
+            filter: resolved.filter.sql().to_string(),
+            threads: options.intra_applier_concurrency,
+        };
+        let membership = match &placement {
+            Placement::Embedded => None,
+            Placement::Cluster(view) => Some(view.events.subscribe()),
+        };
         Ok(Self {
             id,
             resolved,
@@ -104,7 +130,12 @@ impl Driver {
             batch_size: options.batch_size as u64,
             concurrency: options.concurrency,
             threads: options.intra_applier_concurrency,
-            appliers: Vec::new(),
+            appliers: vec![None; options.concurrency],
+            hosts: BTreeSet::new(),
+            placement,
+            membership,
+            job_spec,
+            next_writer: 0,
             written,
             updates,
             in_flight: 0,
@@ -131,9 +162,7 @@ impl Driver {
         if outcome.is_err() {
             self.drain().await;
         }
-        for applier in &self.appliers {
-            applier.stop(None);
-        }
+        self.stop_appliers().await;
         self.finish(outcome).await
     }
 
@@ -141,35 +170,136 @@ impl Driver {
         if self.scheduler.is_ended() || self.plan.inputs.iter().all(|f| f.start != leman_scheduler::FragmentStart::Compute) {
             return Ok(());
         }
-        let context = Arc::new(
-            BackfillContext::new(
-                self.resolved.dataset.clone(),
-                self.resolved.udf.clone(),
-                &self.resolved.column,
-                self.resolved.filter.clone(),
-                self.stores.checkpoints.clone(),
-            )
-            .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?,
-        );
-        for index in 0..self.concurrency {
-            let name = format!("applier-{}-{index}", self.id);
-            let args = ApplierArgs { context: context.clone(), threads: self.threads };
-            let (actor, _) = Actor::spawn(Some(name.clone()), Applier, args)
-                .await
-                .map_err(|e| Error::Actor { actor: name, reason: e.to_string() })?;
-            self.appliers.push(actor);
-            // Twice the threads in tasks, so the next batch is read while one computes.
-            let slots = self.threads * 2;
-            self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
+        match self.placement.clone() {
+            Placement::Embedded => {
+                let context = Arc::new(
+                    BackfillContext::new(
+                        self.resolved.dataset.clone(),
+                        self.resolved.udf.clone(),
+                        &self.resolved.column,
+                        self.resolved.filter.clone(),
+                        self.stores.checkpoints.clone(),
+                    )
+                    .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?,
+                );
+                for index in 0..self.concurrency {
+                    let name = format!("applier-{}-{index}", self.id);
+                    let args = ApplierArgs { context: context.clone(), threads: self.threads };
+                    let (actor, _) = Actor::spawn(Some(name.clone()), Applier, args)
+                        .await
+                        .map_err(|e| Error::Actor { actor: name, reason: e.to_string() })?;
+                    self.applier_ready(index, ApplierRef::Local(actor));
+                }
+            }
+            Placement::Cluster(_) => self.place_appliers().await,
         }
         Ok(())
+    }
+
+    fn applier_ready(&mut self, index: usize, applier: ApplierRef) {
+        self.appliers[index] = Some(applier);
+        // Twice the threads in tasks, so the next batch is read while one computes.
+        let slots = self.threads * 2;
+        self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
+    }
+
+    /// What one applier reserves on its worker.
+    fn applier_needs(&self) -> Resources {
+        let hints = self.resolved.udf.resources();
+        Resources { cpus: hints.cpus * self.threads as f64, gpus: hints.gpus, memory: hints.memory }
+    }
+
+    /// Places every applier still without a worker, where capacity allows.
+    async fn place_appliers(&mut self) {
+        let Placement::Cluster(view) = self.placement.clone() else { return };
+        if self.scheduler.is_ended() {
+            return;
+        }
+        let members = view.members();
+        let need = self.applier_needs();
+        for index in 0..self.appliers.len() {
+            if self.appliers[index].is_some() {
+                continue;
+            }
+            let mut used: HashMap<NodeId, Resources> = HashMap::new();
+            for worker in self.appliers.iter().flatten().filter_map(ApplierRef::worker) {
+                let taken = used.entry(worker).or_default();
+                taken.cpus += need.cpus;
+                taken.gpus += need.gpus;
+                taken.memory += need.memory;
+            }
+            let Some(worker) = choose_worker(&members, &used, need) else {
+                tracing::info!(job = %self.id, index, "no worker has room for this applier yet; it waits for capacity");
+                return;
+            };
+            let Some(member) = members.iter().find(|m| m.id == worker) else { return };
+            let Ok(addr) = member.addr.parse::<SocketAddr>() else {
+                tracing::warn!(addr = %member.addr, "worker address does not parse");
+                return;
+            };
+            let request = WorkerRequest::SpawnApplier { job: self.job_spec.clone(), index };
+            match view.node.request::<_, WorkerResponse>(addr, &request).await {
+                Ok(WorkerResponse::Spawned) => {
+                    self.hosts.insert(addr);
+                    let job_id = self.id.clone();
+                    self.applier_ready(index, ApplierRef::Remote { node: view.node.clone(), worker, addr, job_id, index });
+                }
+                Ok(other) => {
+                    tracing::warn!(%worker, ?other, "worker could not start an applier");
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%worker, %error, "worker could not be asked to start an applier");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A worker is gone: its appliers' tasks go back to the queue, and new
+    /// appliers are placed where there is room.
+    async fn membership_changed(&mut self, event: Option<MembershipEvent>) {
+        let lost: Vec<NodeId> = match &event {
+            Some(MembershipEvent::Lost { node }) => vec![*node],
+            Some(MembershipEvent::Joined { .. }) => Vec::new(),
+            // Missed events: check every applier's worker against the members.
+            None => match &self.placement {
+                Placement::Cluster(view) => {
+                    let live: Vec<NodeId> = view.members().iter().map(|m| m.id).collect();
+                    self.appliers.iter().flatten().filter_map(ApplierRef::worker).filter(|w| !live.contains(w)).collect()
+                }
+                Placement::Embedded => Vec::new(),
+            },
+        };
+        for index in 0..self.appliers.len() {
+            if self.appliers[index].as_ref().and_then(ApplierRef::worker).is_some_and(|w| lost.contains(&w)) {
+                tracing::warn!(job = %self.id, index, "applier lost with its worker; its tasks go to others");
+                self.appliers[index] = None;
+                self.scheduler.handle(Instant::now(), Event::ApplierLost { applier: index });
+            }
+        }
+        self.place_appliers().await;
+    }
+
+    async fn stop_appliers(&mut self) {
+        for applier in self.appliers.iter().flatten() {
+            applier.stop();
+        }
+        if let Placement::Cluster(view) = &self.placement {
+            for addr in &self.hosts {
+                let request = WorkerRequest::StopJob { job_id: self.id.clone() };
+                if let Err(error) = view.node.request::<_, WorkerResponse>(*addr, &request).await {
+                    tracing::debug!(%addr, %error, "could not tell a worker to stop the job");
+                }
+            }
+        }
     }
 
     async fn pump(&mut self) -> Result<Summary> {
         loop {
             while let Some(command) = self.scheduler.poll_command() {
                 match command {
-                    Command::Assign { applier, task } => self.assign(applier, task),
+                    Command::Assign { applier, task, attempt } => self.assign(applier, task, attempt),
                     Command::WriteFragment { fragment_id } => self.write(fragment_id).await,
                     Command::Commit { fragments } => self.commit(fragments),
                     Command::Progress(progress) => {
@@ -203,6 +333,7 @@ impl Driver {
                     self.scheduler.handle(Instant::now(), event);
                 }
                 () = tokio::time::sleep_until(deadline.into()) => self.scheduler.handle_timeout(Instant::now()),
+                change = next_change(&mut self.membership) => self.membership_changed(change).await,
                 Ok(()) = self.cancelled.changed() => {
                     if *self.cancelled.borrow() {
                         self.scheduler.handle(Instant::now(), Event::Cancel);
@@ -228,8 +359,10 @@ impl Driver {
         }
     }
 
-    fn assign(&mut self, applier: usize, task: Task) {
-        let Some(actor) = self.appliers.get(applier).cloned() else { return };
+    fn assign(&mut self, applier: usize, task: Task, attempt: u32) {
+        let Some(actor) = self.appliers.get(applier).cloned().flatten() else {
+            return self.report(Event::ApplierLost { applier });
+        };
         let Some(key) = self
             .plan
             .fragments
@@ -239,6 +372,7 @@ impl Driver {
         else {
             return self.report(Event::TaskFailed {
                 task: task.id,
+                attempt,
                 message: format!("internal: no checkpoint key for fragment {} rows {:?}", task.fragment_id, task.rows),
                 retryable: false,
             });
@@ -248,10 +382,11 @@ impl Driver {
         let updates = self.updates.clone();
         let udf = self.resolved.udf.name().to_string();
         tokio::spawn(async move {
-            let event = match actor.call(|reply| ApplierMsg::Run { spec, reply }, None).await {
-                Ok(CallResult::Success(Ok(output))) => Event::TaskSucceeded { task: task.id, stats: stats(output) },
-                Ok(CallResult::Success(Err(error))) => Event::TaskFailed {
+            let event = match actor.run(spec).await {
+                Ok(Ok(output)) => Event::TaskSucceeded { task: task.id, stats: stats(output) },
+                Ok(Err(error)) => Event::TaskFailed {
                     task: task.id,
+                    attempt,
                     retryable: error.is_retryable(),
                     message: match error {
                         leman_applier::TaskError::Udf { message, row_address: Some(address) } => format!(
@@ -264,9 +399,11 @@ impl Driver {
                         io => io.to_string(),
                     },
                 },
-                Ok(CallResult::SenderError | CallResult::Timeout) | Err(_) => {
-                    Event::ApplierLost { applier }
-                }
+                Err(lost) => match actor {
+                    ApplierRef::Local(_) => Event::ApplierLost { applier },
+                    // The worker's fate is for heartbeats to decide; this try is over.
+                    ApplierRef::Remote { .. } => Event::TaskFailed { task: task.id, attempt, message: lost, retryable: true },
+                },
             };
             let _ = updates.send(Update::Event(event));
         });
@@ -275,7 +412,7 @@ impl Driver {
     async fn write(&mut self, fragment_id: u64) {
         let Some(fragment) = self.plan.fragments.get(&fragment_id) else {
             let message = "internal: fragment is not in the plan".to_string();
-            return self.report(Event::FragmentFailed { fragment_id, message });
+            return self.report(Event::FragmentFailed { fragment_id, message, retryable: false });
         };
         let write = FragmentWrite {
             fragment_id,
@@ -283,31 +420,46 @@ impl Driver {
             fragment_key: fragment.fragment_key.clone(),
             base_output_file: fragment.base_output_file.clone(),
         };
-        let context = match WriterContext::new(
-            self.resolved.dataset.clone(),
-            &self.resolved.column,
-            self.stores.checkpoints.clone(),
-        ) {
-            Ok(context) => context,
-            Err(error) => return self.report(Event::FragmentFailed { fragment_id, message: error.to_string() }),
+        let worker = match &self.placement {
+            Placement::Cluster(view) => {
+                let members = view.members();
+                self.next_writer = self.next_writer.wrapping_add(1);
+                let chosen = members.get(self.next_writer % members.len().max(1));
+                chosen.and_then(|m| m.addr.parse::<SocketAddr>().ok()).map(|addr| (view.node.clone(), addr))
+            }
+            Placement::Embedded => None,
         };
-        let name = format!("writer-{}-{fragment_id}", self.id);
-        let actor = match Actor::spawn(Some(name), Writer, context).await {
-            Ok((actor, _)) => actor,
-            Err(error) => return self.report(Event::FragmentFailed { fragment_id, message: error.to_string() }),
+        let outcome = match worker {
+            Some((node, addr)) => {
+                self.hosts.insert(addr);
+                let job = self.job_spec.clone();
+                tokio::spawn(async move { write_remotely(&node, addr, job, write).await })
+            }
+            None => {
+                let context = match WriterContext::new(
+                    self.resolved.dataset.clone(),
+                    &self.resolved.column,
+                    self.stores.checkpoints.clone(),
+                ) {
+                    Ok(context) => context,
+                    Err(error) => {
+                        return self.report(Event::FragmentFailed { fragment_id, message: error.to_string(), retryable: false });
+                    }
+                };
+                let name = format!("writer-{}-{fragment_id}", self.id);
+                tokio::spawn(write_locally(context, name, write))
+            }
         };
         self.in_flight += 1;
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let update = match actor.call(|reply| WriterMsg::Write { write, reply }, None).await {
-                Ok(CallResult::Success(Ok(data_file))) => Update::Written { fragment_id, data_file },
-                Ok(CallResult::Success(Err(message))) => Update::Event(Event::FragmentFailed { fragment_id, message }),
-                other => Update::Event(Event::FragmentFailed {
-                    fragment_id,
-                    message: format!("writer stopped answering: {other:?}"),
-                }),
+            let update = match outcome.await {
+                Ok(Ok(data_file)) => Update::Written { fragment_id, data_file },
+                Ok(Err(WriteFailure { message, retryable })) => {
+                    Update::Event(Event::FragmentFailed { fragment_id, message, retryable })
+                }
+                Err(join) => Update::Event(Event::FragmentFailed { fragment_id, message: join.to_string(), retryable: true }),
             };
-            actor.stop(None);
             let _ = updates.send(update);
         });
     }
@@ -370,6 +522,20 @@ impl Driver {
             tracing::warn!(%error, "could not write the final job record");
         }
         outcome
+    }
+}
+
+/// The next membership change; `None` when events were missed. Pends
+/// forever for an embedded job.
+async fn next_change(events: &mut Option<broadcast::Receiver<MembershipEvent>>) -> Option<MembershipEvent> {
+    let Some(receiver) = events else { return std::future::pending().await };
+    match receiver.recv().await {
+        Ok(event) => Some(event),
+        Err(broadcast::error::RecvError::Lagged(_)) => None,
+        Err(broadcast::error::RecvError::Closed) => {
+            *events = None;
+            std::future::pending().await
+        }
     }
 }
 

@@ -9,8 +9,13 @@
 //! job is made here.
 
 mod driver;
+mod executor;
+mod placement;
 mod plan;
 mod resolve;
+
+pub(crate) use placement::{ClusterView, Placement};
+
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -76,8 +81,13 @@ impl TableStores {
     }
 }
 
-/// Validates, plans and starts a backfill of `column`.
+/// Validates, plans and starts a backfill of `column` in this process.
 pub(crate) async fn start(table: &Table, column: &str, options: BackfillOptions) -> Result<Job> {
+    start_on(table, column, options, Placement::Embedded).await
+}
+
+/// Validates, plans and starts a backfill of `column` with `placement`.
+pub(crate) async fn start_on(table: &Table, column: &str, options: BackfillOptions, placement: Placement) -> Result<Job> {
     let resolved = resolve::resolve(table, column, &options).await?;
     let stores = TableStores::open(table.uri()).await?;
     let id = new_job_id();
@@ -91,7 +101,7 @@ pub(crate) async fn start(table: &Table, column: &str, options: BackfillOptions)
     };
     let (events, receiver) = mpsc::unbounded_channel();
     let (cancel, cancelled) = watch::channel(false);
-    let driver = match driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, events, cancelled) {
+    let driver = match driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, placement, events, cancelled) {
         Ok(driver) => driver,
         Err(error) => {
             lease.release().await;

@@ -9,7 +9,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use crate::fragment::{WriterContext, write_fragment};
 
 /// Everything a writer needs to write its fragment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FragmentWrite {
     /// Lance fragment id.
     pub fragment_id: u64,

@@ -6,7 +6,7 @@ use super::*;
 struct Harness {
     now: Instant,
     scheduler: Scheduler,
-    running: VecDeque<(ApplierId, Task)>,
+    running: VecDeque<(ApplierId, Task, u32)>,
     assigned: Vec<(ApplierId, Task)>,
     commits: Vec<Vec<u64>>,
     writes: Vec<u64>,
@@ -46,9 +46,9 @@ impl Harness {
     fn pump(&mut self) {
         while let Some(command) = self.scheduler.poll_command() {
             match command {
-                Command::Assign { applier, task } => {
+                Command::Assign { applier, task, attempt } => {
                     self.assigned.push((applier, task.clone()));
-                    self.running.push_back((applier, task));
+                    self.running.push_back((applier, task, attempt));
                     self.peak_running = self.peak_running.max(self.running.len());
                 }
                 Command::WriteFragment { fragment_id } => {
@@ -71,7 +71,7 @@ impl Harness {
 
     /// Completes the oldest running task.
     fn complete_one(&mut self, rows_computed: u64) -> bool {
-        let Some((_, task)) = self.running.pop_front() else { return false };
+        let Some((_, task, _)) = self.running.pop_front() else { return false };
         self.now += Duration::from_millis(10);
         self.event(Event::TaskSucceeded {
             task: task.id,
@@ -146,9 +146,9 @@ fn checkpointed_tasks_and_written_fragments_are_not_recomputed() {
 fn a_lost_applier_gives_its_tasks_to_the_others() {
     let config = JobConfig { batch_size: 10, ..JobConfig::default() };
     let mut h = Harness::new(config, fragments(2, 40), &[2, 2]);
-    let lost: Vec<Task> = h.running.iter().filter(|(a, _)| *a == 1).map(|(_, t)| t.clone()).collect();
+    let lost: Vec<Task> = h.running.iter().filter(|(a, _, _)| *a == 1).map(|(_, t, _)| t.clone()).collect();
     assert_eq!(lost.len(), 2);
-    h.running.retain(|(a, _)| *a != 1);
+    h.running.retain(|(a, _, _)| *a != 1);
     h.event(Event::ApplierLost { applier: 1 });
     h.run_to_end();
     assert!(matches!(h.end, Some(Command::Finished(_))));
@@ -163,8 +163,8 @@ fn a_lost_applier_gives_its_tasks_to_the_others() {
 fn a_failed_task_fails_the_job_naming_its_rows() {
     let config = JobConfig { batch_size: 10, commit_granularity: Some(1), ..JobConfig::default() };
     let mut h = Harness::new(config, fragments(2, 20), &[1]);
-    let (_, task) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
-    h.event(Event::TaskFailed { task: task.id, message: "boom".into(), retryable: false });
+    let (_, task, attempt) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
+    h.event(Event::TaskFailed { task: task.id, attempt, message: "boom".into(), retryable: false });
     let Some(Command::Failed(failure)) = &h.end else { panic!("{:?}", h.end) };
     assert_eq!(failure.fragment_id, Some(task.fragment_id));
     assert_eq!(failure.rows, Some(task.rows));
@@ -179,8 +179,8 @@ fn retryable_failures_give_up_after_max_attempts() {
     let config = JobConfig { batch_size: 10, max_task_attempts: 2, ..JobConfig::default() };
     let mut h = Harness::new(config, fragments(1, 10), &[1]);
     for _ in 0..2 {
-        let (_, task) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
-        h.event(Event::TaskFailed { task: task.id, message: "io".into(), retryable: true });
+        let (_, task, attempt) = h.running.pop_front().unwrap_or_else(|| panic!("nothing assigned"));
+        h.event(Event::TaskFailed { task: task.id, attempt, message: "io".into(), retryable: true });
     }
     let Some(Command::Failed(failure)) = &h.end else { panic!("{:?}", h.end) };
     assert!(failure.message.contains("gave up after 2 attempts"), "{}", failure.message);
@@ -215,4 +215,37 @@ fn an_empty_plan_finishes_at_once() {
     let h = Harness::new(JobConfig::default(), vec![], &[1]);
     let Some(Command::Finished(summary)) = &h.end else { panic!("{:?}", h.end) };
     assert_eq!(summary.commits, 0);
+}
+
+#[test]
+fn late_results_of_abandoned_attempts_are_handled_once() {
+    let config = JobConfig { batch_size: 10, ..JobConfig::default() };
+    let mut h = Harness::new(config, fragments(1, 20), &[1, 1]);
+    let (lost_applier, lost_task, lost_attempt) = h.running.iter().find(|(a, _, _)| *a == 1).cloned().unwrap_or_else(|| panic!("nothing on applier 1"));
+    h.running.retain(|(a, _, _)| *a != 1);
+    h.event(Event::ApplierLost { applier: lost_applier });
+    // The lost applier's failure arrives late: ignored, the task stays queued once.
+    h.event(Event::TaskFailed { task: lost_task.id, attempt: lost_attempt, message: "conn reset".into(), retryable: true });
+    // Its late success is accepted and the queued copy dropped.
+    h.event(Event::TaskSucceeded { task: lost_task.id, stats: TaskStats { rows_computed: 10, ..TaskStats::default() } });
+    h.run_to_end();
+    let Some(Command::Finished(summary)) = &h.end else { panic!("{:?}", h.end) };
+    assert_eq!(summary.rows_computed, 10 + 1, "each task counted once: the late success and the other task");
+    assert_eq!(h.assigned.iter().filter(|(_, t)| t.id == lost_task.id).count(), 1, "not run again");
+}
+
+#[test]
+fn a_lost_writer_writes_its_fragment_again() {
+    let now = Instant::now();
+    let config = JobConfig { batch_size: 10, max_task_attempts: 2, ..JobConfig::default() };
+    let mut scheduler = Scheduler::new(now, config, vec![FragmentInput { start: FragmentStart::Written, ..FragmentInput::new(0, 10) }, FragmentInput::new(1, 10)])
+        .unwrap_or_else(|e| panic!("{e}"));
+    scheduler.handle(now, Event::ApplierReady { applier: 0, slots: 1 });
+    let Some(Command::Assign { task, .. }) = scheduler.poll_command() else { panic!("no assignment") };
+    scheduler.handle(now, Event::TaskSucceeded { task: task.id, stats: TaskStats::default() });
+    assert_eq!(scheduler.poll_command(), Some(Command::WriteFragment { fragment_id: 1 }));
+    scheduler.handle(now, Event::FragmentFailed { fragment_id: 1, message: "worker lost".into(), retryable: true });
+    assert_eq!(scheduler.poll_command(), Some(Command::WriteFragment { fragment_id: 1 }), "written again");
+    scheduler.handle(now, Event::FragmentFailed { fragment_id: 1, message: "worker lost".into(), retryable: true });
+    assert!(matches!(scheduler.poll_command(), Some(Command::Failed(f)) if f.fragment_id == Some(1)), "gave up after 2 attempts");
 }
