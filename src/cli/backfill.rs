@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{open, progress};
-use crate::{BackfillOptions, Error, Result, Summary, builtins};
+use crate::{BackfillOptions, Error, Result, Summary, builtins, distributed};
 
 #[derive(Debug, Args)]
 pub(crate) struct BackfillArgs {
@@ -47,6 +47,12 @@ pub(crate) struct BackfillArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Run on the cluster whose head is at this address (default: in this process).
+    #[arg(long, requires = "certs")]
+    cluster: Option<std::net::SocketAddr>,
+    /// Directory of the cluster's certificates.
+    #[arg(long)]
+    certs: Option<std::path::PathBuf>,
 }
 
 impl BackfillArgs {
@@ -67,6 +73,9 @@ impl BackfillArgs {
 }
 
 pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
+    if let (Some(head), Some(certs)) = (args.cluster, args.certs.clone()) {
+        return run_on_cluster(&args, head, &certs).await;
+    }
     let table = open(&args.table).await?;
     if let Some(record) = table.udf_record(&args.column).await?
         && builtins::NAMES.contains(&record.name.as_str())
@@ -111,6 +120,55 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     match outcome {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error),
+    }
+}
+
+/// Submits the job to the head and follows it until it ends.
+async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &std::path::Path) -> Result<ExitCode> {
+    let certs = leman_runtime::ClusterCerts::load(certs)?;
+    let submission = distributed::Submission {
+        table: crate::db::normalize_uri(&args.table)?,
+        column: args.column.clone(),
+        options: (&args.options()).into(),
+    };
+    let job_id = distributed::submit(head, &certs, &submission).await?;
+    eprintln!(
+        "job {job_id}: running on the cluster at {head}; it goes on if this command stops (`leman jobs show {job_id} --cluster {head} --certs DIR` shows it)"
+    );
+    let view = follow_remote(head, &certs, &job_id, args.refresh_status_secs).await?;
+    let outcome = match (view.status, view.summary) {
+        (crate::JobStatus::Succeeded, Some(summary)) => Ok(summary),
+        (crate::JobStatus::Cancelled, _) => Err(Error::Cancelled { job_id: job_id.clone() }),
+        (status, _) => Err(Error::Io(std::io::Error::other(format!(
+            "job {job_id} {status}: {}",
+            view.error.unwrap_or_default()
+        )))),
+    };
+    if args.json {
+        println!("{}", summary_json(&job_id, &args.column, &outcome));
+    } else if let Ok(summary) = &outcome {
+        println!("job {job_id} succeeded on the cluster: {} rows computed in {} commits", summary.rows_computed, summary.commits);
+    }
+    outcome.map(|_| ExitCode::SUCCESS)
+}
+
+/// Polls the head for job `job_id` until it ends, drawing its progress.
+pub(crate) async fn follow_remote(
+    head: std::net::SocketAddr,
+    certs: &leman_runtime::ClusterCerts,
+    job_id: &str,
+    refresh_secs: f64,
+) -> Result<distributed::JobView> {
+    let mut view = progress::View::new(&format!("job {job_id}"));
+    let every = std::time::Duration::from_secs_f64(refresh_secs.clamp(0.05, 60.0));
+    loop {
+        let state = distributed::job_status(head, certs, job_id).await?;
+        view.progress(&state.progress);
+        if state.status != crate::JobStatus::Running {
+            view.done();
+            return Ok(state);
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -13,7 +13,9 @@ use crate::distributed::{self, Head, HeadConfig, Worker, WorkerConfig};
 use crate::{Error, Result};
 
 pub(crate) async fn head(listen: SocketAddr, certs: PathBuf) -> Result<ExitCode> {
-    let head = Head::start(&HeadConfig { listen, certs })?;
+    let registry = crate::UdfRegistry::new();
+    crate::builtins::register_all(&registry);
+    let head = Head::start(&HeadConfig { listen, certs, registry })?;
     println!("head listening on {}", head.local_addr()?);
     std::io::stdout().flush()?;
     tokio::signal::ctrl_c().await?;
@@ -21,7 +23,9 @@ pub(crate) async fn head(listen: SocketAddr, certs: PathBuf) -> Result<ExitCode>
 }
 
 pub(crate) async fn worker(head: SocketAddr, certs: PathBuf, listen: SocketAddr, resources: Resources, join_timeout_secs: u64) -> Result<ExitCode> {
-    let config = WorkerConfig { head, listen, certs, resources, join_timeout: Duration::from_secs(join_timeout_secs) };
+    let registry = crate::UdfRegistry::new();
+    crate::builtins::register_all(&registry);
+    let config = WorkerConfig { head, listen, certs, resources, join_timeout: Duration::from_secs(join_timeout_secs), registry };
     let worker = Worker::start(&config).await?;
     println!("worker {} joined the head at {head} offering {} cpus, {} gpus, {} bytes", worker.id(), resources.cpus, resources.gpus, resources.memory);
     std::io::stdout().flush()?;

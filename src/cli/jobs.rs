@@ -15,6 +15,12 @@ pub(crate) struct JobsArgs {
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
+    /// Ask the head of this cluster instead of the table (for `show`).
+    #[arg(long, global = true, requires = "certs")]
+    cluster: Option<std::net::SocketAddr>,
+    /// Directory of the cluster's certificates.
+    #[arg(long, global = true)]
+    certs: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Option<JobsCommand>,
 }
@@ -29,6 +35,23 @@ enum JobsCommand {
 }
 
 pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
+    if let (Some(head), Some(certs), Some(JobsCommand::Show { id })) = (args.cluster, &args.certs, &args.command) {
+        let certs = leman_runtime::ClusterCerts::load(certs)?;
+        let view = crate::distributed::job_status(head, &certs, id).await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&view).map_err(|e| Error::Io(e.into()))?);
+        } else {
+            println!("job        {}", view.job_id);
+            println!("column     {}", view.column);
+            println!("status     {}", view.status);
+            println!("rows       {}/{} done", view.progress.rows_done, view.progress.rows_total);
+            println!("fragments  {}/{} committed", view.progress.fragments_committed, view.progress.fragments_total);
+            if let Some(error) = &view.error {
+                println!("error      {error}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(path) = &args.table else {
         return Err(Error::InvalidOptions { reason: "pass the table with --table PATH".to_string() });
     };

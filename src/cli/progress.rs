@@ -25,13 +25,13 @@ pub(crate) async fn follow(job: &Job, label: &str) {
     view.done();
 }
 
-enum View {
+pub(crate) enum View {
     Bar(ProgressBar),
     Lines { label: String },
 }
 
 impl View {
-    fn new(label: &str) -> Self {
+    pub(crate) fn new(label: &str) -> Self {
         if !std::io::stderr().is_terminal() {
             return View::Lines { label: label.to_string() };
         }
@@ -57,7 +57,7 @@ impl View {
         }
     }
 
-    fn progress(&mut self, p: &Progress) {
+    pub(crate) fn progress(&mut self, p: &Progress) {
         match self {
             View::Bar(bar) => {
                 bar.set_length(p.rows_total);
@@ -75,7 +75,7 @@ impl View {
         }
     }
 
-    fn done(self) {
+    pub(crate) fn done(self) {
         if let View::Bar(bar) = self {
             bar.finish_and_clear();
         }

@@ -1,5 +1,9 @@
-//! The head: accepts workers and watches their heartbeats.
+//! The head: accepts workers, watches their heartbeats, and runs the jobs
+//! submitted to it. A job's driver runs here, its appliers and writers on
+//! the workers; it keeps running when the client that submitted it goes
+//! away, and any client can ask how it stands.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -7,10 +11,12 @@ use std::time::{Duration, Instant};
 
 use leman_cluster::{Membership, MembershipEvent};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
+use tokio::sync::broadcast;
 
 use super::LOST_AFTER;
-use super::protocol::{HeadRequest, HeadResponse, MemberInfo};
-use crate::Result;
+use super::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
+use crate::engine::{ClusterView, Placement};
+use crate::{Error, JobEvent, JobStatus, Result, Table, UdfRegistry};
 
 /// How a head is started.
 #[derive(Debug, Clone)]
@@ -19,6 +25,8 @@ pub struct HeadConfig {
     pub listen: SocketAddr,
     /// Directory of the cluster's certificates.
     pub certs: PathBuf,
+    /// UDFs that submitted jobs may use (the workers' too).
+    pub registry: UdfRegistry,
 }
 
 /// A running head; stops when dropped.
@@ -30,6 +38,9 @@ pub struct Head {
 
 struct HeadService {
     membership: Arc<Mutex<Membership>>,
+    cluster: Arc<ClusterView>,
+    registry: UdfRegistry,
+    jobs: Arc<Mutex<HashMap<String, JobView>>>,
 }
 
 impl Service for HeadService {
@@ -37,6 +48,22 @@ impl Service for HeadService {
     type Response = HeadResponse;
 
     async fn call(&self, peer: SocketAddr, request: HeadRequest) -> HeadResponse {
+        let request = match request {
+            HeadRequest::Submit(submission) => {
+                return match self.submit(submission).await {
+                    Ok(job_id) => HeadResponse::Submitted { job_id },
+                    Err(error) => HeadResponse::Refused { reason: error.to_string() },
+                };
+            }
+            HeadRequest::JobStatus { job_id } => {
+                let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                return match jobs.get(&job_id) {
+                    Some(view) => HeadResponse::Job(view.clone()),
+                    None => HeadResponse::Refused { reason: format!("this head runs no job {job_id}") },
+                };
+            }
+            other => other,
+        };
         let mut membership = self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         match request {
@@ -52,7 +79,54 @@ impl Service for HeadService {
                     .map(|m| MemberInfo { node: m.id, addr: m.addr.clone(), resources: m.resources })
                     .collect(),
             ),
+            HeadRequest::Submit(_) | HeadRequest::JobStatus { .. } => HeadResponse::Refused { reason: "internal".into() },
         }
+    }
+}
+
+impl HeadService {
+    /// Starts a submitted job on the cluster and follows it.
+    async fn submit(&self, submission: Submission) -> Result<String> {
+        let table = Table::open(&submission.table, self.registry.clone()).await?;
+        let placement = Placement::Cluster(self.cluster.clone());
+        let job = crate::engine::start_on(&table, &submission.column, submission.options.into(), placement).await?;
+        let job_id = job.id().to_string();
+        let view = JobView {
+            job_id: job_id.clone(),
+            column: submission.column,
+            status: JobStatus::Running,
+            progress: Default::default(),
+            summary: None,
+            error: None,
+        };
+        self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(job_id.clone(), view);
+        let jobs = self.jobs.clone();
+        let id = job_id.clone();
+        tokio::spawn(async move {
+            let update = |f: &dyn Fn(&mut JobView)| {
+                if let Some(view) = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_mut(&id) {
+                    f(view);
+                }
+            };
+            while let Some(event) = job.next_event().await {
+                if let JobEvent::Progress(progress) = event {
+                    update(&|view| view.progress = progress.clone());
+                }
+            }
+            let outcome = job.wait().await;
+            update(&|view| match &outcome {
+                Ok(summary) => {
+                    view.status = JobStatus::Succeeded;
+                    view.summary = Some(summary.clone());
+                }
+                Err(Error::Cancelled { .. }) => view.status = JobStatus::Cancelled,
+                Err(error) => {
+                    view.status = JobStatus::Failed;
+                    view.error = Some(error.to_string());
+                }
+            });
+        });
+        Ok(job_id)
     }
 }
 
@@ -61,9 +135,17 @@ impl Head {
     pub fn start(config: &HeadConfig) -> Result<Self> {
         let certs = ClusterCerts::load(&config.certs)?;
         let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
-        let service = Arc::new(HeadService { membership: membership.clone() });
+        let (events, _) = broadcast::channel(1024);
+        let outgoing = Node::client(super::any_port_of(config.listen), &certs, NodeConfig::default())?;
+        let cluster = Arc::new(ClusterView { node: Arc::new(outgoing), membership: membership.clone(), events: events.clone() });
+        let service = Arc::new(HeadService {
+            membership: membership.clone(),
+            cluster,
+            registry: config.registry.clone(),
+            jobs: Arc::default(),
+        });
         let node = Node::serve(config.listen, &certs, NodeConfig::default(), service)?;
-        let watcher = tokio::spawn(watch(membership));
+        let watcher = tokio::spawn(watch(membership, events));
         Ok(Self { node, watcher })
     }
 
@@ -80,14 +162,17 @@ impl Drop for Head {
     }
 }
 
-/// Declares silent workers lost, and logs joins and losses.
-async fn watch(membership: Arc<Mutex<Membership>>) {
+/// Declares silent workers lost, logs joins and losses, and tells running
+/// jobs.
+async fn watch(membership: Arc<Mutex<Membership>>, jobs: broadcast::Sender<MembershipEvent>) {
     let tick = Duration::from_millis(100);
     loop {
         tokio::time::sleep(tick).await;
         let mut membership = membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         membership.handle_timeout(Instant::now());
         while let Some(event) = membership.poll_event() {
+            // No job listening is fine.
+            let _ = jobs.send(event.clone());
             match event {
                 MembershipEvent::Joined { node, addr, resources } => {
                     tracing::info!(%node, %addr, cpus = resources.cpus, gpus = resources.gpus, memory = resources.memory, "worker joined");

@@ -14,7 +14,9 @@ mod worker;
 use std::time::Duration;
 
 pub use head::{Head, HeadConfig};
-pub use protocol::{HeadRequest, HeadResponse, JobSpec, MemberInfo, WorkerRequest, WorkerResponse};
+pub use protocol::{
+    HeadRequest, HeadResponse, JobSpec, JobView, MemberInfo, Submission, SubmittedOptions, WorkerRequest, WorkerResponse,
+};
 pub use worker::{Worker, WorkerConfig};
 
 /// How often a worker says it is alive.
@@ -32,6 +34,31 @@ pub async fn members(head: std::net::SocketAddr, certs: &leman_runtime::ClusterC
         HeadResponse::Members(members) => Ok(members),
         other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),
     }
+}
+
+/// Submits a backfill to the head at `head`; returns the job id.
+pub async fn submit(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts, submission: &Submission) -> crate::Result<String> {
+    match ask(head, certs, &HeadRequest::Submit(submission.clone())).await? {
+        HeadResponse::Submitted { job_id } => Ok(job_id),
+        HeadResponse::Refused { reason } => Err(crate::Error::Io(std::io::Error::other(reason))),
+        other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),
+    }
+}
+
+/// How job `job_id` stands on the head at `head`.
+pub async fn job_status(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts, job_id: &str) -> crate::Result<JobView> {
+    match ask(head, certs, &HeadRequest::JobStatus { job_id: job_id.to_string() }).await? {
+        HeadResponse::Job(view) => Ok(view),
+        HeadResponse::Refused { reason } => Err(crate::Error::Io(std::io::Error::other(reason))),
+        other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),
+    }
+}
+
+async fn ask(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts, request: &HeadRequest) -> crate::Result<HeadResponse> {
+    let client = leman_runtime::Node::client(any_port_of(head), certs, leman_runtime::NodeConfig::default())?;
+    let response = client.request::<_, HeadResponse>(head, request).await;
+    client.close();
+    Ok(response?)
 }
 
 /// An ephemeral port on the same kind of address as `peer`.

@@ -8,6 +8,7 @@ use leman_writer::FragmentWrite;
 use serde::{Deserialize, Serialize};
 
 use crate::udf_record::UdfRecord;
+use crate::{JobStatus, Progress, Summary};
 
 /// What a worker needs to rebuild a job's context: the same table version,
 /// UDF (from its own registry, same binary), column and filter.
@@ -50,7 +51,7 @@ pub enum WorkerResponse {
     /// A task's outcome.
     Task(Result<TaskOutput, TaskError>),
     /// A fragment's new data file, or why it could not be written.
-    Written(Result<DataFile, String>),
+    Written(Result<ShippedDataFile, String>),
     /// The job's actors are stopped.
     Stopped,
     /// The request could not be served (unknown job, UDF not registered, ...).
@@ -66,6 +67,88 @@ pub enum HeadRequest {
     Heartbeat(Heartbeat),
     /// Who is in the cluster?
     Members,
+    /// Run a backfill on the cluster.
+    Submit(Submission),
+    /// Where does a job stand?
+    JobStatus { job_id: String },
+}
+
+/// A backfill submitted to the head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    /// The table's URI, reachable from the head and every worker.
+    pub table: String,
+    /// The UDF column to compute.
+    pub column: String,
+    /// The options (a UDF override cannot travel: UDFs are code).
+    pub options: SubmittedOptions,
+}
+
+/// [`BackfillOptions`](crate::BackfillOptions) without the UDF override.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SubmittedOptions {
+    pub filter: Option<String>,
+    pub input_columns: Option<Vec<String>>,
+    pub concurrency: usize,
+    pub intra_applier_concurrency: usize,
+    pub commit_granularity: Option<usize>,
+    pub num_frags: Option<usize>,
+    pub read_version: Option<u64>,
+    pub task_shuffle_diversity: usize,
+    pub batch_size: usize,
+    pub refresh_status_secs: f64,
+}
+
+impl From<&crate::BackfillOptions> for SubmittedOptions {
+    fn from(o: &crate::BackfillOptions) -> Self {
+        Self {
+            filter: o.filter.clone(),
+            input_columns: o.input_columns.clone(),
+            concurrency: o.concurrency,
+            intra_applier_concurrency: o.intra_applier_concurrency,
+            commit_granularity: o.commit_granularity,
+            num_frags: o.num_frags,
+            read_version: o.read_version,
+            task_shuffle_diversity: o.task_shuffle_diversity,
+            batch_size: o.batch_size,
+            refresh_status_secs: o.refresh_status_secs,
+        }
+    }
+}
+
+impl From<SubmittedOptions> for crate::BackfillOptions {
+    fn from(o: SubmittedOptions) -> Self {
+        Self {
+            filter: o.filter,
+            input_columns: o.input_columns,
+            udf: None,
+            concurrency: o.concurrency,
+            intra_applier_concurrency: o.intra_applier_concurrency,
+            commit_granularity: o.commit_granularity,
+            num_frags: o.num_frags,
+            read_version: o.read_version,
+            task_shuffle_diversity: o.task_shuffle_diversity,
+            batch_size: o.batch_size,
+            refresh_status_secs: o.refresh_status_secs,
+        }
+    }
+}
+
+/// A job as the head sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    /// Job id.
+    pub job_id: String,
+    /// Column it computes.
+    pub column: String,
+    /// Where it stands.
+    pub status: JobStatus,
+    /// Latest progress.
+    pub progress: Progress,
+    /// Final counts, once it succeeded.
+    pub summary: Option<Summary>,
+    /// Why it failed.
+    pub error: Option<String>,
 }
 
 /// What the head answers.
@@ -77,8 +160,32 @@ pub enum HeadResponse {
     Alive { known: bool },
     /// The live members.
     Members(Vec<MemberInfo>),
+    /// The job is accepted and running.
+    Submitted { job_id: String },
+    /// A job's state.
+    Job(JobView),
     /// The request could not be served.
     Refused { reason: String },
+}
+
+/// A Lance `DataFile` on the wire. Its serde form skips empty fields, which
+/// only a self-describing format can read back, so it travels as JSON
+/// inside the frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShippedDataFile(pub DataFile);
+
+impl Serialize for ShippedDataFile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let json = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_str(&json)
+    }
+}
+
+impl<'de> Deserialize<'de> for ShippedDataFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let json = String::deserialize(deserializer)?;
+        serde_json::from_str(&json).map(ShippedDataFile).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A live member as the head reports it.
@@ -90,4 +197,71 @@ pub struct MemberInfo {
     pub addr: String,
     /// What it offers.
     pub resources: Resources,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_round_trips_through_frames() {
+        let data_file: DataFile = serde_json::from_str(
+            r#"{"path":"a.lance","fields":[3],"column_indices":[0],"file_major_version":2,"file_minor_version":1}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let spec = JobSpec {
+            job_id: "j".into(),
+            table_uri: "/t.lance".into(),
+            read_version: 3,
+            column: "c".into(),
+            udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())] },
+            filter: "c IS NULL".into(),
+            threads: 2,
+        };
+        let responses = [
+            WorkerResponse::Spawned,
+            WorkerResponse::Task(Ok(TaskOutput { rows_computed: 3, rows_skipped: 1, errors: vec![(7, "bad".into())] })),
+            WorkerResponse::Task(Err(TaskError::Udf { message: "x".into(), row_address: Some(1 << 32) })),
+            WorkerResponse::Written(Ok(ShippedDataFile(data_file.clone()))),
+            WorkerResponse::Written(Err("disk full".into())),
+            WorkerResponse::Stopped,
+            WorkerResponse::Refused { reason: "no".into() },
+        ];
+        for response in responses {
+            let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));
+            let back: WorkerResponse = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{response:?}: {e}"));
+            assert_eq!(back, response);
+        }
+        let requests = [
+            WorkerRequest::SpawnApplier { job: spec.clone(), index: 1 },
+            WorkerRequest::StopJob { job_id: "j".into() },
+        ];
+        for request in requests {
+            let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
+            let back: WorkerRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
+            assert_eq!(format!("{back:?}"), format!("{request:?}"));
+        }
+        let heads = [
+            HeadRequest::Members,
+            HeadRequest::JobStatus { job_id: "j".into() },
+            HeadRequest::Join(Join { addr: "127.0.0.1:1".into(), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
+            HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
+            HeadRequest::Submit(Submission { table: "/t".into(), column: "c".into(), options: (&crate::BackfillOptions::default()).into() }),
+        ];
+        for request in heads {
+            let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
+            let back: HeadRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
+            assert_eq!(back, request);
+        }
+        let view = HeadResponse::Job(JobView {
+            job_id: "j".into(),
+            column: "c".into(),
+            status: JobStatus::Succeeded,
+            progress: Progress::default(),
+            summary: Some(Summary::default()),
+            error: None,
+        });
+        let bytes = leman_runtime::frame::encode(&view).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(leman_runtime::frame::decode::<HeadResponse>(&bytes).ok(), Some(view));
+    }
 }

@@ -96,7 +96,7 @@ pub(crate) async fn write_locally(context: WriterContext, name: String, write: F
 /// Writes a fragment on a worker.
 pub(crate) async fn write_remotely(node: &Node, addr: SocketAddr, job: JobSpec, write: FragmentWrite) -> Result<DataFile, WriteFailure> {
     match node.request_within::<_, WorkerResponse>(addr, &WorkerRequest::WriteFragment { job, write }, WRITE_TIMEOUT).await {
-        Ok(WorkerResponse::Written(Ok(data_file))) => Ok(data_file),
+        Ok(WorkerResponse::Written(Ok(shipped))) => Ok(shipped.0),
         Ok(WorkerResponse::Written(Err(message))) => Err(WriteFailure { message, retryable: false }),
         Ok(other) => Err(WriteFailure { message: format!("worker {addr} answered {other:?}"), retryable: false }),
         Err(error) => Err(WriteFailure { message: format!("worker {addr}: {error}"), retryable: true }),

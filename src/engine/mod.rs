@@ -14,6 +14,7 @@ mod placement;
 mod plan;
 mod resolve;
 
+pub(crate) use executor::write_locally;
 pub(crate) use placement::{ClusterView, Placement};
 
 

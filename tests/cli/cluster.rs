@@ -34,6 +34,100 @@ fn start(args: &[&str]) -> (Child, String) {
     (child, line.trim().to_string())
 }
 
+/// A head and `workers` workers of 2 cpus each on 127.0.0.1.
+fn cluster(certs: &str, workers: usize) -> (Processes, String) {
+    let mut processes = Processes(Vec::new());
+    let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
+    processes.0.push(head);
+    let head = line.strip_prefix("head listening on ").expect("head address").to_string();
+    for _ in 0..workers {
+        let (worker, line) = start(&["worker", "--join", &head, "--certs", certs, "--cpus", "2"]);
+        assert!(line.contains("joined the head"), "{line}");
+        processes.0.push(worker);
+    }
+    (processes, head)
+}
+
+/// Two identical tables of 8 fragments with UDF columns `e` (hash_embed)
+/// and `slow` (busy, 2 ms a row): one for the cluster, one embedded.
+async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::Table) {
+    let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
+    leman::builtins::register_all(db.registry());
+    let mut tables = Vec::new();
+    for name in ["on_cluster", "embedded"] {
+        let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
+        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+        let embed = leman::builtins::get("hash_embed", &["text"], &[]).unwrap();
+        let slow = leman::builtins::get("busy", &["id"], &[("micros".into(), "2000".into())]).unwrap();
+        table.add_columns([("e", embed), ("slow", slow)], leman::AddColumnsOptions::default()).await.unwrap();
+        tables.push(table);
+    }
+    let embedded = tables.pop().unwrap();
+    (tables.pop().unwrap(), embedded)
+}
+
+async fn column(table: &leman::Table, name: &str) -> Vec<arrow_array::RecordBatch> {
+    let dataset = table.dataset().await.unwrap();
+    let mut scan = dataset.scan();
+    scan.project(&["id", name]).unwrap();
+    let batch = scan.try_into_batch().await.unwrap();
+    vec![batch]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_backfill_equals_the_embedded_one_even_when_a_worker_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    ok(leman(&["cluster", "init", "--dir", certs]));
+    let (mut processes, head) = cluster(certs, 3);
+    let (on_cluster, embedded) = twin_tables(dir.path()).await;
+    for name in ["e", "slow"] {
+        embedded.backfill(name, leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap();
+    }
+
+    let path = on_cluster.uri().to_string();
+    let args = ["backfill", "--table", &path, "--column", "e", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "6", "--batch-size", "100"];
+    let summary: serde_json::Value = serde_json::from_str(ok(leman(&args)).trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(summary["rows_computed"], 4000, "{summary}");
+    assert_eq!(column(&on_cluster, "e").await, column(&embedded, "e").await, "equal value for value");
+
+    // Now kill a worker in the middle of a slower job.
+    let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "6", "--batch-size", "50", "--refresh-status-secs", "0.1"];
+    let mut client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = client.stderr.take().unwrap();
+    let (lines, progress) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
+        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+        if done.is_some_and(|n| n >= 600) {
+            break;
+        }
+    }
+    processes.0[1].kill().unwrap(); // SIGKILL a worker mid-job
+    let finished = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < finished, "the job did not complete after losing a worker");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(status.success(), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(column(&on_cluster, "slow").await, column(&embedded, "slow").await, "equal value for value after the loss");
+}
+
 fn members(head: &str, certs: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["cluster", "members", "--head", head, "--certs", certs, "--json"])).trim()).unwrap()
 }
