@@ -53,6 +53,10 @@ pub(crate) struct BackfillArgs {
     /// Directory of the cluster's certificates.
     #[arg(long)]
     certs: Option<std::path::PathBuf>,
+    /// Start a head and this many worker processes on 127.0.0.1 for this
+    /// job, and stop them after it.
+    #[arg(long, conflicts_with = "cluster")]
+    local_workers: Option<usize>,
 }
 
 impl BackfillArgs {
@@ -75,6 +79,12 @@ impl BackfillArgs {
 pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     if let (Some(head), Some(certs)) = (args.cluster, args.certs.clone()) {
         return run_on_cluster(&args, head, &certs).await;
+    }
+    if let Some(workers) = args.local_workers {
+        let cluster = super::local::LocalCluster::start(workers).await?;
+        let outcome = run_on_cluster(&args, cluster.head(), cluster.certs()).await;
+        cluster.stop();
+        return outcome;
     }
     let table = open(&args.table).await?;
     if let Some(record) = table.udf_record(&args.column).await?
@@ -160,7 +170,9 @@ pub(crate) async fn follow_remote(
     refresh_secs: f64,
 ) -> Result<distributed::JobView> {
     let mut view = progress::View::new(&format!("job {job_id}"));
-    let every = std::time::Duration::from_secs_f64(refresh_secs.clamp(0.05, 60.0));
+    // Short jobs end long before the first refresh: start polling fast.
+    let refresh = std::time::Duration::from_secs_f64(refresh_secs.clamp(0.05, 60.0));
+    let mut every = std::time::Duration::from_millis(20).min(refresh);
     loop {
         let state = distributed::job_status(head, certs, job_id).await?;
         view.progress(&state.progress);
@@ -169,6 +181,7 @@ pub(crate) async fn follow_remote(
             return Ok(state);
         }
         tokio::time::sleep(every).await;
+        every = (every * 2).min(refresh);
     }
 }
 

@@ -8,6 +8,7 @@
 mod backfill;
 mod cluster;
 mod inspect;
+mod local;
 mod jobs;
 mod progress;
 

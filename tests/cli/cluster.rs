@@ -168,3 +168,15 @@ fn workers_join_and_a_killed_worker_is_lost_within_five_seconds() {
     assert!(line.contains("invalid peer certificate"), "{line}");
     assert_eq!(members(&head, certs).len(), 2, "the stranger did not join");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_workers_run_one_job_on_a_throwaway_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, _) = twin_tables(dir.path()).await;
+    let path = table.uri().to_string();
+    let args = ["backfill", "--table", &path, "--column", "e", "--local-workers", "2", "--json", "--where", "id < 1000"];
+    let summary: serde_json::Value = serde_json::from_str(ok(leman(&args)).trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(summary["rows_computed"], 1000, "{summary}");
+    assert_eq!(table.count_rows(Some("e IS NOT NULL")).await.unwrap(), 1000);
+}
