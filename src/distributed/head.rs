@@ -58,7 +58,7 @@ impl Service for HeadService {
             HeadRequest::JobStatus { job_id } => {
                 let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 return match jobs.get(&job_id) {
-                    Some(view) => HeadResponse::Job(view.clone()),
+                    Some(view) => HeadResponse::Job(Box::new(view.clone())),
                     None => HeadResponse::Refused { reason: format!("this head runs no job {job_id}") },
                 };
             }

@@ -48,7 +48,7 @@ pub async fn submit(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCe
 /// How job `job_id` stands on the head at `head`.
 pub async fn job_status(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts, job_id: &str) -> crate::Result<JobView> {
     match ask(head, certs, &HeadRequest::JobStatus { job_id: job_id.to_string() }).await? {
-        HeadResponse::Job(view) => Ok(view),
+        HeadResponse::Job(view) => Ok(*view),
         HeadResponse::Refused { reason } => Err(crate::Error::Io(std::io::Error::other(reason))),
         other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),
     }

@@ -163,7 +163,7 @@ pub enum HeadResponse {
     /// The job is accepted and running.
     Submitted { job_id: String },
     /// A job's state.
-    Job(JobView),
+    Job(Box<JobView>),
     /// The request could not be served.
     Refused { reason: String },
 }
@@ -253,14 +253,14 @@ mod tests {
             let back: HeadRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
             assert_eq!(back, request);
         }
-        let view = HeadResponse::Job(JobView {
+        let view = HeadResponse::Job(Box::new(JobView {
             job_id: "j".into(),
             column: "c".into(),
             status: JobStatus::Succeeded,
             progress: Progress::default(),
             summary: Some(Summary::default()),
             error: None,
-        });
+        }));
         let bytes = leman_runtime::frame::encode(&view).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(leman_runtime::frame::decode::<HeadResponse>(&bytes).ok(), Some(view));
     }

@@ -41,6 +41,14 @@ enum Update {
     Written { fragment_id: u64, data_file: DataFile },
 }
 
+/// How a driver talks to its [`Job`](crate::Job) handle.
+pub(crate) struct JobChannels {
+    /// Events for the handle.
+    pub user: mpsc::UnboundedSender<JobEvent>,
+    /// Set when the handle cancels.
+    pub cancelled: watch::Receiver<bool>,
+}
+
 pub(crate) struct Driver {
     id: String,
     resolved: Arc<Resolved>,
@@ -76,9 +84,9 @@ impl Driver {
         plan: Plan,
         options: &BackfillOptions,
         placement: Placement,
-        user: mpsc::UnboundedSender<JobEvent>,
-        cancelled: watch::Receiver<bool>,
+        channels: JobChannels,
     ) -> Result<Self> {
+        let JobChannels { user, cancelled } = channels;
         let config = JobConfig {
             batch_size: options.batch_size as u64,
             task_shuffle_diversity: options.task_shuffle_diversity,

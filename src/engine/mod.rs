@@ -102,7 +102,15 @@ pub(crate) async fn start_on(table: &Table, column: &str, options: BackfillOptio
     };
     let (events, receiver) = mpsc::unbounded_channel();
     let (cancel, cancelled) = watch::channel(false);
-    let driver = match driver::Driver::new(id.clone(), Arc::new(resolved), stores, plan, &options, placement, events, cancelled) {
+    let driver = match driver::Driver::new(
+        id.clone(),
+        Arc::new(resolved),
+        stores,
+        plan,
+        &options,
+        placement,
+        driver::JobChannels { user: events, cancelled },
+    ) {
         Ok(driver) => driver,
         Err(error) => {
             lease.release().await;
