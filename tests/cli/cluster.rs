@@ -180,3 +180,73 @@ async fn local_workers_run_one_job_on_a_throwaway_cluster() {
     assert_eq!(summary["rows_computed"], 1000, "{summary}");
     assert_eq!(table.count_rows(Some("e IS NOT NULL")).await.unwrap(), 1000);
 }
+
+/// Starts `leman backfill ARGS` and returns once it reports `rows` rows done.
+fn backfill_until(args: &[&str], rows: u64) -> Child {
+    let mut client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = client.stderr.take().unwrap();
+    let (lines, progress) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
+        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+        if done.is_some_and(|n| n >= rows) {
+            return client;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    ok(leman(&["cluster", "init", "--dir", certs]));
+    let (mut processes, head) = cluster(certs, 2);
+    let (table, embedded) = twin_tables(dir.path()).await;
+    embedded.backfill("slow", leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap();
+    let path = table.uri().to_string();
+    let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--concurrency", "4", "--batch-size", "50", "--refresh-status-secs", "0.1", "--commit-granularity", "2"];
+    let mut client = backfill_until(&args, 1000);
+    processes.0[0].kill().unwrap(); // SIGKILL the head mid-job
+    processes.0[0].wait().unwrap();
+    client.kill().unwrap();
+    client.wait().unwrap();
+
+    // A new head at the same address; the workers join it again.
+    let (new_head, line) = start(&["head", "--listen", &head, "--certs", certs]);
+    processes.0[0] = new_head;
+    assert!(line.contains(&head), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while members(&head, certs).len() != 2 {
+        assert!(Instant::now() < deadline, "the workers did not join the new head");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The dead head's lease on the column goes stale within 15 s; then the
+    // same command resumes.
+    let mut rerun: Vec<&str> = args.to_vec();
+    rerun.push("--json");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let summary: serde_json::Value = loop {
+        let output = leman(&rerun);
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            break serde_json::from_str(stdout.trim()).unwrap();
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(stderr.contains("is being backfilled") || stdout.contains("is being backfilled"), "{stdout}{stderr}");
+        assert!(Instant::now() < deadline, "the lease never went stale");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    let reused = summary["rows_from_checkpoints"].as_u64().unwrap();
+    let committed_before = 4000 - summary["rows_computed"].as_u64().unwrap() - reused;
+    assert!(reused + committed_before >= 800, "work done before the head died is not redone: {summary}");
+    assert_eq!(column(&table, "slow").await, column(&embedded, "slow").await);
+}
