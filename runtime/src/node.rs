@@ -145,7 +145,16 @@ impl Node {
             send.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })?;
             frame::read_frame(&mut recv, limit).await.map_err(|e| frame_error(peer, e))
         };
-        tokio::time::timeout(timeout, exchange).await.map_err(|_| RuntimeError::Timeout { peer, after: timeout })?
+        let outcome = match tokio::time::timeout(timeout, exchange).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RuntimeError::Timeout { peer, after: timeout }),
+        };
+        if matches!(outcome, Err(RuntimeError::Timeout { .. } | RuntimeError::Closed { .. })) {
+            // The peer may be gone, or back under the same address: the next
+            // request connects afresh instead of waiting on a dead connection.
+            self.connections.lock().await.remove(&peer);
+        }
+        outcome
     }
 
     /// The connection to `peer`, made if there is none alive.

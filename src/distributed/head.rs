@@ -48,43 +48,39 @@ impl Service for HeadService {
     type Response = HeadResponse;
 
     async fn call(&self, peer: SocketAddr, request: HeadRequest) -> HeadResponse {
-        let request = match request {
-            HeadRequest::Submit(submission) => {
-                return match self.submit(submission).await {
-                    Ok(job_id) => HeadResponse::Submitted { job_id },
-                    Err(error) => HeadResponse::Refused { reason: error.to_string() },
-                };
-            }
-            HeadRequest::JobStatus { job_id } => {
-                let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                return match jobs.get(&job_id) {
-                    Some(view) => HeadResponse::Job(Box::new(view.clone())),
-                    None => HeadResponse::Refused { reason: format!("this head runs no job {job_id}") },
-                };
-            }
-            other => other,
-        };
-        let mut membership = self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let now = Instant::now();
         match request {
             HeadRequest::Join(join) => {
-                let node = membership.join(now, join.addr, join.resources);
+                let node = self.members().join(Instant::now(), join.addr, join.resources);
                 tracing::debug!(%peer, %node, "join");
                 HeadResponse::Joined { node }
             }
-            HeadRequest::Heartbeat(beat) => HeadResponse::Alive { known: membership.heartbeat(now, beat.node) },
+            HeadRequest::Heartbeat(beat) => HeadResponse::Alive { known: self.members().heartbeat(Instant::now(), beat.node) },
             HeadRequest::Members => HeadResponse::Members(
-                membership
+                self.members()
                     .members()
                     .map(|m| MemberInfo { node: m.id, addr: m.addr.clone(), resources: m.resources })
                     .collect(),
             ),
-            HeadRequest::Submit(_) | HeadRequest::JobStatus { .. } => HeadResponse::Refused { reason: "internal".into() },
+            HeadRequest::Submit(submission) => match self.submit(submission).await {
+                Ok(job_id) => HeadResponse::Submitted { job_id },
+                Err(error) => HeadResponse::Refused { reason: error.to_string() },
+            },
+            HeadRequest::JobStatus { job_id } => {
+                let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match jobs.get(&job_id) {
+                    Some(view) => HeadResponse::Job(Box::new(view.clone())),
+                    None => HeadResponse::Refused { reason: format!("this head runs no job {job_id}") },
+                }
+            }
         }
     }
 }
 
 impl HeadService {
+    fn members(&self) -> std::sync::MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Starts a submitted job on the cluster and follows it.
     async fn submit(&self, submission: Submission) -> Result<String> {
         let table = Table::open(&submission.table, self.registry.clone()).await?;

@@ -24,6 +24,9 @@ use ractor::{Actor, ActorRef};
 use tokio::sync::Mutex;
 
 use super::HEARTBEAT_EVERY;
+
+/// How long a join or heartbeat waits for the head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 use super::protocol::{HeadRequest, HeadResponse, JobSpec, ShippedDataFile, WorkerRequest, WorkerResponse};
 use crate::engine::{TableStores, write_locally};
 use crate::{Error, Result, UdfRegistry};
@@ -93,8 +96,7 @@ impl Service for WorkerService {
                     Ok(writer) => writer,
                     Err(reason) => return WorkerResponse::Written(Err(reason)),
                 };
-                let name = format!("writer-{}-{}", job.job_id, write.fragment_id);
-                WorkerResponse::Written(write_locally(writer, name, write).await.map(ShippedDataFile).map_err(|f| f.message))
+                WorkerResponse::Written(write_locally(writer, write).await.map(ShippedDataFile).map_err(|f| f.message))
             }
             WorkerRequest::StopJob { job_id } => {
                 if let Some(job) = self.jobs.lock().await.remove(&job_id) {
@@ -178,7 +180,7 @@ impl Worker {
         let join = Join { addr: node.local_addr()?.to_string(), resources: config.resources };
         let deadline = Instant::now() + config.join_timeout;
         loop {
-            match node.request::<_, HeadResponse>(config.head, &HeadRequest::Join(join.clone())).await {
+            match node.request_within::<_, HeadResponse>(config.head, &HeadRequest::Join(join.clone()), HEAD_TIMEOUT).await {
                 Ok(HeadResponse::Joined { node: id }) => {
                     tracing::info!(%id, head = %config.head, "joined the cluster");
                     return Ok(Self { node, head: config.head, id, join });
@@ -208,13 +210,16 @@ impl Worker {
     pub async fn run(mut self) -> Result<()> {
         loop {
             tokio::time::sleep(HEARTBEAT_EVERY).await;
-            match self.node.request::<_, HeadResponse>(self.head, &HeadRequest::Heartbeat(Heartbeat { node: self.id })).await {
+            let beat = HeadRequest::Heartbeat(Heartbeat { node: self.id });
+            match self.node.request_within::<_, HeadResponse>(self.head, &beat, HEAD_TIMEOUT).await {
                 Ok(HeadResponse::Alive { known: true }) => {}
                 Ok(HeadResponse::Alive { known: false }) => {
                     tracing::warn!(id = %self.id, "the head lost this worker; joining again");
-                    match self.node.request::<_, HeadResponse>(self.head, &HeadRequest::Join(self.join.clone())).await? {
-                        HeadResponse::Joined { node } => self.id = node,
-                        other => return Err(unexpected(other)),
+                    let join = HeadRequest::Join(self.join.clone());
+                    match self.node.request_within::<_, HeadResponse>(self.head, &join, HEAD_TIMEOUT).await {
+                        Ok(HeadResponse::Joined { node }) => self.id = node,
+                        Ok(other) => return Err(unexpected(other)),
+                        Err(error) => tracing::warn!(%error, "joining again failed; will retry"),
                     }
                 }
                 Ok(other) => return Err(unexpected(other)),

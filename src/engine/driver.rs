@@ -454,8 +454,7 @@ impl Driver {
                         return self.report(Event::FragmentFailed { fragment_id, message: error.to_string(), retryable: false });
                     }
                 };
-                let name = format!("writer-{}-{fragment_id}", self.id);
-                tokio::spawn(write_locally(context, name, write))
+                tokio::spawn(write_locally(context, write))
             }
         };
         self.in_flight += 1;

@@ -79,9 +79,10 @@ pub(crate) struct WriteFailure {
     pub retryable: bool,
 }
 
-/// Writes a fragment with a fresh local writer actor.
-pub(crate) async fn write_locally(context: WriterContext, name: String, write: FragmentWrite) -> Result<DataFile, WriteFailure> {
-    let (actor, _) = Actor::spawn(Some(name), Writer, context)
+/// Writes a fragment with a fresh local writer actor. (Unnamed: a retry of
+/// the same fragment may start before the last writer has stopped.)
+pub(crate) async fn write_locally(context: WriterContext, write: FragmentWrite) -> Result<DataFile, WriteFailure> {
+    let (actor, _) = Actor::spawn(None, Writer, context)
         .await
         .map_err(|e| WriteFailure { message: e.to_string(), retryable: false })?;
     let outcome = actor.call(|reply| WriterMsg::Write { write, reply }, None).await;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{fails, leman, ok};
+use crate::{backfill_until, fails, leman, ok};
 
 /// Child processes, killed when the test ends however it ends.
 struct Processes(Vec<Child>);
@@ -95,22 +95,7 @@ async fn a_cluster_backfill_equals_the_embedded_one_even_when_a_worker_is_killed
 
     // Now kill a worker in the middle of a slower job.
     let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "6", "--batch-size", "50", "--refresh-status-secs", "0.1"];
-    let mut client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = client.stderr.take().unwrap();
-    let (lines, progress) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
-        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
-        if done.is_some_and(|n| n >= 600) {
-            break;
-        }
-    }
+    let mut client = backfill_until(&args, 600);
     processes.0[1].kill().unwrap(); // SIGKILL a worker mid-job
     let finished = Instant::now() + Duration::from_secs(120);
     let status = loop {
@@ -179,26 +164,6 @@ async fn local_workers_run_one_job_on_a_throwaway_cluster() {
     assert_eq!(summary["status"], "succeeded", "{summary}");
     assert_eq!(summary["rows_computed"], 1000, "{summary}");
     assert_eq!(table.count_rows(Some("e IS NOT NULL")).await.unwrap(), 1000);
-}
-
-/// Starts `leman backfill ARGS` and returns once it reports `rows` rows done.
-fn backfill_until(args: &[&str], rows: u64) -> Child {
-    let mut client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = client.stderr.take().unwrap();
-    let (lines, progress) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
-        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
-        if done.is_some_and(|n| n >= rows) {
-            return client;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

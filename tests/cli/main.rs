@@ -7,7 +7,9 @@ mod errors;
 mod interop;
 mod resume;
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// Runs `leman` with `args`.
 pub fn leman(args: &[&str]) -> Output {
@@ -33,4 +35,35 @@ pub fn fails(output: Output) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "one error line expected:\n{stderr}");
     lines[0].to_string()
+}
+
+/// Starts `leman backfill ARGS` (stdout piped, stderr read for progress
+/// lines) and returns once it reports at least `rows` rows done. The process
+/// is killed if that does not happen within a minute.
+pub fn backfill_until(args: &[&str], rows: u64) -> Child {
+    let mut client = Command::new(env!("CARGO_BIN_EXE_leman"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start leman backfill");
+    let stderr = client.stderr.take().expect("stderr");
+    let (lines, progress) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let Ok(line) = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = client.kill();
+            let _ = client.wait();
+            panic!("leman backfill did not report {rows} rows done within a minute");
+        };
+        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+        if done.is_some_and(|n| n >= rows) {
+            return client;
+        }
+    }
 }

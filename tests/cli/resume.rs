@@ -2,12 +2,9 @@
 //! interrupted once its lease goes stale, and a re-run resumes from its
 //! checkpoints.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::{leman, ok};
+use crate::{backfill_until, leman, ok};
 
 fn jobs(path: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["jobs", "--table", path, "--json"])).trim()).unwrap()
@@ -23,22 +20,7 @@ async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
 
     let args = ["backfill", "--table", &path, "--column", "slow", "--concurrency", "2", "--batch-size", "100", "--commit-granularity", "1", "--refresh-status-secs", "0.1"];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines, progress) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("progress before the deadline");
-        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
-        if done.is_some_and(|n| n >= 1200) {
-            break;
-        }
-    }
+    let mut child = backfill_until(&args, 1200);
     child.kill().unwrap(); // SIGKILL: no cleanup at all
     child.wait().unwrap();
     assert_eq!(jobs(&path)[0]["status"], "running", "its lease is still fresh");
