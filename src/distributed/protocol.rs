@@ -232,8 +232,25 @@ mod tests {
             let back: WorkerResponse = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{response:?}: {e}"));
             assert_eq!(back, response);
         }
+        let key = leman_checkpoint::KeyParts {
+            udf_name: "busy",
+            udf_version: "1",
+            column: "c",
+            filter: "c IS NULL",
+            table: "/t.lance",
+            fragment_id: 2,
+            data_files: vec!["a.lance".into()],
+        };
+        let write = FragmentWrite {
+            fragment_id: 2,
+            batches: vec![(0..10, key.batch_key(0..10)), (10..15, key.batch_key(10..15))],
+            fragment_key: key.fragment_key(),
+            base_output_file: Some("b.lance".into()),
+        };
         let requests = [
             WorkerRequest::SpawnApplier { job: spec.clone(), index: 1 },
+            WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10) } },
+            WorkerRequest::WriteFragment { job: spec.clone(), write },
             WorkerRequest::StopJob { job_id: "j".into() },
         ];
         for request in requests {
