@@ -137,6 +137,7 @@ impl WorkerService {
         let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads };
         let (actor, _) = Actor::spawn(Some(name), Applier, args).await.map_err(|e| e.to_string())?;
         job.appliers.insert(index, actor);
+        tracing::info!(job = %spec.job_id, index, "applier started");
         Ok(())
     }
 }

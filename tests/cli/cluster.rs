@@ -215,3 +215,47 @@ async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() 
     assert!(reused + committed_before >= 800, "work done before the head died is not redone: {summary}");
     assert_eq!(column(&table, "slow").await, column(&embedded, "slow").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    ok(leman(&["cluster", "init", "--dir", certs]));
+    let mut processes = Processes(Vec::new());
+    let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
+    processes.0.push(head);
+    let head = line.strip_prefix("head listening on ").expect("head address").to_string();
+    let (first, _) = start(&["worker", "--join", &head, "--certs", certs, "--cpus", "1"]);
+    processes.0.push(first);
+    let (table, _) = twin_tables(dir.path()).await;
+    let path = table.uri().to_string();
+
+    // Two 1-cpu appliers, one 1-cpu worker: the second applier waits.
+    let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "2", "--batch-size", "50", "--refresh-status-secs", "0.1"];
+    let mut client = backfill_until(&args, 200);
+    let mut late = Command::new(env!("CARGO_BIN_EXE_leman"))
+        .args(["worker", "--join", &head, "--certs", certs, "--cpus", "1"])
+        .env("RUST_LOG", "leman=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let late_log = late.stderr.take().unwrap();
+    processes.0.push(late);
+    let finished = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < finished, "the job did not complete");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success());
+    let last = processes.0.len() - 1;
+    processes.0[last].kill().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(late_log), &mut log).unwrap();
+    assert!(log.contains("applier started"), "the late worker took no applier:\n{log}");
+    assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 4000);
+}
