@@ -259,3 +259,33 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
     assert!(log.contains("applier started"), "the late worker took no applier:\n{log}");
     assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 4000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_goes_on_when_its_client_is_killed_and_can_be_shown_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs = certs.to_str().unwrap();
+    ok(leman(&["cluster", "init", "--dir", certs]));
+    let (_processes, head) = cluster(certs, 2);
+    let (table, _) = twin_tables(dir.path()).await;
+    let path = table.uri().to_string();
+    let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--concurrency", "4", "--batch-size", "50", "--refresh-status-secs", "0.1"];
+    let mut client = backfill_until(&args, 400);
+    client.kill().unwrap(); // SIGKILL the client: the job is the head's
+    client.wait().unwrap();
+
+    let job_id = table.jobs().await.unwrap()[0].id.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let shown: serde_json::Value =
+            serde_json::from_str(ok(leman(&["jobs", "show", &job_id, "--cluster", &head, "--certs", certs, "--json"])).trim()).unwrap();
+        if shown["status"] == "succeeded" {
+            assert_eq!(shown["summary"]["rows_computed"], 4000, "{shown}");
+            break;
+        }
+        assert_eq!(shown["status"], "running", "{shown}");
+        assert!(Instant::now() < deadline, "the job did not finish without its client");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 4000);
+}
