@@ -1,4 +1,5 @@
-//! Cluster membership: which nodes are in, what they offer, which are lost.
+//! Cluster membership: which nodes are in, what they offer, which are lost,
+//! and on which of them an applier fits ([`choose_worker`]).
 //!
 //! This crate owns the head's view of its workers as a sans-IO state machine
 //! ([`Membership`]): a worker joins with the resources it offers, sends
@@ -21,8 +22,10 @@
 //! ```
 
 mod membership;
+mod placement;
 
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
+pub use placement::choose_worker;
 
 use serde::{Deserialize, Serialize};
 

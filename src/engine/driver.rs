@@ -13,7 +13,7 @@ use std::time::Instant;
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
 use leman_applier::{Applier, ApplierArgs, BackfillContext, TaskOutput, TaskSpec};
-use leman_cluster::{MembershipEvent, NodeId, Resources};
+use leman_cluster::{MembershipEvent, NodeId, Resources, choose_worker};
 use leman_scheduler::record::RowError;
 use leman_scheduler::{
     Command, Event, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
@@ -23,7 +23,7 @@ use ractor::Actor;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::executor::{ApplierRef, WriteFailure, write_locally, write_remotely};
-use super::placement::{Placement, choose_worker};
+use super::placement::Placement;
 use super::plan::Plan;
 use crate::distributed::{JobSpec, WorkerRequest, WorkerResponse};
 use crate::udf_record::UdfRecord;
