@@ -16,7 +16,11 @@ use crate::{Error, Result};
 ///     .commit_granularity(16);
 /// assert_eq!(options.concurrency, 4);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// Options are serde-serializable so that they can be submitted to a
+/// cluster; the UDF override is not: UDFs are code, and a cluster resolves
+/// them by name in its own registry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct BackfillOptions {
     /// SQL filter of the rows to compute (Geneva's `where`). `None` computes
     /// rows where the column is null; `"1=1"` recomputes every row. Rows not
@@ -24,7 +28,8 @@ pub struct BackfillOptions {
     pub filter: Option<String>,
     /// Overrides the UDF's input columns (not for record-batch UDFs).
     pub input_columns: Option<Vec<String>>,
-    /// Overrides the column's UDF.
+    /// Overrides the column's UDF (in this process only).
+    #[serde(skip)]
     pub udf: Option<Udf>,
     /// Applier actors (process-level concurrency). Default 8.
     pub concurrency: usize,

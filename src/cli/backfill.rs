@@ -139,7 +139,7 @@ async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: 
     let submission = distributed::Submission {
         table: crate::db::normalize_uri(&args.table)?,
         column: args.column.clone(),
-        options: (&args.options()).into(),
+        options: args.options(),
     };
     let job_id = distributed::submit(head, &certs, &submission).await?;
     eprintln!(

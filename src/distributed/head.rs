@@ -61,7 +61,7 @@ impl Service for HeadService {
                     .map(|m| MemberInfo { node: m.id, addr: m.addr.clone(), resources: m.resources })
                     .collect(),
             ),
-            HeadRequest::Submit(submission) => match self.submit(submission).await {
+            HeadRequest::Submit(submission) => match self.submit(*submission).await {
                 Ok(job_id) => HeadResponse::Submitted { job_id },
                 Err(error) => HeadResponse::Refused { reason: error.to_string() },
             },
@@ -85,7 +85,7 @@ impl HeadService {
     async fn submit(&self, submission: Submission) -> Result<String> {
         let table = Table::open(&submission.table, self.registry.clone()).await?;
         let placement = Placement::Cluster(self.cluster.clone());
-        let job = crate::engine::start_on(&table, &submission.column, submission.options.into(), placement).await?;
+        let job = crate::engine::start_on(&table, &submission.column, submission.options, placement).await?;
         let job_id = job.id().to_string();
         let view = JobView {
             job_id: job_id.clone(),

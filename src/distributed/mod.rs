@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use head::{Head, HeadConfig};
 pub use protocol::{
-    HeadRequest, HeadResponse, JobSpec, JobView, MemberInfo, Submission, SubmittedOptions, WorkerRequest, WorkerResponse,
+    HeadRequest, HeadResponse, JobSpec, JobView, MemberInfo, Submission, WorkerRequest, WorkerResponse,
 };
 pub use worker::{Worker, WorkerConfig};
 
@@ -38,7 +38,7 @@ pub async fn members(head: std::net::SocketAddr, certs: &leman_runtime::ClusterC
 
 /// Submits a backfill to the head at `head`; returns the job id.
 pub async fn submit(head: std::net::SocketAddr, certs: &leman_runtime::ClusterCerts, submission: &Submission) -> crate::Result<String> {
-    match ask(head, certs, &HeadRequest::Submit(submission.clone())).await? {
+    match ask(head, certs, &HeadRequest::Submit(Box::new(submission.clone()))).await? {
         HeadResponse::Submitted { job_id } => Ok(job_id),
         HeadResponse::Refused { reason } => Err(crate::Error::Io(std::io::Error::other(reason))),
         other => Err(crate::Error::Io(std::io::Error::other(format!("unexpected answer from the head: {other:?}")))),

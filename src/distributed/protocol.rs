@@ -59,7 +59,7 @@ pub enum WorkerResponse {
 }
 
 /// What the head is asked.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HeadRequest {
     /// A worker joins.
     Join(Join),
@@ -68,70 +68,20 @@ pub enum HeadRequest {
     /// Who is in the cluster?
     Members,
     /// Run a backfill on the cluster.
-    Submit(Submission),
+    Submit(Box<Submission>),
     /// Where does a job stand?
     JobStatus { job_id: String },
 }
 
 /// A backfill submitted to the head.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Submission {
     /// The table's URI, reachable from the head and every worker.
     pub table: String,
     /// The UDF column to compute.
     pub column: String,
-    /// The options (a UDF override cannot travel: UDFs are code).
-    pub options: SubmittedOptions,
-}
-
-/// [`BackfillOptions`](crate::BackfillOptions) without the UDF override.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SubmittedOptions {
-    pub filter: Option<String>,
-    pub input_columns: Option<Vec<String>>,
-    pub concurrency: usize,
-    pub intra_applier_concurrency: usize,
-    pub commit_granularity: Option<usize>,
-    pub num_frags: Option<usize>,
-    pub read_version: Option<u64>,
-    pub task_shuffle_diversity: usize,
-    pub batch_size: usize,
-    pub refresh_status_secs: f64,
-}
-
-impl From<&crate::BackfillOptions> for SubmittedOptions {
-    fn from(o: &crate::BackfillOptions) -> Self {
-        Self {
-            filter: o.filter.clone(),
-            input_columns: o.input_columns.clone(),
-            concurrency: o.concurrency,
-            intra_applier_concurrency: o.intra_applier_concurrency,
-            commit_granularity: o.commit_granularity,
-            num_frags: o.num_frags,
-            read_version: o.read_version,
-            task_shuffle_diversity: o.task_shuffle_diversity,
-            batch_size: o.batch_size,
-            refresh_status_secs: o.refresh_status_secs,
-        }
-    }
-}
-
-impl From<SubmittedOptions> for crate::BackfillOptions {
-    fn from(o: SubmittedOptions) -> Self {
-        Self {
-            filter: o.filter,
-            input_columns: o.input_columns,
-            udf: None,
-            concurrency: o.concurrency,
-            intra_applier_concurrency: o.intra_applier_concurrency,
-            commit_granularity: o.commit_granularity,
-            num_frags: o.num_frags,
-            read_version: o.read_version,
-            task_shuffle_diversity: o.task_shuffle_diversity,
-            batch_size: o.batch_size,
-            refresh_status_secs: o.refresh_status_secs,
-        }
-    }
+    /// The options; a UDF override does not travel (UDFs are code).
+    pub options: crate::BackfillOptions,
 }
 
 /// A job as the head sees it.
@@ -263,12 +213,16 @@ mod tests {
             HeadRequest::JobStatus { job_id: "j".into() },
             HeadRequest::Join(Join { addr: "127.0.0.1:1".into(), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
             HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
-            HeadRequest::Submit(Submission { table: "/t".into(), column: "c".into(), options: (&crate::BackfillOptions::default()).into() }),
+            HeadRequest::Submit(Box::new(Submission {
+                table: "/t".into(),
+                column: "c".into(),
+                options: crate::BackfillOptions::default().filter("x > 1").num_frags(3),
+            })),
         ];
         for request in heads {
             let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
             let back: HeadRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
-            assert_eq!(back, request);
+            assert_eq!(format!("{back:?}"), format!("{request:?}"));
         }
         let view = HeadResponse::Job(Box::new(JobView {
             job_id: "j".into(),

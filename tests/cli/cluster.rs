@@ -77,9 +77,7 @@ async fn column(table: &leman::Table, name: &str) -> Vec<arrow_array::RecordBatc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_backfill_equals_the_embedded_one_even_when_a_worker_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs = certs.to_str().unwrap();
-    ok(leman(&["cluster", "init", "--dir", certs]));
+    let certs = &init_certs(dir.path());
     let (mut processes, head) = cluster(certs, 3);
     let (on_cluster, embedded) = twin_tables(dir.path()).await;
     for name in ["e", "slow"] {
@@ -95,22 +93,41 @@ async fn a_cluster_backfill_equals_the_embedded_one_even_when_a_worker_is_killed
 
     // Now kill a worker in the middle of a slower job.
     let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "6", "--batch-size", "50", "--refresh-status-secs", "0.1"];
-    let mut client = backfill_until(&args, 600);
+    let client = backfill_until(&args, 600);
     processes.0[1].kill().unwrap(); // SIGKILL a worker mid-job
-    let finished = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = client.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < finished, "the job did not complete after losing a worker");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut client.stdout.take().unwrap(), &mut stdout).unwrap();
+    let (status, stdout) = wait_for(client);
     assert!(status.success(), "{stdout}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
     assert_eq!(column(&on_cluster, "slow").await, column(&embedded, "slow").await, "equal value for value after the loss");
+}
+
+/// Makes the cluster's certificates under `dir`; returns their directory.
+fn init_certs(dir: &std::path::Path) -> String {
+    let certs = dir.join("certs").to_str().unwrap().to_string();
+    ok(leman(&["cluster", "init", "--dir", &certs]));
+    certs
+}
+
+/// Waits (at most two minutes) for `child` to exit; returns its stdout.
+fn wait_for(mut child: Child) -> (std::process::ExitStatus, String) {
+    let finished = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= finished {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the job did not complete within two minutes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stdout = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut out, &mut stdout).unwrap();
+    }
+    (status, stdout)
 }
 
 fn members(head: &str, certs: &str) -> Vec<serde_json::Value> {
@@ -120,9 +137,7 @@ fn members(head: &str, certs: &str) -> Vec<serde_json::Value> {
 #[test]
 fn workers_join_and_a_killed_worker_is_lost_within_five_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs = certs.to_str().unwrap();
-    ok(leman(&["cluster", "init", "--dir", certs]));
+    let certs = &init_certs(dir.path());
     let mut processes = Processes(Vec::new());
     let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
     processes.0.push(head);
@@ -169,9 +184,7 @@ async fn local_workers_run_one_job_on_a_throwaway_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs = certs.to_str().unwrap();
-    ok(leman(&["cluster", "init", "--dir", certs]));
+    let certs = &init_certs(dir.path());
     let (mut processes, head) = cluster(certs, 2);
     let (table, embedded) = twin_tables(dir.path()).await;
     embedded.backfill("slow", leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap();
@@ -219,9 +232,7 @@ async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs = certs.to_str().unwrap();
-    ok(leman(&["cluster", "init", "--dir", certs]));
+    let certs = &init_certs(dir.path());
     let mut processes = Processes(Vec::new());
     let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
     processes.0.push(head);
@@ -233,7 +244,7 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
 
     // Two 1-cpu appliers, one 1-cpu worker: the second applier waits.
     let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "2", "--batch-size", "50", "--refresh-status-secs", "0.1"];
-    let mut client = backfill_until(&args, 200);
+    let client = backfill_until(&args, 200);
     let mut late = Command::new(env!("CARGO_BIN_EXE_leman"))
         .args(["worker", "--join", &head, "--certs", certs, "--cpus", "1"])
         .env("RUST_LOG", "leman=info")
@@ -243,15 +254,8 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
         .unwrap();
     let late_log = late.stderr.take().unwrap();
     processes.0.push(late);
-    let finished = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = client.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < finished, "the job did not complete");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(status.success());
+    let (status, stdout) = wait_for(client);
+    assert!(status.success(), "{stdout}");
     let last = processes.0.len() - 1;
     processes.0[last].kill().unwrap();
     let mut log = String::new();
@@ -263,9 +267,7 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_goes_on_when_its_client_is_killed_and_can_be_shown_again() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    let certs = certs.to_str().unwrap();
-    ok(leman(&["cluster", "init", "--dir", certs]));
+    let certs = &init_certs(dir.path());
     let (_processes, head) = cluster(certs, 2);
     let (table, _) = twin_tables(dir.path()).await;
     let path = table.uri().to_string();
