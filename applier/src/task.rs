@@ -17,6 +17,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
+use lance::dataset::fragment::FileFragment;
 use lance_core::datatypes::Schema as LanceSchema;
 use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore};
 
@@ -121,8 +122,12 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     let io = |what: &str, e: &dyn std::fmt::Display| TaskError::Io {
         message: format!("{what} fragment {} rows {}..{}: {e}", spec.fragment_id, spec.rows.start, spec.rows.end),
     };
-    let batch = read_rows(context, spec).await.map_err(|e| io("reading", &e))?;
-    let selection = select_rows(context, spec, &batch).await.map_err(|e| io("filtering", &e))?;
+    let fragment = context
+        .dataset
+        .get_fragment(spec.fragment_id as usize)
+        .ok_or_else(|| io("reading", &ApplierError::MissingFragment { fragment_id: spec.fragment_id }))?;
+    let batch = read_rows(context, &fragment, spec).await.map_err(|e| io("reading", &e))?;
+    let selection = select_rows(context, &fragment, spec, &batch).await.map_err(|e| io("filtering", &e))?;
     let old = batch
         .column_by_name(&context.column)
         .cloned()
@@ -165,11 +170,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     Ok(output)
 }
 
-async fn read_rows(context: &BackfillContext, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
-    let fragment = context
-        .dataset
-        .get_fragment(spec.fragment_id as usize)
-        .ok_or(ApplierError::MissingFragment { fragment_id: spec.fragment_id })?;
+async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
     let len = u32::try_from(spec.rows.end - spec.rows.start).unwrap_or(u32::MAX).max(1);
     let batches: Vec<RecordBatch> = fragment
         .read_physical_slice(spec.rows.clone(), &context.read_schema, len)
@@ -182,12 +183,13 @@ async fn read_rows(context: &BackfillContext, spec: &TaskSpec) -> Result<RecordB
 }
 
 /// Rows to compute: the filter holds and the row is not deleted.
-async fn select_rows(context: &BackfillContext, spec: &TaskSpec, batch: &RecordBatch) -> Result<BooleanArray, ApplierError> {
+async fn select_rows(
+    context: &BackfillContext,
+    fragment: &FileFragment,
+    spec: &TaskSpec,
+    batch: &RecordBatch,
+) -> Result<BooleanArray, ApplierError> {
     let matches = context.filter.evaluate(batch)?;
-    let fragment = context
-        .dataset
-        .get_fragment(spec.fragment_id as usize)
-        .ok_or(ApplierError::MissingFragment { fragment_id: spec.fragment_id })?;
     let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(matches) };
     let live: BooleanArray = (spec.rows.start..spec.rows.end)
         .map(|offset| Some(!deletions.contains(offset as u32)))
