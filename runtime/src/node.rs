@@ -1,8 +1,10 @@
 //! A node: one QUIC endpoint that serves requests and makes them.
 //!
 //! Each request travels on a bidirectional stream of its own: one request
-//! frame, one response frame. A node keeps one connection per peer and
-//! opens streams on it, so requests do not block each other. A stream whose
+//! frame, one response frame. A cast (a message that wants no answer)
+//! travels on a unidirectional stream: one frame. A node keeps one
+//! connection per peer and opens streams on it, so requests do not block
+//! each other. A stream whose
 //! frame is malformed, truncated or oversized is reset and counted; the
 //! connection, and every other stream, goes on. A peer whose certificate is
 //! not from the cluster CA never gets a connection; the refusal is logged
@@ -34,6 +36,14 @@ pub trait Service: Send + Sync + 'static {
     type Response: Serialize + Send + 'static;
     /// Answers one request from `peer`.
     fn call(&self, peer: SocketAddr, request: Self::Request) -> impl Future<Output = Self::Response> + Send;
+
+    /// Takes one cast from `peer`: a request nobody waits for. By default it
+    /// is served like a call and its response dropped.
+    fn cast(&self, peer: SocketAddr, request: Self::Request) -> impl Future<Output = ()> + Send {
+        async move {
+            let _ = self.call(peer, request).await;
+        }
+    }
 }
 
 /// Knobs of a node.
@@ -59,6 +69,7 @@ pub struct NodeStats {
     refused_connections: AtomicU64,
     bad_frames: AtomicU64,
     requests_served: AtomicU64,
+    casts_taken: AtomicU64,
 }
 
 impl NodeStats {
@@ -75,6 +86,11 @@ impl NodeStats {
     /// Requests answered.
     pub fn requests_served(&self) -> u64 {
         self.requests_served.load(Ordering::Relaxed)
+    }
+
+    /// Casts taken.
+    pub fn casts_taken(&self) -> u64 {
+        self.casts_taken.load(Ordering::Relaxed)
     }
 }
 
@@ -157,6 +173,29 @@ impl Node {
         outcome
     }
 
+    /// Sends `message` to `peer` and does not wait for any answer: it is
+    /// done once the frame is handed to QUIC, which delivers it reliably
+    /// while the connection lives. Fails only when there is no connection
+    /// or the frame cannot be written (for instance it is too large).
+    pub async fn cast<M: Serialize>(&self, peer: SocketAddr, message: &M) -> Result<(), RuntimeError> {
+        let limit = self.config.max_frame;
+        let send = async {
+            let connection = self.connection(peer).await?;
+            let mut stream = connection.open_uni().await.map_err(|e| closed(peer, e))?;
+            frame::write_frame(&mut stream, message, limit).await.map_err(|e| frame_error(peer, e))?;
+            stream.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })
+        };
+        let timeout = self.config.request_timeout;
+        let outcome = match tokio::time::timeout(timeout, send).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(RuntimeError::Timeout { peer, after: timeout }),
+        };
+        if matches!(outcome, Err(RuntimeError::Timeout { .. } | RuntimeError::Closed { .. })) {
+            self.connections.lock().await.remove(&peer);
+        }
+        outcome
+    }
+
     /// The connection to `peer`, made if there is none alive.
     pub async fn connection(&self, peer: SocketAddr) -> Result<quinn::Connection, RuntimeError> {
         let mut connections = self.connections.lock().await;
@@ -208,7 +247,11 @@ async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, lim
 async fn serve_connection<S: Service>(connection: quinn::Connection, service: Arc<S>, limit: u32, stats: Arc<NodeStats>) {
     let peer = connection.remote_address();
     loop {
-        let (mut send, mut recv) = match connection.accept_bi().await {
+        let accepted = tokio::select! {
+            streams = connection.accept_bi() => streams.map(|(send, recv)| (Some(send), recv)),
+            stream = connection.accept_uni() => stream.map(|recv| (None, recv)),
+        };
+        let (send, recv) = match accepted {
             Ok(streams) => streams,
             Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
             Err(error) => {
@@ -219,31 +262,46 @@ async fn serve_connection<S: Service>(connection: quinn::Connection, service: Ar
                 return;
             }
         };
-        let service = service.clone();
-        let stats = stats.clone();
-        tokio::spawn(async move {
-            let request = match frame::read_frame::<_, S::Request>(&mut recv, limit).await {
-                Ok(request) => request,
-                Err(error) => {
-                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%peer, %error, "bad frame; resetting its stream");
-                    let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
-                    let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
-                    return;
-                }
-            };
-            let response = service.call(peer, request).await;
-            match frame::write_frame(&mut send, &response, limit).await {
-                Ok(()) => {
-                    let _ = send.finish();
-                    stats.requests_served.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(error) => {
-                    tracing::warn!(%peer, %error, "could not send a response");
-                    let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
-                }
+        tokio::spawn(serve_stream(peer, send, recv, service.clone(), limit, stats.clone()));
+    }
+}
+
+/// Serves one stream: a request and its response, or a cast (`send` is
+/// `None`) and nothing back.
+async fn serve_stream<S: Service>(
+    peer: SocketAddr,
+    mut send: Option<quinn::SendStream>,
+    mut recv: quinn::RecvStream,
+    service: Arc<S>,
+    limit: u32,
+    stats: Arc<NodeStats>,
+) {
+    let request = match frame::read_frame::<_, S::Request>(&mut recv, limit).await {
+        Ok(request) => request,
+        Err(error) => {
+            stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, %error, "bad frame; resetting its stream");
+            let _ = recv.stop(quinn::VarInt::from_u32(BAD_FRAME));
+            if let Some(send) = send.as_mut() {
+                let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
             }
-        });
+            return;
+        }
+    };
+    let Some(mut send) = send else {
+        stats.casts_taken.fetch_add(1, Ordering::Relaxed);
+        return service.cast(peer, request).await;
+    };
+    let response = service.call(peer, request).await;
+    match frame::write_frame(&mut send, &response, limit).await {
+        Ok(()) => {
+            let _ = send.finish();
+            stats.requests_served.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(error) => {
+            tracing::warn!(%peer, %error, "could not send a response");
+            let _ = send.reset(quinn::VarInt::from_u32(BAD_FRAME));
+        }
     }
 }
 

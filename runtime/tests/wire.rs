@@ -94,3 +94,45 @@ async fn bad_frames_reset_their_stream_while_other_requests_complete() {
     let too_big = client.request::<_, u64>(addr, &(vec![0u8; 4096], 0u64)).await;
     assert!(matches!(too_big, Err(RuntimeError::Frame { .. })), "{too_big:?}");
 }
+
+/// Remembers every number cast to it; answers calls with how many it has.
+#[derive(Default)]
+struct Tally(std::sync::Mutex<Vec<u64>>);
+
+impl Service for Tally {
+    type Request = u64;
+    type Response = usize;
+    async fn call(&self, _peer: SocketAddr, _request: u64) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    async fn cast(&self, _peer: SocketAddr, request: u64) {
+        self.0.lock().unwrap().push(request);
+    }
+}
+
+#[tokio::test]
+async fn casts_arrive_without_an_answer_and_bad_ones_cost_only_their_stream() {
+    let (_dir, certs) = cluster();
+    let tally = Arc::new(Tally::default());
+    let server = Node::serve(loopback(), &certs, NodeConfig::default(), tally.clone()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
+    for value in 0..100u64 {
+        client.cast(addr, &value).await.unwrap();
+    }
+    eventually("all 100 casts arrive", || server.stats().casts_taken() == 100).await;
+    let mut seen = tally.0.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..100).collect::<Vec<_>>(), "each cast arrives once");
+    assert_eq!(server.stats().requests_served(), 0, "a cast gets no response");
+    assert_eq!(client.request::<_, usize>(addr, &0).await.unwrap(), 100, "calls still go through call");
+
+    let connection = client.connection(addr).await.unwrap();
+    let mut stream = connection.open_uni().await.unwrap();
+    stream.write_all(b"GARBAGE!").await.unwrap();
+    stream.finish().unwrap();
+    eventually("the bad cast is counted", || server.stats().bad_frames() == 1).await;
+    client.cast(addr, &7u64).await.unwrap();
+    eventually("casts still arrive", || server.stats().casts_taken() == 101).await;
+    assert!(client.cast(addr, &vec![0u8; 64 << 20]).await.is_err(), "an oversized cast is refused before it is sent");
+}
