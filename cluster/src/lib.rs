@@ -25,7 +25,7 @@ mod membership;
 mod placement;
 
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
-pub use placement::choose_worker;
+pub use placement::{Holder, Reservations, choose_worker};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,9 @@
 //! The head: accepts workers, watches their heartbeats, and runs the jobs
 //! submitted to it. A job's driver runs here, its appliers and writers on
 //! the workers; it keeps running when the client that submitted it goes
-//! away, and any client can ask how it stands.
+//! away, and any client can ask how it stands. Workers cast the exits of
+//! appliers that stopped on their own here; they reach the job's driver
+//! with the joins and losses of workers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use tokio::sync::broadcast;
 
 use super::LOST_AFTER;
 use super::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
-use crate::engine::{ClusterView, Placement};
+use crate::engine::{ClusterEvent, ClusterView, Placement};
 use crate::{Error, JobEvent, JobStatus, Result, Table, UdfRegistry};
 
 /// How a head is started.
@@ -65,6 +67,12 @@ impl Service for HeadService {
                 Ok(job_id) => HeadResponse::Submitted { job_id },
                 Err(error) => HeadResponse::Refused { reason: error.to_string() },
             },
+            HeadRequest::ApplierExited(exit) => {
+                tracing::warn!(job = %exit.applier.job_id, index = exit.applier.index, worker = %exit.worker, reason = %exit.reason, "an applier stopped on its own");
+                // No driver listening means its job has ended.
+                let _ = self.cluster.events.send(ClusterEvent::ApplierExited(exit));
+                HeadResponse::Noted
+            }
             HeadRequest::JobStatus { job_id } => {
                 let jobs = self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 match jobs.get(&job_id) {
@@ -133,7 +141,13 @@ impl Head {
         let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
         let (events, _) = broadcast::channel(1024);
         let outgoing = Node::client(super::any_port_of(config.listen), &certs, NodeConfig::default())?;
-        let cluster = Arc::new(ClusterView { node: Arc::new(outgoing), membership: membership.clone(), events: events.clone() });
+        let cluster = Arc::new(ClusterView {
+            node: Arc::new(outgoing),
+            membership: membership.clone(),
+            reservations: Default::default(),
+            events: events.clone(),
+        });
+        let service_cluster = cluster.clone();
         let service = Arc::new(HeadService {
             membership: membership.clone(),
             cluster,
@@ -141,7 +155,7 @@ impl Head {
             jobs: Arc::default(),
         });
         let node = Node::serve(config.listen, &certs, NodeConfig::default(), service)?;
-        let watcher = tokio::spawn(watch(membership, events));
+        let watcher = tokio::spawn(watch(membership, service_cluster));
         Ok(Self { node, watcher })
     }
 
@@ -158,17 +172,23 @@ impl Drop for Head {
     }
 }
 
-/// Declares silent workers lost, logs joins and losses, and tells running
-/// jobs.
-async fn watch(membership: Arc<Mutex<Membership>>, jobs: broadcast::Sender<MembershipEvent>) {
+/// Declares silent workers lost, logs joins and losses, frees what lost
+/// workers held, and tells running jobs.
+async fn watch(membership: Arc<Mutex<Membership>>, cluster: Arc<ClusterView>) {
     let tick = Duration::from_millis(100);
     loop {
         tokio::time::sleep(tick).await;
-        let mut membership = membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        membership.handle_timeout(Instant::now());
-        while let Some(event) = membership.poll_event() {
+        let events: Vec<MembershipEvent> = {
+            let mut membership = membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            membership.handle_timeout(Instant::now());
+            std::iter::from_fn(|| membership.poll_event()).collect()
+        };
+        for event in events {
+            if let MembershipEvent::Lost { node } = &event {
+                cluster.reservations.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).release_node(*node);
+            }
             // No job listening is fine.
-            let _ = jobs.send(event.clone());
+            let _ = cluster.events.send(ClusterEvent::Member(event.clone()));
             match event {
                 MembershipEvent::Joined { node, addr, resources } => {
                     tracing::info!(%node, %addr, cpus = resources.cpus, gpus = resources.gpus, memory = resources.memory, "worker joined");

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 pub use head::{Head, HeadConfig};
 pub use protocol::{
-    HeadRequest, HeadResponse, JobSpec, JobView, MemberInfo, Submission, WorkerRequest, WorkerResponse,
+    ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, MemberInfo, Submission, WorkerRequest,
+    WorkerResponse,
 };
 pub use worker::{Worker, WorkerConfig};
 

@@ -33,14 +33,20 @@ pub struct JobSpec {
 /// What a worker is asked by a job's driver.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WorkerRequest {
-    /// Start applier `index` of a job.
-    SpawnApplier { job: JobSpec, index: usize },
+    /// Start incarnation `incarnation` of applier `index` of a job
+    /// (replacing an older one of that index, if any). If it stops without
+    /// being asked to, the head is told ([`HeadRequest::ApplierExited`]).
+    SpawnApplier { job: JobSpec, index: usize, incarnation: u64 },
     /// Run a task on applier `index` of job `job_id`.
     RunTask { job_id: String, index: usize, task: TaskSpec },
     /// Write a fragment's data file from its checkpoints.
     WriteFragment { job: JobSpec, write: FragmentWrite },
-    /// Stop everything of a job.
+    /// Stop one applier (usually cast).
+    StopApplier { job_id: String, index: usize, incarnation: u64 },
+    /// Stop everything of a job (usually cast).
     StopJob { job_id: String },
+    /// Which appliers run here?
+    Hosted,
 }
 
 /// What a worker answers.
@@ -54,6 +60,11 @@ pub enum WorkerResponse {
     Written(Result<ShippedDataFile, String>),
     /// The job's actors are stopped.
     Stopped,
+    /// The applier a task was sent to is not running (it stopped or was
+    /// never started here): the task did not run.
+    ApplierGone { reason: String },
+    /// The appliers this worker runs.
+    Hosted(Vec<HostedApplier>),
     /// The request could not be served (unknown job, UDF not registered, ...).
     Refused { reason: String },
 }
@@ -71,6 +82,31 @@ pub enum HeadRequest {
     Submit(Box<Submission>),
     /// Where does a job stand?
     JobStatus { job_id: String },
+    /// A worker's applier stopped without being asked to (cast by the
+    /// worker: the head spawned it).
+    ApplierExited(ApplierExit),
+}
+
+/// An applier that runs on a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedApplier {
+    /// Its job.
+    pub job_id: String,
+    /// Its index in the job.
+    pub index: usize,
+    /// Which start of that index it is.
+    pub incarnation: u64,
+}
+
+/// A supervision event: an applier stopped on its own (failed, or killed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplierExit {
+    /// Which applier.
+    pub applier: HostedApplier,
+    /// The worker's serving address.
+    pub worker: String,
+    /// Why, as the actor system told it.
+    pub reason: String,
 }
 
 /// A backfill submitted to the head.
@@ -114,6 +150,8 @@ pub enum HeadResponse {
     Submitted { job_id: String },
     /// A job's state.
     Job(Box<JobView>),
+    /// A cast was taken.
+    Noted,
     /// The request could not be served.
     Refused { reason: String },
 }
@@ -176,6 +214,8 @@ mod tests {
             WorkerResponse::Written(Err("disk full".into())),
             WorkerResponse::Stopped,
             WorkerResponse::Refused { reason: "no".into() },
+            WorkerResponse::ApplierGone { reason: "killed".into() },
+            WorkerResponse::Hosted(vec![HostedApplier { job_id: "j".into(), index: 1, incarnation: 4 }]),
         ];
         for response in responses {
             let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));
@@ -198,10 +238,12 @@ mod tests {
             base_output_file: Some("b.lance".into()),
         };
         let requests = [
-            WorkerRequest::SpawnApplier { job: spec.clone(), index: 1 },
+            WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3 },
             WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10) } },
             WorkerRequest::WriteFragment { job: spec.clone(), write },
             WorkerRequest::StopJob { job_id: "j".into() },
+            WorkerRequest::StopApplier { job_id: "j".into(), index: 1, incarnation: 3 },
+            WorkerRequest::Hosted,
         ];
         for request in requests {
             let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
@@ -213,6 +255,11 @@ mod tests {
             HeadRequest::JobStatus { job_id: "j".into() },
             HeadRequest::Join(Join { addr: "127.0.0.1:1".into(), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
             HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
+            HeadRequest::ApplierExited(ApplierExit {
+                applier: HostedApplier { job_id: "j".into(), index: 0, incarnation: 1 },
+                worker: "127.0.0.1:9".into(),
+                reason: "killed".into(),
+            }),
             HeadRequest::Submit(Box::new(Submission {
                 table: "/t".into(),
                 column: "c".into(),
@@ -232,7 +279,9 @@ mod tests {
             summary: Some(Summary::default()),
             error: None,
         }));
-        let bytes = leman_runtime::frame::encode(&view).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(leman_runtime::frame::decode::<HeadResponse>(&bytes).ok(), Some(view));
+        for response in [view, HeadResponse::Noted] {
+            let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(leman_runtime::frame::decode::<HeadResponse>(&bytes).ok(), Some(response));
+        }
     }
 }

@@ -3,7 +3,10 @@
 //! Each command becomes a spawned future that talks to an actor (an applier
 //! for a task, a fresh writer for a fragment) or to the committer, and sends
 //! one [`Update`] back on a channel. The loop waits on that channel, the
-//! scheduler's progress deadline and the cancel signal, nothing else.
+//! scheduler's progress deadline, the cancel signal and, on a cluster, the
+//! cluster's events (workers joining and lost, appliers that stopped on
+//! their own, resources released by other jobs), nothing else. An applier
+//! that is gone is started again, here or wherever there is room.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -13,7 +16,7 @@ use std::time::Instant;
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
 use leman_applier::{Applier, ApplierArgs, BackfillContext, TaskOutput, TaskSpec};
-use leman_cluster::{MembershipEvent, NodeId, Resources, choose_worker};
+use leman_cluster::{Holder, MembershipEvent, NodeId, Resources};
 use leman_scheduler::record::RowError;
 use leman_scheduler::{
     Command, Event, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
@@ -22,8 +25,8 @@ use leman_writer::{FragmentWrite, WriterContext, commit::commit_replacements};
 use ractor::Actor;
 use tokio::sync::{broadcast, mpsc, watch};
 
-use super::executor::{ApplierRef, WriteFailure, write_locally, write_remotely};
-use super::placement::Placement;
+use super::executor::{ApplierRef, Unanswered, WriteFailure, write_locally, write_remotely};
+use super::placement::{ClusterEvent, Placement};
 use super::plan::Plan;
 use crate::distributed::{JobSpec, WorkerRequest, WorkerResponse};
 use crate::udf_record::UdfRecord;
@@ -39,6 +42,8 @@ use crate::{BackfillOptions, Error, JobEvent, Result};
 enum Update {
     Event(Event),
     Written { fragment_id: u64, data_file: DataFile },
+    /// Incarnation `incarnation` of applier `index` is not running.
+    ApplierGone { index: usize, incarnation: u64, reason: String },
 }
 
 /// How a driver talks to its [`Job`](crate::Job) handle.
@@ -61,9 +66,13 @@ pub(crate) struct Driver {
     placement: Placement,
     /// Applier `i` of the job, `None` while it waits for a place.
     appliers: Vec<Option<ApplierRef>>,
+    /// Starts of appliers so far.
+    incarnations: u64,
+    /// What local appliers are started with (embedded jobs).
+    local_context: Option<Arc<BackfillContext>>,
     /// Workers that hosted any of the job's work, told to stop it at the end.
     hosts: BTreeSet<SocketAddr>,
-    membership: Option<broadcast::Receiver<MembershipEvent>>,
+    cluster_events: Option<broadcast::Receiver<ClusterEvent>>,
     job_spec: JobSpec,
     next_writer: usize,
     written: HashMap<u64, DataFile>,
@@ -125,7 +134,7 @@ impl Driver {
             filter: resolved.filter.sql().to_string(),
             threads: options.intra_applier_concurrency,
         };
-        let membership = match &placement {
+        let cluster_events = match &placement {
             Placement::Embedded => None,
             Placement::Cluster(view) => Some(view.events.subscribe()),
         };
@@ -139,9 +148,11 @@ impl Driver {
             concurrency: options.concurrency,
             threads: options.intra_applier_concurrency,
             appliers: vec![None; options.concurrency],
+            incarnations: 0,
+            local_context: None,
             hosts: BTreeSet::new(),
             placement,
-            membership,
+            cluster_events,
             job_spec,
             next_writer: 0,
             written,
@@ -180,27 +191,35 @@ impl Driver {
         }
         match self.placement.clone() {
             Placement::Embedded => {
-                let context = Arc::new(
-                    BackfillContext::new(
-                        self.resolved.dataset.clone(),
-                        self.resolved.udf.clone(),
-                        &self.resolved.column,
-                        self.resolved.filter.clone(),
-                        self.stores.checkpoints.clone(),
-                    )
-                    .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?,
-                );
+                let context = BackfillContext::new(
+                    self.resolved.dataset.clone(),
+                    self.resolved.udf.clone(),
+                    &self.resolved.column,
+                    self.resolved.filter.clone(),
+                    self.stores.checkpoints.clone(),
+                )
+                .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+                self.local_context = Some(Arc::new(context));
                 for index in 0..self.concurrency {
-                    let name = format!("applier-{}-{index}", self.id);
-                    let args = ApplierArgs { context: context.clone(), threads: self.threads };
-                    let (actor, _) = Actor::spawn(Some(name.clone()), Applier, args)
-                        .await
-                        .map_err(|e| Error::Actor { actor: name, reason: e.to_string() })?;
-                    self.applier_ready(index, ApplierRef::Local(actor));
+                    self.spawn_local(index).await?;
                 }
             }
             Placement::Cluster(_) => self.place_appliers().await,
         }
+        Ok(())
+    }
+
+    /// Starts applier `index` as an actor of this process.
+    async fn spawn_local(&mut self, index: usize) -> Result<()> {
+        let Some(context) = self.local_context.clone() else { return Ok(()) };
+        self.incarnations += 1;
+        let incarnation = self.incarnations;
+        let name = format!("applier-{}-{index}.{incarnation}", self.id);
+        let args = ApplierArgs { context, threads: self.threads };
+        let (actor, _) = Actor::spawn(Some(name.clone()), Applier, args)
+            .await
+            .map_err(|e| Error::Actor { actor: name, reason: e.to_string() })?;
+        self.applier_ready(index, ApplierRef::Local { actor, incarnation });
         Ok(())
     }
 
@@ -217,86 +236,117 @@ impl Driver {
         Resources { cpus: hints.cpus * self.threads as f64, gpus: hints.gpus, memory: hints.memory }
     }
 
+    fn holder(&self, index: usize) -> Holder {
+        Holder { job: self.id.clone(), index }
+    }
+
     /// Places every applier still without a worker, where capacity allows.
     async fn place_appliers(&mut self) {
         let Placement::Cluster(view) = self.placement.clone() else { return };
         if self.scheduler.is_ended() {
             return;
         }
-        let members = view.members();
         let need = self.applier_needs();
         for index in 0..self.appliers.len() {
             if self.appliers[index].is_some() {
                 continue;
             }
-            let mut used: HashMap<NodeId, Resources> = HashMap::new();
-            for worker in self.appliers.iter().flatten().filter_map(ApplierRef::worker) {
-                let taken = used.entry(worker).or_default();
-                taken.cpus += need.cpus;
-                taken.gpus += need.gpus;
-                taken.memory += need.memory;
-            }
-            let Some(worker) = choose_worker(&members, &used, need) else {
+            let holder = self.holder(index);
+            let Some(member) = view.reserve(holder.clone(), need) else {
                 tracing::info!(job = %self.id, index, "no worker has room for this applier yet; it waits for capacity");
                 return;
             };
-            let Some(member) = members.iter().find(|m| m.id == worker) else { return };
             let Ok(addr) = member.addr.parse::<SocketAddr>() else {
                 tracing::warn!(addr = %member.addr, "worker address does not parse");
+                view.release(&holder);
                 return;
             };
-            let request = WorkerRequest::SpawnApplier { job: self.job_spec.clone(), index };
-            match view.node.request::<_, WorkerResponse>(addr, &request).await {
-                Ok(WorkerResponse::Spawned) => {
-                    self.hosts.insert(addr);
-                    let job_id = self.id.clone();
-                    self.applier_ready(index, ApplierRef::Remote { node: view.node.clone(), worker, addr, job_id, index });
-                }
-                Ok(other) => {
-                    tracing::warn!(%worker, ?other, "worker could not start an applier");
-                    return;
-                }
-                Err(error) => {
-                    tracing::warn!(%worker, %error, "worker could not be asked to start an applier");
-                    return;
-                }
+            self.incarnations += 1;
+            let incarnation = self.incarnations;
+            let request = WorkerRequest::SpawnApplier { job: self.job_spec.clone(), index, incarnation };
+            let refused = match view.node.request::<_, WorkerResponse>(addr, &request).await {
+                Ok(WorkerResponse::Spawned) => None,
+                Ok(other) => Some(format!("{other:?}")),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(reason) = refused {
+                tracing::warn!(worker = %member.id, %reason, "worker could not start an applier");
+                view.release(&holder);
+                return;
+            }
+            self.hosts.insert(addr);
+            let (node, worker, job_id) = (view.node.clone(), member.id, self.id.clone());
+            self.applier_ready(index, ApplierRef::Remote { node, worker, addr, job_id, index, incarnation });
+        }
+    }
+
+    /// Incarnation `incarnation` of applier `index` is not running: its
+    /// tasks go back to the queue and it is started again.
+    async fn applier_gone(&mut self, index: usize, incarnation: u64, reason: &str) -> Result<()> {
+        if self.appliers.get(index).cloned().flatten().is_none_or(|a| a.incarnation() != incarnation) {
+            return Ok(());
+        }
+        tracing::warn!(job = %self.id, index, reason, "applier gone; its tasks go to others and it starts again");
+        self.appliers[index] = None;
+        self.scheduler.handle(Instant::now(), Event::ApplierLost { applier: index });
+        if self.scheduler.is_ended() {
+            return Ok(());
+        }
+        match self.placement.clone() {
+            Placement::Embedded => self.spawn_local(index).await,
+            Placement::Cluster(view) => {
+                view.release(&self.holder(index));
+                self.place_appliers().await;
+                Ok(())
             }
         }
     }
 
-    /// A worker is gone: its appliers' tasks go back to the queue, and new
-    /// appliers are placed where there is room.
-    async fn membership_changed(&mut self, event: Option<MembershipEvent>) {
+    /// Acts on what the cluster says: lost workers' appliers are lost,
+    /// exited appliers are gone, and new room is used.
+    async fn cluster_changed(&mut self, event: Option<ClusterEvent>) {
+        let Placement::Cluster(view) = self.placement.clone() else { return };
         let lost: Vec<NodeId> = match &event {
-            Some(MembershipEvent::Lost { node }) => vec![*node],
-            Some(MembershipEvent::Joined { .. }) => Vec::new(),
-            // Missed events: check every applier's worker against the members.
-            None => match &self.placement {
-                Placement::Cluster(view) => {
-                    let live: Vec<NodeId> = view.members().iter().map(|m| m.id).collect();
-                    self.appliers.iter().flatten().filter_map(ApplierRef::worker).filter(|w| !live.contains(w)).collect()
+            Some(ClusterEvent::Member(MembershipEvent::Lost { node })) => vec![*node],
+            Some(ClusterEvent::ApplierExited(exit)) => {
+                if exit.applier.job_id == self.id {
+                    let (index, incarnation) = (exit.applier.index, exit.applier.incarnation);
+                    let reason = format!("stopped on worker {}: {}", exit.worker, exit.reason);
+                    // Remote starts do not fail the job; they wait for room.
+                    let _ = self.applier_gone(index, incarnation, &reason).await;
                 }
-                Placement::Embedded => Vec::new(),
-            },
+                return;
+            }
+            Some(ClusterEvent::Member(MembershipEvent::Joined { .. }) | ClusterEvent::CapacityFreed) => Vec::new(),
+            // Missed events: check every applier's worker against the members.
+            None => {
+                let live: Vec<NodeId> = view.members().iter().map(|m| m.id).collect();
+                self.appliers.iter().flatten().filter_map(ApplierRef::worker).filter(|w| !live.contains(w)).collect()
+            }
         };
         for index in 0..self.appliers.len() {
             if self.appliers[index].as_ref().and_then(ApplierRef::worker).is_some_and(|w| lost.contains(&w)) {
                 tracing::warn!(job = %self.id, index, "applier lost with its worker; its tasks go to others");
                 self.appliers[index] = None;
+                view.release(&self.holder(index));
                 self.scheduler.handle(Instant::now(), Event::ApplierLost { applier: index });
             }
         }
-        self.place_appliers().await;
+        if self.appliers.iter().any(Option::is_none) {
+            self.place_appliers().await;
+        }
     }
 
     async fn stop_appliers(&mut self) {
         for applier in self.appliers.iter().flatten() {
-            applier.stop();
+            applier.stop().await;
         }
         if let Placement::Cluster(view) = &self.placement {
+            view.release_job(&self.id);
+            // Also drops the job's context on workers that only wrote.
             for addr in &self.hosts {
                 let request = WorkerRequest::StopJob { job_id: self.id.clone() };
-                if let Err(error) = view.node.request::<_, WorkerResponse>(*addr, &request).await {
+                if let Err(error) = view.node.cast(*addr, &request).await {
                     tracing::debug!(%addr, %error, "could not tell a worker to stop the job");
                 }
             }
@@ -334,6 +384,10 @@ impl Driver {
                             self.written.insert(fragment_id, data_file);
                             Event::FragmentWritten { fragment_id }
                         }
+                        Update::ApplierGone { index, incarnation, reason } => {
+                            self.applier_gone(index, incarnation, &reason).await?;
+                            continue;
+                        }
                     };
                     if let Event::Committed { fragments, version } = &event {
                         self.tell(JobEvent::Committed { fragments: fragments.clone(), version: *version });
@@ -341,7 +395,7 @@ impl Driver {
                     self.scheduler.handle(Instant::now(), event);
                 }
                 () = tokio::time::sleep_until(deadline.into()) => self.scheduler.handle_timeout(Instant::now()),
-                change = next_change(&mut self.membership) => self.membership_changed(change).await,
+                change = next_change(&mut self.cluster_events) => self.cluster_changed(change).await,
                 Ok(()) = self.cancelled.changed() => {
                     if *self.cancelled.borrow() {
                         self.scheduler.handle(Instant::now(), Event::Cancel);
@@ -371,6 +425,7 @@ impl Driver {
         let Some(actor) = self.appliers.get(applier).cloned().flatten() else {
             return self.report(Event::ApplierLost { applier });
         };
+        let lost = self.lost_signal(actor.worker());
         let Some(key) = self
             .plan
             .fragments
@@ -390,7 +445,11 @@ impl Driver {
         let updates = self.updates.clone();
         let udf = self.resolved.udf.name().to_string();
         tokio::spawn(async move {
-            let event = match actor.run(spec).await {
+            let outcome = tokio::select! {
+                outcome = actor.run(spec) => outcome,
+                () = lost => Err(Unanswered::Unreachable("its worker was lost".to_string())),
+            };
+            let event = match outcome {
                 Ok(Ok(output)) => Event::TaskSucceeded { task: task.id, stats: stats(output) },
                 Ok(Err(error)) => Event::TaskFailed {
                     task: task.id,
@@ -407,11 +466,12 @@ impl Driver {
                         io => io.to_string(),
                     },
                 },
-                Err(lost) => match actor {
-                    ApplierRef::Local(_) => Event::ApplierLost { applier },
-                    // The worker's fate is for heartbeats to decide; this try is over.
-                    ApplierRef::Remote { .. } => Event::TaskFailed { task: task.id, attempt, message: lost, retryable: true },
-                },
+                Err(Unanswered::Gone(reason)) => {
+                    let _ = updates.send(Update::ApplierGone { index: applier, incarnation: actor.incarnation(), reason });
+                    return;
+                }
+                // The worker's fate is for heartbeats to decide; this try is over.
+                Err(Unanswered::Unreachable(message)) => Event::TaskFailed { task: task.id, attempt, message, retryable: true },
             };
             let _ = updates.send(Update::Event(event));
         });
@@ -433,15 +493,21 @@ impl Driver {
                 let members = view.members();
                 self.next_writer = self.next_writer.wrapping_add(1);
                 let chosen = members.get(self.next_writer % members.len().max(1));
-                chosen.and_then(|m| m.addr.parse::<SocketAddr>().ok()).map(|addr| (view.node.clone(), addr))
+                chosen.and_then(|m| Some((m.id, m.addr.parse::<SocketAddr>().ok()?))).map(|(id, addr)| (view.node.clone(), id, addr))
             }
             Placement::Embedded => None,
         };
         let outcome = match worker {
-            Some((node, addr)) => {
+            Some((node, id, addr)) => {
                 self.hosts.insert(addr);
                 let job = self.job_spec.clone();
-                tokio::spawn(async move { write_remotely(&node, addr, job, write).await })
+                let lost = self.lost_signal(Some(id));
+                tokio::spawn(async move {
+                    tokio::select! {
+                        written = write_remotely(&node, addr, job, write) => written,
+                        () = lost => Err(WriteFailure { message: format!("worker {addr} was lost"), retryable: true }),
+                    }
+                })
             }
             None => {
                 let context = match WriterContext::new(
@@ -492,6 +558,21 @@ impl Driver {
         });
     }
 
+    /// Resolves when `worker` is lost (never for local work), so that a
+    /// request to a dead worker ends with its loss, not with a timeout.
+    fn lost_signal(&self, worker: Option<NodeId>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let watch = match (&self.placement, worker) {
+            (Placement::Cluster(view), Some(worker)) => Some((view.clone(), worker)),
+            _ => None,
+        };
+        async move {
+            match watch {
+                Some((view, worker)) => view.lost(worker).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Reports an event now, as a spawned future would.
     fn report(&mut self, event: Event) {
         self.in_flight += 1;
@@ -532,9 +613,9 @@ impl Driver {
     }
 }
 
-/// The next membership change; `None` when events were missed. Pends
-/// forever for an embedded job.
-async fn next_change(events: &mut Option<broadcast::Receiver<MembershipEvent>>) -> Option<MembershipEvent> {
+/// The cluster's next event; `None` when events were missed. Pends forever
+/// for an embedded job.
+async fn next_change(events: &mut Option<broadcast::Receiver<ClusterEvent>>) -> Option<ClusterEvent> {
     let Some(receiver) = events else { return std::future::pending().await };
     match receiver.recv().await {
         Ok(event) => Some(event),

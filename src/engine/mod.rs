@@ -15,7 +15,7 @@ mod plan;
 mod resolve;
 
 pub(crate) use executor::write_locally;
-pub(crate) use placement::{ClusterView, Placement};
+pub(crate) use placement::{ClusterEvent, ClusterView, Placement};
 
 
 use std::sync::Arc;

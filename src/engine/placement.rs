@@ -1,11 +1,26 @@
 //! Where a job's appliers and writers go: in this process, or on the
-//! workers of a cluster (chosen by [`leman_cluster::choose_worker`]).
+//! workers of a cluster. On a cluster, every job's appliers reserve their
+//! resources in one ledger ([`Reservations`]), so concurrent jobs share the
+//! workers without oversubscribing them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use leman_cluster::{Member, Membership, MembershipEvent};
+use leman_cluster::{Holder, Member, Membership, MembershipEvent, NodeId, Reservations, Resources};
 use leman_runtime::Node;
 use tokio::sync::broadcast;
+
+use crate::distributed::ApplierExit;
+
+/// What a job's driver hears from the cluster.
+#[derive(Debug, Clone)]
+pub(crate) enum ClusterEvent {
+    /// A worker joined or was lost.
+    Member(MembershipEvent),
+    /// An applier stopped on its own (a supervision event from its worker).
+    ApplierExited(ApplierExit),
+    /// Some job released resources: appliers waiting for room may fit now.
+    CapacityFreed,
+}
 
 /// What a job's driver sees of the cluster it runs on.
 #[derive(Debug)]
@@ -14,8 +29,10 @@ pub(crate) struct ClusterView {
     pub node: Arc<Node>,
     /// Live members.
     pub membership: Arc<Mutex<Membership>>,
-    /// Joins and losses as they happen.
-    pub events: broadcast::Sender<MembershipEvent>,
+    /// What every job's appliers hold.
+    pub reservations: Mutex<Reservations>,
+    /// Joins, losses, applier exits and releases as they happen.
+    pub events: broadcast::Sender<ClusterEvent>,
 }
 
 impl ClusterView {
@@ -23,6 +40,53 @@ impl ClusterView {
     pub fn members(&self) -> Vec<Member> {
         let membership = self.membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         membership.members().cloned().collect()
+    }
+
+    /// Whether `node` is a live member.
+    pub fn is_member(&self, node: NodeId) -> bool {
+        self.members().iter().any(|m| m.id == node)
+    }
+
+    /// Reserves `need` for `holder` on the freest worker it fits on.
+    pub fn reserve(&self, holder: Holder, need: Resources) -> Option<Member> {
+        let members = self.members();
+        let node = self.ledger().reserve(&members, holder, need)?;
+        members.into_iter().find(|m| m.id == node)
+    }
+
+    /// Releases what `holder` holds, and says so to waiting jobs.
+    pub fn release(&self, holder: &Holder) {
+        if self.ledger().release(holder) {
+            let _ = self.events.send(ClusterEvent::CapacityFreed);
+        }
+    }
+
+    /// Releases all that job `job` holds, and says so to waiting jobs.
+    pub fn release_job(&self, job: &str) {
+        if self.ledger().release_job(job) {
+            let _ = self.events.send(ClusterEvent::CapacityFreed);
+        }
+    }
+
+    /// Resolves once `worker` is lost (at once if it is not a member now).
+    pub async fn lost(&self, worker: NodeId) {
+        let mut events = self.events.subscribe();
+        if !self.is_member(worker) {
+            return;
+        }
+        loop {
+            match events.recv().await {
+                Ok(ClusterEvent::Member(MembershipEvent::Lost { node })) if node == worker => return,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) if !self.is_member(worker) => return,
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
+            }
+        }
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, Reservations> {
+        self.reservations.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

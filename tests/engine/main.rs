@@ -1,8 +1,10 @@
-//! End-to-end tests of the embedded engine on real Lance datasets in temp
-//! directories: one test binary, one module per behaviour of a backfill.
+//! End-to-end tests of the engine library on real Lance datasets in temp
+//! directories, embedded and on an in-process cluster: one test binary, one
+//! module per behaviour of a backfill.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod checkpoints;
+mod cluster;
 mod commits;
 mod concurrency;
 mod errors;
