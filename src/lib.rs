@@ -35,6 +35,7 @@
 //! - `aws`: `s3://` tables.
 //! - `gcp`: `gs://` tables.
 
+pub mod bench;
 pub mod builtins;
 pub mod cli;
 pub mod demo;

@@ -3,8 +3,9 @@
 //! This crate owns everything that crosses a process boundary: the cluster's
 //! certificates ([`tls`]), the frame format ([`frame`]: versioned,
 //! size-limited bincode) and the node ([`node`]: one QUIC endpoint that
-//! serves typed requests and makes them). It knows nothing of Lance or UDFs;
-//! the engine's crates exchange typed Rust messages through it.
+//! serves typed requests and casts, and makes them), and the figures of the
+//! wire against bare sockets ([`loopback`]). It knows nothing of Lance or
+//! UDFs; the engine's crates exchange typed Rust messages through it.
 //!
 //! Why not `ractor_cluster`: it accepts external transports, so quinn
 //! streams would fit, but its frames are prost-encoded (a second encoding
@@ -38,6 +39,7 @@
 //! ```
 
 pub mod frame;
+pub mod loopback;
 pub mod node;
 pub mod tls;
 

@@ -1,5 +1,5 @@
 //! `leman backfill`: run a job with live progress; `--json` prints its
-//! summary as one JSON object on stdout.
+//! summary as one JSON object on stdout (with this process's peak memory).
 
 use std::process::ExitCode;
 
@@ -81,7 +81,7 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
         return run_on_cluster(&args, head, &certs).await;
     }
     if let Some(workers) = args.local_workers {
-        let cluster = super::local::LocalCluster::start(workers).await?;
+        let cluster = crate::distributed::LocalCluster::start(&std::env::current_exe()?, workers)?;
         let outcome = run_on_cluster(&args, cluster.head(), cluster.certs()).await;
         cluster.stop();
         return outcome;
@@ -185,6 +185,14 @@ pub(crate) async fn follow_remote(
     }
 }
 
+/// This process's peak resident memory so far, in bytes (Linux: `VmHWM`).
+fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_json::Value {
     match outcome {
         Ok(s) => json!({
@@ -198,6 +206,7 @@ fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_
             "commits": s.commits,
             "version": s.version,
             "elapsed_secs": s.elapsed.as_secs_f64(),
+            "peak_memory_bytes": peak_memory(),
             "errors": s.errors.iter().map(|e| json!({"row_address": e.row_address, "message": e.message})).collect::<Vec<_>>(),
         }),
         Err(error) => json!({

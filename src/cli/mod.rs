@@ -8,7 +8,6 @@
 mod backfill;
 mod cluster;
 mod inspect;
-mod local;
 mod jobs;
 mod progress;
 
@@ -95,6 +94,18 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         join_timeout_secs: u64,
     },
+    /// Run the benchmark suite and print its figures against their baselines.
+    Bench {
+        /// Directory for its tables (default: a temporary one, removed after).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Small tables: a check that the suite runs, in seconds.
+        #[arg(long)]
+        quick: bool,
+        /// Print the figures as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a table's versions, fragments and columns.
     Inspect {
         /// Lance dataset directory.
@@ -134,6 +145,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
         Command::Inspect { table } => inspect::run(&table).await,
+        Command::Bench { dir, quick, json } => bench(dir, quick, json).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
         Command::Cluster(ClusterCommand::Members { head, certs, json }) => cluster::members(head, &certs, json).await,
         Command::Head { listen, certs } => cluster::head(listen, certs).await,
@@ -191,6 +203,31 @@ fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
     leman_runtime::tls::init_cluster(dir)?;
     println!("created a cluster CA and a node certificate in {}", dir.display());
     println!("copy ca.pem, node.pem and node.key to every node; keep ca.key to issue more");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool) -> Result<ExitCode> {
+    let scratch = tempfile::tempdir()?;
+    let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
+    let options = crate::bench::BenchOptions { dir, exe: std::env::current_exe()?, quick };
+    eprintln!(
+        "leman bench{}: {} cores, {:.0} GiB; tables in {}",
+        if quick { " --quick" } else { "" },
+        cluster::machine_cpus(),
+        cluster::machine_memory() as f64 / (1u64 << 30) as f64,
+        options.dir.display()
+    );
+    let figures = crate::bench::run(&options, |figure| {
+        if !json {
+            eprintln!("  measured {}: {} ({:.2}x {})", figure.what, figure.measured, figure.ratio, figure.ratio_of);
+        }
+    })
+    .await?;
+    if json {
+        println!("{}", serde_json::to_string(&figures).map_err(|e| Error::Io(e.into()))?);
+    } else {
+        print!("{}", crate::bench::render(&figures));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

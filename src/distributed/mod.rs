@@ -8,12 +8,14 @@
 //! its own binary with [`Head::start`] or [`Worker::start`].
 
 mod head;
+mod local;
 mod protocol;
 mod worker;
 
 use std::time::Duration;
 
 pub use head::{Head, HeadConfig};
+pub(crate) use local::LocalCluster;
 pub use protocol::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, MemberInfo, Submission, WorkerRequest,
     WorkerResponse,

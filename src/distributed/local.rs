@@ -1,6 +1,6 @@
-//! `--local-workers N`: a throwaway cluster of this binary's processes on
-//! 127.0.0.1 (a head and N workers, certificates in a temp dir), stopped
-//! when the job ends.
+//! A throwaway cluster of `leman` processes on 127.0.0.1 (a head and N
+//! workers, certificates in a temp dir), stopped when dropped: what
+//! `leman backfill --local-workers N` and the benchmarks run jobs on.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -12,18 +12,21 @@ use crate::{Error, Result};
 /// A head and its workers, started by this process.
 #[derive(Debug)]
 pub(crate) struct LocalCluster {
+    exe: std::path::PathBuf,
     certs: tempfile::TempDir,
     head: SocketAddr,
     children: Vec<Child>,
 }
 
 impl LocalCluster {
-    /// Starts a head and `workers` workers, and waits until all joined.
-    pub async fn start(workers: usize) -> Result<Self> {
+    /// Starts a head and `workers` workers of the `leman` binary `exe`, and
+    /// waits until all joined.
+    pub fn start(exe: &Path, workers: usize) -> Result<Self> {
         let certs = tempfile::tempdir()?;
         leman_runtime::tls::init_cluster(certs.path())?;
         let certs_arg = certs.path().to_string_lossy().into_owned();
-        let mut cluster = Self { certs, head: SocketAddr::from(([127, 0, 0, 1], 0)), children: Vec::new() };
+        let mut cluster =
+            Self { exe: exe.to_path_buf(), certs, head: SocketAddr::from(([127, 0, 0, 1], 0)), children: Vec::new() };
         let line = cluster.spawn(&["head", "--listen", "127.0.0.1:0", "--certs", &certs_arg])?;
         cluster.head = line
             .strip_prefix("head listening on ")
@@ -60,8 +63,7 @@ impl LocalCluster {
 
     /// Starts `leman args` and returns the first line it prints.
     fn spawn(&mut self, args: &[&str]) -> Result<String> {
-        let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+        let mut child = Command::new(&self.exe).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
         let stdout = child.stdout.take();
         self.children.push(child);
         let mut line = String::new();
