@@ -17,7 +17,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
-use lance::dataset::fragment::FileFragment;
+use lance::dataset::fragment::{FileFragment, FragReadConfig};
 use lance_core::datatypes::Schema as LanceSchema;
 use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore};
 
@@ -170,10 +170,17 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     Ok(output)
 }
 
+/// The task's physical rows, deleted ones included (so the new column
+/// stays aligned with the fragment's files). A fragment reader of the rows'
+/// range, not a scan: a scan plans a query per task, which costs more than
+/// reading a batch of a cheap column.
 async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
     let len = u32::try_from(spec.rows.end - spec.rows.start).unwrap_or(u32::MAX).max(1);
-    let batches: Vec<RecordBatch> = fragment
-        .read_physical_slice(spec.rows.clone(), &context.read_schema, len)
+    let reader = fragment
+        .open(&context.read_schema, FragReadConfig::default().with_ignore_deletions(true))
+        .await?;
+    let batches: Vec<RecordBatch> = reader
+        .read_ranges(Arc::from([spec.rows.clone()]), len)
         .await?
         .buffered(2)
         .try_collect()
