@@ -137,7 +137,11 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         (old, TaskOutput::default())
     } else {
         let inputs = project(&batch, context.udf.inputs()).map_err(|e| io("projecting", &e))?;
-        let inputs = arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?;
+        let inputs = if selected_count == batch.num_rows() {
+            inputs
+        } else {
+            arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?
+        };
         let job = ComputeJob { inputs, old, selection: selection.clone() };
         let merged = pool.compute(job).await.map_err(|failure| {
             let row_address = failure

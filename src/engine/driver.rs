@@ -226,7 +226,7 @@ impl Driver {
     fn applier_ready(&mut self, index: usize, applier: ApplierRef) {
         self.appliers[index] = Some(applier);
         // Twice the threads in tasks, so the next batch is read while one computes.
-        let slots = self.threads * 2;
+        let slots = self.threads * 2 + 2;
         self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
     }
 
