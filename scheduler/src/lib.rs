@@ -40,4 +40,7 @@ pub enum PlanError {
     /// `commit_granularity` was zero.
     #[error("commit_granularity must be at least 1 fragment; pass a positive value or none to commit once at the end")]
     ZeroCommitGranularity,
+    /// `max_writers` was zero.
+    #[error("max_writers must be at least 1")]
+    ZeroWriters,
 }

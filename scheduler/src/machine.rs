@@ -38,6 +38,10 @@ pub struct JobConfig {
     pub refresh_status: Duration,
     /// Tries of a task whose failure is retryable (its applier was lost, I/O failed).
     pub max_task_attempts: u32,
+    /// Fragment writes in flight at once. A writer holds its fragment's new
+    /// column until its pages are full, so this bounds a job's memory
+    /// whatever the number of fragments.
+    pub max_writers: usize,
 }
 
 impl Default for JobConfig {
@@ -48,6 +52,7 @@ impl Default for JobConfig {
             commit_granularity: None,
             refresh_status: Duration::from_secs(2),
             max_task_attempts: 3,
+            max_writers: 4,
         }
     }
 }
@@ -114,6 +119,8 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FragmentPhase {
     Computing,
+    /// Computed, waiting for a free writer.
+    ToWrite,
     Writing,
     Written,
     Committing,
@@ -149,6 +156,9 @@ pub struct Scheduler {
     tasks: HashMap<TaskId, TaskState>,
     fragments: BTreeMap<u64, FragmentState>,
     appliers: BTreeMap<ApplierId, ApplierState>,
+    /// Computed fragments waiting for a writer, in the order they finished.
+    to_write: VecDeque<u64>,
+    writes_in_flight: usize,
     ready_to_commit: Vec<u64>,
     commit_in_flight: bool,
     commands: VecDeque<Command>,
@@ -167,6 +177,9 @@ impl Scheduler {
         if config.commit_granularity == Some(0) {
             return Err(PlanError::ZeroCommitGranularity);
         }
+        if config.max_writers == 0 {
+            return Err(PlanError::ZeroWriters);
+        }
         let fragments: Vec<FragmentInput> =
             fragments.into_iter().filter(|f| f.physical_rows > 0).collect();
         let mut scheduler = Self {
@@ -176,6 +189,8 @@ impl Scheduler {
             tasks: HashMap::new(),
             fragments: BTreeMap::new(),
             appliers: BTreeMap::new(),
+            to_write: VecDeque::new(),
+            writes_in_flight: 0,
             ready_to_commit: Vec::new(),
             commit_in_flight: false,
             commands: VecDeque::new(),
@@ -359,28 +374,52 @@ impl Scheduler {
             return;
         }
         if retryable && fragment.write_attempts < self.config.max_task_attempts {
+            // Its writer slot stays taken by the next try.
             self.commands.push_back(Command::WriteFragment { fragment_id });
             fragment.write_attempts += 1;
         } else {
+            self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
             self.fail(now, JobFailure { message, fragment_id: Some(fragment_id), rows: None });
         }
     }
 
+    /// Queues a fragment whose tasks are all done for writing.
     fn maybe_write(&mut self, fragment_id: u64) {
         if let Some(fragment) = self.fragments.get_mut(&fragment_id)
             && fragment.phase == FragmentPhase::Computing
             && fragment.tasks_left == 0
         {
+            fragment.phase = FragmentPhase::ToWrite;
+            self.to_write.push_back(fragment_id);
+        }
+        self.start_writes();
+    }
+
+    /// Starts queued writes while fewer than `max_writers` are in flight.
+    fn start_writes(&mut self) {
+        while self.writes_in_flight < self.config.max_writers
+            && let Some(fragment_id) = self.to_write.pop_front()
+        {
+            let Some(fragment) = self.fragments.get_mut(&fragment_id) else { continue };
             fragment.phase = FragmentPhase::Writing;
             fragment.write_attempts = 1;
+            self.writes_in_flight += 1;
             self.commands.push_back(Command::WriteFragment { fragment_id });
         }
     }
 
     fn fragment_written(&mut self, fragment_id: u64) {
-        if let Some(fragment) = self.fragments.get_mut(&fragment_id)
-            && matches!(fragment.phase, FragmentPhase::Computing | FragmentPhase::Writing)
-        {
+        let Some(fragment) = self.fragments.get_mut(&fragment_id) else { return };
+        match fragment.phase {
+            FragmentPhase::Writing => {
+                self.writes_in_flight = self.writes_in_flight.saturating_sub(1);
+                self.start_writes();
+            }
+            // Written before this job (its fragment checkpoint was found).
+            FragmentPhase::Computing => {}
+            _ => return,
+        }
+        if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
             fragment.phase = FragmentPhase::Written;
             self.ready_to_commit.push(fragment_id);
         }
@@ -426,7 +465,7 @@ impl Scheduler {
         let all_written = self
             .fragments
             .values()
-            .all(|f| !matches!(f.phase, FragmentPhase::Computing | FragmentPhase::Writing));
+            .all(|f| !matches!(f.phase, FragmentPhase::Computing | FragmentPhase::ToWrite | FragmentPhase::Writing));
         let take = match self.config.commit_granularity {
             Some(g) if self.ready_to_commit.len() >= g => g,
             _ if all_written => self.ready_to_commit.len(),

@@ -33,6 +33,15 @@ pub struct BenchOptions {
     /// Small tables: checks that the suite works, in seconds; its figures
     /// mean little.
     pub quick: bool,
+    /// The measurements to report (1 to 7); empty means all. One that needs
+    /// another's baseline or table runs that one too, unreported.
+    pub only: Vec<u8>,
+}
+
+impl BenchOptions {
+    fn wants(&self, number: u8) -> bool {
+        self.only.is_empty() || self.only.contains(&number)
+    }
 }
 
 /// One figure of the suite.
@@ -110,25 +119,44 @@ pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Res
         }
         figures.extend(new);
     };
-    let cheap = make_table(&db, "cheap", sizes.cheap_rows, sizes.cheap_fragments, &["raw", "c1", "c2"], "str_len").await?;
-    keep(cheap_udf(&cheap, sizes).await?);
-    let busy = make_table(&db, "busy", sizes.busy_rows, sizes.busy_fragments, &["t1", "t2", "a2", "cluster"], "busy").await?;
-    let (busy_figures, embedded_two_appliers) = busy_udf(&busy).await?;
-    keep(busy_figures);
-    keep(vec![on_local_cluster(&busy, &options.exe, embedded_two_appliers).await?]);
-    keep(vec![no_op_rerun(&cheap, &options.exe)?]);
-    let mut peaks = Vec::new();
-    for (i, rows) in sizes.memory_rows.into_iter().enumerate() {
-        let fragments = rows.div_ceil(sizes.rows_per_fragment);
-        let table = make_table(&db, &format!("memory{i}"), rows, fragments, &["len"], "str_len").await?;
-        peaks.push((rows, peak_memory(&table, &options.exe)?));
-        // Leave the disk as it was found: these are the largest tables.
-        drop_table(&table)?;
+    if options.wants(1) || options.wants(4) {
+        let cheap = make_table(&db, "cheap", sizes.cheap_rows, sizes.cheap_fragments, &["raw", "c1", "c2"], "str_len").await?;
+        let cheap_figures = cheap_udf(&cheap, sizes).await?;
+        if options.wants(1) {
+            keep(cheap_figures);
+        }
+        if options.wants(4) {
+            keep(vec![no_op_rerun(&cheap, &options.exe)?]);
+        }
     }
-    keep(memory_figures(&peaks));
-    let cold = make_table(&db, "cold", sizes.cold_rows, 4, &["on_cluster", "embedded"], "str_len").await?;
-    keep(vec![cold_start(&cold, &options.exe)?]);
-    keep(wire(&options.dir, sizes.wire).await?);
+    if options.wants(2) || options.wants(3) {
+        let busy = make_table(&db, "busy", sizes.busy_rows, sizes.busy_fragments, &["t1", "t2", "a2", "cluster"], "busy").await?;
+        let (busy_figures, embedded_two_appliers) = busy_udf(&busy).await?;
+        if options.wants(2) {
+            keep(busy_figures);
+        }
+        if options.wants(3) {
+            keep(vec![on_local_cluster(&busy, &options.exe, embedded_two_appliers).await?]);
+        }
+    }
+    if options.wants(5) {
+        let mut peaks = Vec::new();
+        for (i, rows) in sizes.memory_rows.into_iter().enumerate() {
+            let fragments = rows.div_ceil(sizes.rows_per_fragment);
+            let table = make_table(&db, &format!("memory{i}"), rows, fragments, &["len"], "str_len").await?;
+            peaks.push((rows, peak_memory(&table, &options.exe)?));
+            // Leave the disk as it was found: these are the largest tables.
+            drop_table(&table)?;
+        }
+        keep(memory_figures(&peaks));
+    }
+    if options.wants(6) {
+        let cold = make_table(&db, "cold", sizes.cold_rows, 4, &["on_cluster", "embedded"], "str_len").await?;
+        keep(vec![cold_start(&cold, &options.exe)?]);
+    }
+    if options.wants(7) {
+        keep(wire(&options.dir, sizes.wire).await?);
+    }
     Ok(figures)
 }
 

@@ -105,6 +105,9 @@ enum Command {
         /// Print the figures as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Only these measurements (1 to 7, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        only: Vec<u8>,
     },
     /// Show a table's versions, fragments and columns.
     Inspect {
@@ -145,7 +148,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
         Command::Inspect { table } => inspect::run(&table).await,
-        Command::Bench { dir, quick, json } => bench(dir, quick, json).await,
+        Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
         Command::Cluster(ClusterCommand::Members { head, certs, json }) => cluster::members(head, &certs, json).await,
         Command::Head { listen, certs } => cluster::head(listen, certs).await,
@@ -206,10 +209,10 @@ fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool) -> Result<ExitCode> {
+async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: Vec<u8>) -> Result<ExitCode> {
     let scratch = tempfile::tempdir()?;
     let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
-    let options = crate::bench::BenchOptions { dir, exe: std::env::current_exe()?, quick };
+    let options = crate::bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, only };
     eprintln!(
         "leman bench{}: {} cores, {:.0} GiB; tables in {}",
         if quick { " --quick" } else { "" },

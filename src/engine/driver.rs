@@ -101,6 +101,9 @@ impl Driver {
             task_shuffle_diversity: options.task_shuffle_diversity,
             commit_granularity: options.commit_granularity,
             refresh_status: options.refresh_status(),
+            // As many fragments written at once as there are appliers: writes
+            // keep pace with compute, and memory does not grow with the table.
+            max_writers: options.concurrency.max(2),
             ..JobConfig::default()
         };
         let scheduler = Scheduler::new(Instant::now(), config, plan.inputs.clone())

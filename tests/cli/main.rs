@@ -2,6 +2,7 @@
 //! including one written by pylance.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod bench;
 mod cluster;
 mod errors;
 mod interop;

@@ -249,3 +249,35 @@ fn a_lost_writer_writes_its_fragment_again() {
     scheduler.handle(now, Event::FragmentFailed { fragment_id: 1, message: "worker lost".into(), retryable: true });
     assert!(matches!(scheduler.poll_command(), Some(Command::Failed(f)) if f.fragment_id == Some(1)), "gave up after 2 attempts");
 }
+
+#[test]
+fn at_most_max_writers_fragment_writes_are_in_flight() {
+    let now = Instant::now();
+    let config = JobConfig { batch_size: 10, max_writers: 2, ..JobConfig::default() };
+    // Every batch already checkpointed: all six fragments are ready to write at once.
+    let ready: Vec<FragmentInput> =
+        (0..6).map(|id| FragmentInput { checkpointed: vec![0..10], ..FragmentInput::new(id, 10) }).collect();
+    let mut scheduler = Scheduler::new(now, config, ready).unwrap_or_else(|e| panic!("{e}"));
+    let mut writes = |s: &mut Scheduler| {
+        std::iter::from_fn(|| s.poll_command())
+            .filter_map(|c| match c {
+                Command::WriteFragment { fragment_id } => Some(fragment_id),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(writes(&mut scheduler), [0, 1], "two writers, not six");
+    scheduler.handle(now, Event::FragmentWritten { fragment_id: 0 });
+    assert_eq!(writes(&mut scheduler), [2], "a finished write frees its slot");
+    scheduler.handle(now, Event::FragmentFailed { fragment_id: 1, message: "lost".into(), retryable: true });
+    assert_eq!(writes(&mut scheduler), [1], "a retry keeps its slot");
+    for id in [1, 2] {
+        scheduler.handle(now, Event::FragmentWritten { fragment_id: id });
+    }
+    assert_eq!(writes(&mut scheduler), [3, 4]);
+    for id in [3, 4] {
+        scheduler.handle(now, Event::FragmentWritten { fragment_id: id });
+    }
+    assert_eq!(writes(&mut scheduler), [5]);
+    assert!(Scheduler::new(now, JobConfig { max_writers: 0, ..JobConfig::default() }, Vec::new()).is_err());
+}
