@@ -1,10 +1,14 @@
 //! Checkpoint storage in an object store.
 //!
 //! Layout under the table's directory:
-//! `_leman/checkpoints/batches/<key>.arrow` (the batch's output column as an
-//! Arrow IPC stream), `batches/<key>.json` (its [`BatchRecord`], written after
-//! the data so that a record always names complete bytes) and
+//! `_leman/checkpoints/batches/<key>.ckpt`, one object per batch, and
 //! `fragments/<key>.json` (a [`FragmentRecord`]).
+//!
+//! A batch object is its record and its data in one put (so a record always
+//! names complete bytes, and a batch costs one object, not two):
+//! `u64 LE record length | record JSON | Arrow IPC stream of the output
+//! column | SHA-256 of everything before`. An object whose hash does not
+//! match (truncated, corrupted) is not trusted and is recomputed.
 
 use std::io::Cursor;
 use std::ops::Range;
@@ -36,13 +40,12 @@ pub struct BatchCounts {
 pub struct BatchRecord {
     /// Physical rows of the fragment the batch covers.
     pub rows: Range<u64>,
-    /// SHA-256 of the batch's IPC bytes, hex.
-    pub data_sha256: String,
-    /// Length of those bytes.
-    pub data_len: u64,
     /// Counts at the time it was computed.
     pub counts: BatchCounts,
 }
+
+/// Length of the hash that ends a batch object.
+const HASH_LEN: usize = 32;
 
 /// Describes a fragment's written, maybe not yet committed, data file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,47 +79,46 @@ impl CheckpointStore {
         batch: &RecordBatch,
         counts: BatchCounts,
     ) -> Result<BatchRecord, CheckpointError> {
-        let data_path = self.batch_data_path(key);
-        let bytes = encode_ipc(batch).map_err(|source| CheckpointError::Ipc { path: data_path.clone(), source })?;
-        let record = BatchRecord {
-            rows,
-            data_sha256: hex::encode(Sha256::digest(&bytes)),
-            data_len: bytes.len() as u64,
-            counts,
-        };
-        self.put(&data_path, bytes).await?;
-        self.put_json(&self.batch_record_path(key), &record).await?;
+        let path = self.batch_path(key);
+        let record = BatchRecord { rows, counts };
+        let json = serde_json::to_vec(&record).map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
+        let mut bytes = Vec::with_capacity(8 + json.len() + batch.get_array_memory_size() + 1024);
+        bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&json);
+        let mut bytes = encode_ipc(bytes, batch).map_err(|source| CheckpointError::Ipc { path: path.clone(), source })?;
+        let hash = Sha256::digest(&bytes);
+        bytes.extend_from_slice(&hash);
+        self.put(&path, bytes).await?;
         Ok(record)
     }
 
-    /// The record of batch `key` if it is stored and its bytes match its hash.
+    /// The record of batch `key` if it is stored whole.
     pub async fn find_batch(&self, key: &CheckpointKey) -> Result<Option<BatchRecord>, CheckpointError> {
-        let Some(record) = self.get_json::<BatchRecord>(&self.batch_record_path(key)).await? else {
-            return Ok(None);
-        };
-        match self.read_verified(key, &record).await {
-            Ok(Some(_)) => Ok(Some(record)),
+        match self.read_object(key).await {
+            Ok(Some((record, _))) => Ok(Some(record)),
             Ok(None) | Err(CheckpointError::HashMismatch { .. }) => Ok(None),
             Err(other) => Err(other),
         }
     }
 
-    /// Reads batch `key`, checking its bytes against `record`.
+    /// Reads batch `key`, which must be stored whole and be the batch
+    /// `record` describes.
     pub async fn read_batch(&self, key: &CheckpointKey, record: &BatchRecord) -> Result<RecordBatch, CheckpointError> {
-        let path = self.batch_data_path(key);
-        let bytes = self.read_verified(key, record).await?.ok_or_else(|| CheckpointError::Store {
-            path: path.clone(),
-            source: object_store::Error::NotFound { path: path.to_string(), source: "checkpoint data is missing".into() },
-        })?;
-        decode_ipc(&bytes).map_err(|source| CheckpointError::Ipc { path, source })
+        match self.load_batch(key).await? {
+            Some((stored, batch)) if &stored == record => Ok(batch),
+            Some(_) => Err(CheckpointError::HashMismatch { path: self.batch_path(key) }),
+            None => {
+                let path = self.batch_path(key);
+                let source = object_store::Error::NotFound { path: path.to_string(), source: "checkpoint data is missing".into() };
+                Err(CheckpointError::Store { path, source })
+            }
+        }
     }
 
     /// Reads batch `key` with its record, checking its bytes; `None` if absent.
     pub async fn load_batch(&self, key: &CheckpointKey) -> Result<Option<(BatchRecord, RecordBatch)>, CheckpointError> {
-        let Some(record) = self.get_json::<BatchRecord>(&self.batch_record_path(key)).await? else {
-            return Ok(None);
-        };
-        let batch = self.read_batch(key, &record).await?;
+        let Some((record, ipc)) = self.read_object(key).await? else { return Ok(None) };
+        let batch = decode_ipc(&ipc).map_err(|source| CheckpointError::Ipc { path: self.batch_path(key), source })?;
         Ok(Some((record, batch)))
     }
 
@@ -130,27 +132,37 @@ impl CheckpointStore {
         self.get_json(&self.fragment_path(key)).await
     }
 
-    /// Path of a batch's data, for tests and tools that inspect checkpoints.
-    pub fn batch_data_path(&self, key: &CheckpointKey) -> Path {
-        self.root.clone().join("batches").join(format!("{key}.arrow"))
-    }
-
-    fn batch_record_path(&self, key: &CheckpointKey) -> Path {
-        self.root.clone().join("batches").join(format!("{key}.json"))
+    /// Path of a batch's object, for tests and tools that inspect checkpoints.
+    pub fn batch_path(&self, key: &CheckpointKey) -> Path {
+        self.root.clone().join("batches").join(format!("{key}.ckpt"))
     }
 
     fn fragment_path(&self, key: &CheckpointKey) -> Path {
         self.root.clone().join("fragments").join(format!("{key}.json"))
     }
 
-    async fn read_verified(&self, key: &CheckpointKey, record: &BatchRecord) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let path = self.batch_data_path(key);
-        let Some(bytes) = self.get(&path).await? else { return Ok(None) };
-        if bytes.len() as u64 != record.data_len || hex::encode(Sha256::digest(&bytes)) != record.data_sha256 {
-            tracing::warn!(%path, "checkpoint does not match its recorded hash; recomputing it");
-            return Err(CheckpointError::HashMismatch { path });
+    /// Batch `key`'s record and IPC bytes, if stored; an object whose hash
+    /// does not match is an error.
+    async fn read_object(&self, key: &CheckpointKey) -> Result<Option<(BatchRecord, Vec<u8>)>, CheckpointError> {
+        let path = self.batch_path(key);
+        let Some(mut bytes) = self.get(&path).await? else { return Ok(None) };
+        let mismatch = || {
+            tracing::warn!(%path, "checkpoint does not match its hash; recomputing it");
+            CheckpointError::HashMismatch { path: path.clone() }
+        };
+        let Some(body_len) = bytes.len().checked_sub(HASH_LEN) else { return Err(mismatch()) };
+        if Sha256::digest(&bytes[..body_len]).as_slice() != &bytes[body_len..] {
+            return Err(mismatch());
         }
-        Ok(Some(bytes))
+        bytes.truncate(body_len);
+        let json_len = match bytes.first_chunk::<8>() {
+            Some(len) => usize::try_from(u64::from_le_bytes(*len)).map_err(|_| mismatch())?,
+            None => return Err(mismatch()),
+        };
+        let json_end = 8usize.checked_add(json_len).filter(|end| *end <= bytes.len()).ok_or_else(mismatch)?;
+        let record: BatchRecord = serde_json::from_slice(&bytes[8..json_end])
+            .map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
+        Ok(Some((record, bytes.split_off(json_end))))
     }
 
     async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), CheckpointError> {
@@ -187,8 +199,9 @@ impl CheckpointStore {
     }
 }
 
-fn encode_ipc(batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> {
-    let mut writer = StreamWriter::try_new(Vec::new(), &batch.schema())?;
+/// Appends `batch` as an Arrow IPC stream to `out`.
+fn encode_ipc(out: Vec<u8>, batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema::ArrowError> {
+    let mut writer = StreamWriter::try_new(out, &batch.schema())?;
     writer.write(batch)?;
     writer.finish()?;
     writer.into_inner()
@@ -246,13 +259,19 @@ mod tests {
         assert_eq!(store.find_batch(&key).await?, Some(record.clone()));
         assert_eq!(store.read_batch(&key, &record).await?, batch());
 
-        let data = dir.path().join(store.batch_data_path(&key).to_string());
-        let mut bytes = std::fs::read(&data)?;
-        let last = bytes.len() - 9;
-        bytes[last] ^= 0xff;
-        std::fs::write(&data, bytes)?;
-        assert_eq!(store.find_batch(&key).await?, None, "a corrupt checkpoint is not trusted");
-        assert!(matches!(store.read_batch(&key, &record).await, Err(CheckpointError::HashMismatch { .. })));
+        let data = dir.path().join(store.batch_path(&key).to_string());
+        let good = std::fs::read(&data)?;
+        for damage in [good.len() / 2, good.len() - 1] {
+            let mut bytes = good.clone();
+            bytes[damage] ^= 0xff;
+            std::fs::write(&data, bytes)?;
+            assert_eq!(store.find_batch(&key).await?, None, "a corrupt checkpoint is not trusted");
+            assert!(matches!(store.read_batch(&key, &record).await, Err(CheckpointError::HashMismatch { .. })));
+        }
+        std::fs::write(&data, &good[..good.len() / 3])?;
+        assert_eq!(store.find_batch(&key).await?, None, "nor is a truncated one");
+        std::fs::write(&data, &good[..3])?;
+        assert_eq!(store.find_batch(&key).await?, None, "nor a stub");
         Ok(())
     }
 }

@@ -26,7 +26,9 @@ use crate::{AddColumnsOptions, BackfillOptions, CreateTableOptions, Database, Er
 /// How a suite runs.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// Where its tables go (emptied of earlier runs' tables first).
+    /// Where it works: each run makes its tables in a fresh directory in
+    /// here and removes it at the end (a directory that earlier runs filled
+    /// and emptied makes file creation measurably slower on ext4).
     pub dir: PathBuf,
     /// The `leman` binary, for the figures measured on processes.
     pub exe: PathBuf,
@@ -109,8 +111,17 @@ impl Sizes {
 /// Runs the suite, calling `report` with each figure as it is measured.
 pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Result<Vec<Figure>> {
     let sizes = Sizes::of(options.quick);
-    std::fs::create_dir_all(&options.dir)?;
-    let db = crate::connect(&options.dir.to_string_lossy()).await?;
+    let root = options.dir.join(format!("leman-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let outcome = run_in(options, &root, sizes, &mut report).await;
+    let removed = std::fs::remove_dir_all(&root);
+    let figures = outcome?;
+    removed?;
+    Ok(figures)
+}
+
+async fn run_in(options: &BenchOptions, root: &Path, sizes: Sizes, report: &mut impl FnMut(&Figure)) -> Result<Vec<Figure>> {
+    let db = crate::connect(&root.to_string_lossy()).await?;
     builtins::register_all(db.registry());
     let mut figures = Vec::new();
     let mut keep = |new: Vec<Figure>| {
@@ -119,16 +130,18 @@ pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Res
         }
         figures.extend(new);
     };
-    if options.wants(1) || options.wants(4) {
-        let cheap = make_table(&db, "cheap", sizes.cheap_rows, sizes.cheap_fragments, &["raw", "c1", "c2"], "str_len").await?;
+    let cheap = if options.wants(1) || options.wants(4) {
+        let columns = cheap_columns();
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let cheap = make_table(&db, "cheap", sizes.cheap_rows, sizes.cheap_fragments, &columns, "str_len").await?;
         let cheap_figures = cheap_udf(&cheap, sizes).await?;
         if options.wants(1) {
             keep(cheap_figures);
         }
-        if options.wants(4) {
-            keep(vec![no_op_rerun(&cheap, &options.exe)?]);
-        }
-    }
+        Some(cheap)
+    } else {
+        None
+    };
     if options.wants(2) || options.wants(3) {
         let busy = make_table(&db, "busy", sizes.busy_rows, sizes.busy_fragments, &["t1", "t2", "a2", "cluster"], "busy").await?;
         let (busy_figures, embedded_two_appliers) = busy_udf(&busy).await?;
@@ -138,6 +151,9 @@ pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Res
         if options.wants(3) {
             keep(vec![on_local_cluster(&busy, &options.exe, embedded_two_appliers).await?]);
         }
+    }
+    if let Some(cheap) = cheap.filter(|_| options.wants(4)) {
+        keep(vec![no_op_rerun(&cheap, &options.exe)?]);
     }
     if options.wants(5) {
         let mut peaks = Vec::new();
@@ -155,7 +171,7 @@ pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Res
         keep(vec![cold_start(&cold, &options.exe)?]);
     }
     if options.wants(7) {
-        keep(wire(&options.dir, sizes.wire).await?);
+        keep(wire(root, sizes.wire).await?);
     }
     Ok(figures)
 }
@@ -193,12 +209,8 @@ pub fn render(figures: &[Figure]) -> String {
 
 /// A table of `rows` sample rows in `fragments` fragments, with each of
 /// `columns` declared as built-in `udf` reading `text` (`busy` reads `id`,
-/// 50 microseconds a row). An earlier run's table of that name is replaced.
+/// 50 microseconds a row).
 async fn make_table(db: &Database, name: &str, rows: usize, fragments: usize, columns: &[&str], udf: &str) -> Result<Table> {
-    let path = Path::new(db.uri()).join(format!("{name}.lance"));
-    if path.is_dir() {
-        std::fs::remove_dir_all(&path)?;
-    }
     let per_fragment = rows.div_ceil(fragments.max(1)).max(1);
     let first = crate::demo::sample_batch(0, per_fragment.min(rows))?;
     let table = db.create_table(name, vec![first], CreateTableOptions { max_rows_per_file: per_fragment }).await?;
@@ -250,6 +262,16 @@ fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
+/// Times each measurement of (1) is taken; the best counts, so that a
+/// burst of the disk flushing the tables just made does not.
+const CHEAP_ROUNDS: usize = 2;
+
+/// The columns (1) fills: `CHEAP_ROUNDS` each of the raw pipeline, 1 applier
+/// and 2 appliers.
+fn cheap_columns() -> Vec<String> {
+    (0..CHEAP_ROUNDS).flat_map(|round| ["raw", "c1", "c2"].map(|kind| format!("{kind}_{round}"))).collect()
+}
+
 /// (1) `str_len` embedded, with 1 and 2 appliers, against the raw pipeline.
 async fn cheap_udf(table: &Table, sizes: Sizes) -> Result<Vec<Figure>> {
     // Warm the page cache, so the first run does not pay for all.
@@ -259,26 +281,27 @@ async fn cheap_udf(table: &Table, sizes: Sizes) -> Result<Vec<Figure>> {
     scan.try_into_stream().await?.try_for_each(|_| async { Ok(()) }).await?;
 
     let rows = sizes.cheap_rows;
-    let started = Instant::now();
-    raw::str_len(table.uri(), "text", "raw").await?;
-    let raw = rate(rows, started.elapsed());
-    let mut figures = Vec::new();
-    for (column, appliers, target, floor) in [("c1", 1, ">= 0.8", 0.8), ("c2", 2, "> 1.0", 1.0)] {
-        let (wall, _) = backfill(table, column, BackfillOptions::default().concurrency(appliers)).await?;
-        let embedded = rate(rows, wall);
-        let ratio = embedded / raw;
-        figures.push(Figure {
-            number: 1,
-            what: format!("str_len {} rows/{} frags, {appliers} applier(s)", rows_label(rows), sizes.cheap_fragments),
-            measured: mrows(embedded),
-            baseline: format!("raw lance {}", mrows(raw)),
-            ratio,
-            ratio_of: "embedded / raw throughput".into(),
-            target: target.into(),
-            met: if floor == 1.0 { ratio > floor } else { ratio >= floor },
-        });
+    let (mut raw, mut one, mut two) = (0f64, 0f64, 0f64);
+    for round in 0..CHEAP_ROUNDS {
+        let started = Instant::now();
+        raw::str_len(table.uri(), "text", &format!("raw_{round}")).await?;
+        raw = raw.max(rate(rows, started.elapsed()));
+        let (wall, _) = backfill(table, &format!("c1_{round}"), BackfillOptions::default().concurrency(1)).await?;
+        one = one.max(rate(rows, wall));
+        let (wall, _) = backfill(table, &format!("c2_{round}"), BackfillOptions::default().concurrency(2)).await?;
+        two = two.max(rate(rows, wall));
     }
-    Ok(figures)
+    let figure = |appliers: usize, embedded: f64, target: &str, met: fn(f64) -> bool| Figure {
+        number: 1,
+        what: format!("str_len {} rows/{} frags, {appliers} applier(s)", rows_label(rows), sizes.cheap_fragments),
+        measured: mrows(embedded),
+        baseline: format!("raw lance {}", mrows(raw)),
+        ratio: embedded / raw,
+        ratio_of: format!("embedded / raw throughput, best of {CHEAP_ROUNDS}"),
+        target: target.into(),
+        met: met(embedded / raw),
+    };
+    Ok(vec![figure(1, one, ">= 0.8", |r| r >= 0.8), figure(2, two, "> 1.0", |r| r > 1.0)])
 }
 
 /// (2) `busy` at 50 us a row: 1 to 2 threads, and 1 to 2 appliers. Also
@@ -346,7 +369,7 @@ async fn on_local_cluster(table: &Table, exe: &Path, embedded: Duration) -> Resu
 /// `leman inspect` of the same table (start the binary, open the table).
 fn no_op_rerun(table: &Table, exe: &Path) -> Result<Figure> {
     let inspect = process::run(exe, &["inspect", "--table", table.uri()])?.wall;
-    let rerun = process::run(exe, &["backfill", "--table", table.uri(), "--column", "c1", "--json"])?;
+    let rerun = process::run(exe, &["backfill", "--table", table.uri(), "--column", "c1_0", "--json"])?;
     let summary = rerun.json()?;
     if summary["rows_computed"] != 0 {
         return Err(Error::Io(std::io::Error::other(format!("the re-run computed rows: {summary}"))));
@@ -419,10 +442,7 @@ fn cold_start(table: &Table, exe: &Path) -> Result<Figure> {
 
 /// (7) Request round trip and 1 MiB throughput between two nodes.
 async fn wire(dir: &Path, load: LoopbackLoad) -> Result<Vec<Figure>> {
-    let certs_dir = dir.join("bench-certs");
-    if certs_dir.is_dir() {
-        std::fs::remove_dir_all(&certs_dir)?;
-    }
+    let certs_dir = dir.join("certs");
     leman_runtime::tls::init_cluster(&certs_dir)?;
     let figures = loopback::measure(&leman_runtime::ClusterCerts::load(&certs_dir)?, load).await?;
     let micros = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);

@@ -31,6 +31,9 @@ use super::plan::Plan;
 use crate::distributed::{JobSpec, WorkerRequest, WorkerResponse};
 use crate::udf_record::UdfRecord;
 
+/// Fragment writes a job may have in flight however few its appliers: a
+/// small job still writes its last fragments side by side.
+const MIN_WRITERS: usize = 8;
 /// How long a failed or cancelled job waits for work already started.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 use super::resolve::Resolved;
@@ -101,9 +104,10 @@ impl Driver {
             task_shuffle_diversity: options.task_shuffle_diversity,
             commit_granularity: options.commit_granularity,
             refresh_status: options.refresh_status(),
-            // As many fragments written at once as there are appliers: writes
-            // keep pace with compute, and memory does not grow with the table.
-            max_writers: options.concurrency.max(2),
+            // Enough fragments written at once to keep pace with compute (at
+            // least one per applier), few enough that memory does not grow
+            // with the number of fragments.
+            max_writers: options.concurrency.max(MIN_WRITERS),
             ..JobConfig::default()
         };
         let scheduler = Scheduler::new(Instant::now(), config, plan.inputs.clone())

@@ -43,7 +43,7 @@ async fn a_failed_job_resumes_from_its_checkpoints_and_distrusts_corrupt_ones() 
     let mut stored: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "arrow"))
+        .filter(|p| p.extension().is_some_and(|e| e == "ckpt"))
         .map(|p| (std::fs::metadata(&p).unwrap().modified().unwrap(), p))
         .collect();
     stored.sort();
