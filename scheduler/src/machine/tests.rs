@@ -256,9 +256,9 @@ fn at_most_max_writers_fragment_writes_are_in_flight() {
     let config = JobConfig { batch_size: 10, max_writers: 2, ..JobConfig::default() };
     // Every batch already checkpointed: all six fragments are ready to write at once.
     let ready: Vec<FragmentInput> =
-        (0..6).map(|id| FragmentInput { checkpointed: vec![0..10], ..FragmentInput::new(id, 10) }).collect();
+        (0..6).map(|id| FragmentInput { checkpointed: std::iter::once(0..10).collect(), ..FragmentInput::new(id, 10) }).collect();
     let mut scheduler = Scheduler::new(now, config, ready).unwrap_or_else(|e| panic!("{e}"));
-    let mut writes = |s: &mut Scheduler| {
+    let writes = |s: &mut Scheduler| {
         std::iter::from_fn(|| s.poll_command())
             .filter_map(|c| match c {
                 Command::WriteFragment { fragment_id } => Some(fragment_id),
