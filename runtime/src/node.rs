@@ -161,16 +161,7 @@ impl Node {
             send.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })?;
             frame::read_frame(&mut recv, limit).await.map_err(|e| frame_error(peer, e))
         };
-        let outcome = match tokio::time::timeout(timeout, exchange).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(RuntimeError::Timeout { peer, after: timeout }),
-        };
-        if matches!(outcome, Err(RuntimeError::Timeout { .. } | RuntimeError::Closed { .. })) {
-            // The peer may be gone, or back under the same address: the next
-            // request connects afresh instead of waiting on a dead connection.
-            self.connections.lock().await.remove(&peer);
-        }
-        outcome
+        self.bounded(peer, timeout, exchange).await
     }
 
     /// Sends `message` to `peer` and does not wait for any answer: it is
@@ -185,8 +176,20 @@ impl Node {
             frame::write_frame(&mut stream, message, limit).await.map_err(|e| frame_error(peer, e))?;
             stream.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })
         };
-        let timeout = self.config.request_timeout;
-        let outcome = match tokio::time::timeout(timeout, send).await {
+        self.bounded(peer, self.config.request_timeout, send).await
+    }
+
+    /// `work` with `peer`, for at most `timeout`. After a timeout or a
+    /// closed connection the peer may be gone, or back under the same
+    /// address: the connection is dropped, so the next exchange connects
+    /// afresh instead of waiting on a dead one.
+    async fn bounded<T>(
+        &self,
+        peer: SocketAddr,
+        timeout: Duration,
+        work: impl Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        let outcome = match tokio::time::timeout(timeout, work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(RuntimeError::Timeout { peer, after: timeout }),
         };
