@@ -232,7 +232,8 @@ impl Driver {
 
     fn applier_ready(&mut self, index: usize, applier: ApplierRef) {
         self.appliers[index] = Some(applier);
-        // Twice the threads in tasks, so the next batch is read while one computes.
+        // Twice the threads in tasks and two more, so that batches are read
+        // and checkpointed while others compute.
         let slots = self.threads * 2 + 2;
         self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
     }
@@ -265,7 +266,7 @@ impl Driver {
             };
             let Ok(addr) = member.addr.parse::<SocketAddr>() else {
                 tracing::warn!(addr = %member.addr, "worker address does not parse");
-                view.release(&holder);
+                view.cancel(&holder);
                 return;
             };
             self.incarnations += 1;
@@ -277,8 +278,8 @@ impl Driver {
                 Err(error) => Some(error.to_string()),
             };
             if let Some(reason) = refused {
-                tracing::warn!(worker = %member.id, %reason, "worker could not start an applier");
-                view.release(&holder);
+                tracing::warn!(worker = %member.id, %reason, "worker could not start an applier; it waits for the next change in the cluster");
+                view.cancel(&holder);
                 return;
             }
             self.hosts.insert(addr);

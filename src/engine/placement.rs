@@ -61,6 +61,13 @@ impl ClusterView {
         }
     }
 
+    /// Takes back a reservation that was never used (its applier did not
+    /// start), without telling waiting jobs: a worker that refuses would
+    /// otherwise be asked again at once, forever.
+    pub fn cancel(&self, holder: &Holder) {
+        self.ledger().release(holder);
+    }
+
     /// Releases all that job `job` holds, and says so to waiting jobs.
     pub fn release_job(&self, job: &str) {
         if self.ledger().release_job(job) {
