@@ -98,9 +98,13 @@ fn strings<'a>(array: &'a ArrayRef, udf: &str) -> Result<&'a StringArray, UdfErr
 }
 
 fn str_len(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
-    let text = strings(one_input(cols, "str_len")?, "str_len")?;
-    let lengths: Int32Array = text.iter().map(|s| s.map(|s| s.chars().count() as i32)).collect();
+    let lengths = str_lengths(strings(one_input(cols, "str_len")?, "str_len")?);
     Ok(Arc::new(lengths))
+}
+
+/// `str_len`'s kernel: Unicode scalar values per string, null for null.
+pub(crate) fn str_lengths(text: &StringArray) -> Int32Array {
+    text.iter().map(|s| s.map(|s| s.chars().count() as i32)).collect()
 }
 
 fn sha256_hex(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {

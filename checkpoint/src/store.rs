@@ -47,6 +47,20 @@ pub struct BatchRecord {
 /// Length of the hash that ends a batch object.
 const HASH_LEN: usize = 32;
 
+/// A batch object whose hash matched, read whole.
+struct StoredBatch {
+    record: BatchRecord,
+    bytes: Vec<u8>,
+    /// Where the Arrow IPC stream lies in `bytes`.
+    ipc: Range<usize>,
+}
+
+impl StoredBatch {
+    fn ipc(&self) -> &[u8] {
+        &self.bytes[self.ipc.clone()]
+    }
+}
+
 /// Describes a fragment's written, maybe not yet committed, data file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FragmentRecord {
@@ -95,31 +109,17 @@ impl CheckpointStore {
     /// The record of batch `key` if it is stored whole.
     pub async fn find_batch(&self, key: &CheckpointKey) -> Result<Option<BatchRecord>, CheckpointError> {
         match self.read_object(key).await {
-            Ok(Some((record, _))) => Ok(Some(record)),
+            Ok(Some(stored)) => Ok(Some(stored.record)),
             Ok(None) | Err(CheckpointError::HashMismatch { .. }) => Ok(None),
             Err(other) => Err(other),
         }
     }
 
-    /// Reads batch `key`, which must be stored whole and be the batch
-    /// `record` describes.
-    pub async fn read_batch(&self, key: &CheckpointKey, record: &BatchRecord) -> Result<RecordBatch, CheckpointError> {
-        match self.load_batch(key).await? {
-            Some((stored, batch)) if &stored == record => Ok(batch),
-            Some(_) => Err(CheckpointError::HashMismatch { path: self.batch_path(key) }),
-            None => {
-                let path = self.batch_path(key);
-                let source = object_store::Error::NotFound { path: path.to_string(), source: "checkpoint data is missing".into() };
-                Err(CheckpointError::Store { path, source })
-            }
-        }
-    }
-
     /// Reads batch `key` with its record, checking its bytes; `None` if absent.
     pub async fn load_batch(&self, key: &CheckpointKey) -> Result<Option<(BatchRecord, RecordBatch)>, CheckpointError> {
-        let Some((record, ipc)) = self.read_object(key).await? else { return Ok(None) };
-        let batch = decode_ipc(&ipc).map_err(|source| CheckpointError::Ipc { path: self.batch_path(key), source })?;
-        Ok(Some((record, batch)))
+        let Some(stored) = self.read_object(key).await? else { return Ok(None) };
+        let batch = decode_ipc(stored.ipc()).map_err(|source| CheckpointError::Ipc { path: self.batch_path(key), source })?;
+        Ok(Some((stored.record, batch)))
     }
 
     /// Stores the fragment checkpoint `key`.
@@ -141,11 +141,11 @@ impl CheckpointStore {
         self.root.clone().join("fragments").join(format!("{key}.json"))
     }
 
-    /// Batch `key`'s record and IPC bytes, if stored; an object whose hash
-    /// does not match is an error.
-    async fn read_object(&self, key: &CheckpointKey) -> Result<Option<(BatchRecord, Vec<u8>)>, CheckpointError> {
+    /// Batch `key`'s object, if stored; one whose hash does not match is an
+    /// error.
+    async fn read_object(&self, key: &CheckpointKey) -> Result<Option<StoredBatch>, CheckpointError> {
         let path = self.batch_path(key);
-        let Some(mut bytes) = self.get(&path).await? else { return Ok(None) };
+        let Some(bytes) = self.get(&path).await? else { return Ok(None) };
         let mismatch = || {
             tracing::warn!(%path, "checkpoint does not match its hash; recomputing it");
             CheckpointError::HashMismatch { path: path.clone() }
@@ -154,15 +154,14 @@ impl CheckpointStore {
         if Sha256::digest(&bytes[..body_len]).as_slice() != &bytes[body_len..] {
             return Err(mismatch());
         }
-        bytes.truncate(body_len);
         let json_len = match bytes.first_chunk::<8>() {
             Some(len) => usize::try_from(u64::from_le_bytes(*len)).map_err(|_| mismatch())?,
             None => return Err(mismatch()),
         };
-        let json_end = 8usize.checked_add(json_len).filter(|end| *end <= bytes.len()).ok_or_else(mismatch)?;
+        let json_end = 8usize.checked_add(json_len).filter(|end| *end <= body_len).ok_or_else(mismatch)?;
         let record: BatchRecord = serde_json::from_slice(&bytes[8..json_end])
             .map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
-        Ok(Some((record, bytes.split_off(json_end))))
+        Ok(Some(StoredBatch { record, bytes, ipc: json_end..body_len }))
     }
 
     async fn put(&self, path: &Path, bytes: Vec<u8>) -> Result<(), CheckpointError> {
@@ -176,7 +175,8 @@ impl CheckpointStore {
     async fn get(&self, path: &Path) -> Result<Option<Vec<u8>>, CheckpointError> {
         let store_error = |source| CheckpointError::Store { path: path.clone(), source };
         match self.store.get(path).await {
-            Ok(result) => Ok(Some(result.bytes().await.map_err(store_error)?.to_vec())),
+            // No copy when the store handed over the only reference.
+            Ok(result) => Ok(Some(Vec::from(result.bytes().await.map_err(store_error)?))),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(source) => Err(store_error(source)),
         }
@@ -207,22 +207,15 @@ fn encode_ipc(out: Vec<u8>, batch: &RecordBatch) -> Result<Vec<u8>, arrow_schema
     writer.into_inner()
 }
 
+/// The one batch of an Arrow IPC stream (an empty one if it has none).
 fn decode_ipc(bytes: &[u8]) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    let reader = StreamReader::try_new(Cursor::new(bytes), None)?;
+    let mut reader = StreamReader::try_new(Cursor::new(bytes), None)?;
     let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>()?;
-    arrow_select_concat(&schema, &batches)
-}
-
-fn arrow_select_concat(schema: &arrow_schema::SchemaRef, batches: &[RecordBatch]) -> Result<RecordBatch, arrow_schema::ArrowError> {
-    match batches {
-        [one] => Ok(one.clone()),
-        [] => Ok(RecordBatch::new_empty(schema.clone())),
-        _ => Err(arrow_schema::ArrowError::IpcError(format!(
-            "expected one batch in a checkpoint, found {}",
-            batches.len()
-        ))),
+    let batch = reader.next().transpose()?.unwrap_or_else(|| RecordBatch::new_empty(schema));
+    if reader.next().is_some() {
+        return Err(arrow_schema::ArrowError::IpcError("expected one batch in a checkpoint, found more".to_string()));
     }
+    Ok(batch)
 }
 
 #[cfg(test)]
@@ -257,7 +250,7 @@ mod tests {
         let counts = BatchCounts { rows_computed: 2, rows_skipped: 0 };
         let record = store.put_batch(&key, 0..3, &batch(), counts).await?;
         assert_eq!(store.find_batch(&key).await?, Some(record.clone()));
-        assert_eq!(store.read_batch(&key, &record).await?, batch());
+        assert_eq!(store.load_batch(&key).await?, Some((record, batch())));
 
         let data = dir.path().join(store.batch_path(&key).to_string());
         let good = std::fs::read(&data)?;
@@ -266,7 +259,7 @@ mod tests {
             bytes[damage] ^= 0xff;
             std::fs::write(&data, bytes)?;
             assert_eq!(store.find_batch(&key).await?, None, "a corrupt checkpoint is not trusted");
-            assert!(matches!(store.read_batch(&key, &record).await, Err(CheckpointError::HashMismatch { .. })));
+            assert!(matches!(store.load_batch(&key).await, Err(CheckpointError::HashMismatch { .. })));
         }
         std::fs::write(&data, &good[..good.len() / 3])?;
         assert_eq!(store.find_batch(&key).await?, None, "nor is a truncated one");

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::Schema as ArrowSchema;
 use futures::StreamExt;
 use lance::Dataset;
@@ -34,8 +34,11 @@ pub async fn str_len(uri: &str, input: &str, output: &str) -> Result<u64> {
         let schema = output_schema.clone();
         let values = scan.try_into_stream().await?.map(move |batch| {
             let batch = batch?;
-            let lengths: Int32Array =
-                batch.column(0).as_string::<i32>().iter().map(|s| s.map(|s| s.chars().count() as i32)).collect();
+            let text = batch
+                .column(0)
+                .as_string_opt::<i32>()
+                .ok_or_else(|| lance::Error::invalid_input(format!("str_len reads utf8, not {}", batch.column(0).data_type())))?;
+            let lengths = crate::builtins::str_lengths(text);
             Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(lengths) as ArrayRef])?)
         });
         let DataReplacementGroup(_, data_file) = fragment.write_columns(values, &column_schema).await?;

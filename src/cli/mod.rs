@@ -210,8 +210,14 @@ fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
 }
 
 async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: Vec<u8>) -> Result<ExitCode> {
-    let scratch = tempfile::tempdir()?;
-    let dir = dir.unwrap_or_else(|| scratch.path().to_path_buf());
+    let scratch;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => {
+            scratch = tempfile::tempdir()?;
+            scratch.path().to_path_buf()
+        }
+    };
     let options = crate::bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, only };
     eprintln!(
         "leman bench{}: {} cores, {:.0} GiB; tables in {}",

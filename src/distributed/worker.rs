@@ -158,16 +158,18 @@ impl WorkerService {
     /// The writer context of `spec`'s job, building the job's context first
     /// if this worker has not seen the job yet.
     async fn job_writer(&self, spec: &JobSpec) -> std::result::Result<WriterContext, String> {
-        let mut jobs = self.jobs.lock().await;
-        if let Some(job) = jobs.get(&spec.job_id) {
+        if let Some(job) = self.jobs.lock().await.get(&spec.job_id) {
             return Ok(job.writer.clone());
         }
+        // Built without the lock: opening a table can take a while, and the
+        // tasks of jobs already here must not wait for it. Of two requests
+        // that race here, the first to finish is kept.
         let (context, writer) = build(&self.registry, spec).await?;
-        jobs.insert(
-            spec.job_id.clone(),
-            HostedJob { spec: spec.clone(), context, writer: writer.clone(), appliers: HashMap::new() },
-        );
-        Ok(writer)
+        let mut jobs = self.jobs.lock().await;
+        let job = jobs
+            .entry(spec.job_id.clone())
+            .or_insert_with(|| HostedJob { spec: spec.clone(), context, writer, appliers: HashMap::new() });
+        Ok(job.writer.clone())
     }
 
     async fn spawn_applier(&self, spec: JobSpec, index: usize, incarnation: u64) -> std::result::Result<(), String> {
