@@ -20,10 +20,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{Array, ArrayRef, Int32Array, StringArray};
 use arrow_schema::{DataType, Field};
-use leman_applier::{Udf, UdfError};
+use leman_engine::{Error, Result, Udf, UdfError, UdfRegistry};
 use sha2::{Digest, Sha256};
-
-use crate::registry::UdfRegistry;
 
 /// Dimensions of `hash_embed`.
 pub const EMBED_DIM: i32 = 64;
@@ -53,7 +51,7 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
 }
 
 /// Checks that built-in `udf` can read `input`, a column of `data_type`.
-pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> crate::Result<()> {
+pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> Result<()> {
     let (ok, expected) = match udf {
         "str_len" | "hash_embed" => (data_type == &DataType::Utf8, "utf8"),
         "sha256" => (matches!(data_type, DataType::Utf8 | DataType::Binary | DataType::LargeBinary), "utf8 or binary"),
@@ -63,7 +61,7 @@ pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> crate::Resul
     if ok {
         return Ok(());
     }
-    Err(crate::Error::InputTypeMismatch {
+    Err(Error::InputTypeMismatch {
         udf: udf.to_string(),
         input: input.to_string(),
         expected: expected.to_string(),
@@ -77,6 +75,14 @@ pub fn register_all(registry: &UdfRegistry) {
     for name in NAMES {
         registry.register_factory(name, move |params| get(name, &[], params));
     }
+}
+
+/// A registry holding every built-in, as the `leman` binary's processes
+/// (client, head and workers) use it.
+pub fn registry() -> UdfRegistry {
+    let registry = UdfRegistry::new();
+    register_all(&registry);
+    registry
 }
 
 /// `fixed_size_list<float32, 64>`.

@@ -5,10 +5,9 @@ use std::path::Path as StdPath;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use lance::Dataset;
 use lance::dataset::{WriteMode, WriteParams};
-use leman_applier::Udf;
+use leman_engine::{Error, Result, Udf, UdfRegistry, normalize_uri};
 
-use crate::registry::UdfRegistry;
-use crate::{Error, Result, Table};
+use crate::table::Table;
 
 /// How `create_table` lays the data out.
 #[derive(Debug, Clone)]
@@ -120,25 +119,4 @@ fn is_local(uri: &str) -> bool {
 
 fn local_path(uri: &str) -> &StdPath {
     StdPath::new(uri.strip_prefix("file://").unwrap_or(uri))
-}
-
-/// Local paths become absolute so that checkpoints key a table the same way
-/// from any working directory; URIs are kept as they are.
-pub(crate) fn normalize_uri(uri: &str) -> Result<String> {
-    if uri.is_empty() {
-        return Err(Error::InvalidUri { uri: uri.to_string(), reason: "it is empty".to_string() });
-    }
-    if let Some((scheme, _)) = uri.split_once("://") {
-        return match scheme {
-            "file" | "memory" => Ok(uri.trim_end_matches('/').to_string()),
-            "s3" | "s3a" if cfg!(feature = "aws") => Ok(uri.to_string()),
-            "gs" if cfg!(feature = "gcp") => Ok(uri.to_string()),
-            other => Err(Error::InvalidUri {
-                uri: uri.to_string(),
-                reason: format!("scheme {other}:// is not enabled; build leman with the aws or gcp feature"),
-            }),
-        };
-    }
-    let path = std::path::absolute(uri)?;
-    Ok(path.to_string_lossy().trim_end_matches('/').to_string())
 }

@@ -6,7 +6,11 @@ use std::sync::Arc;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 
-use crate::{AddColumnsOptions, CreateTableOptions, Error, Result, Table, builtins};
+use leman_engine::{Error, Result};
+
+use crate::builtins;
+use crate::db::{CreateTableOptions, connect};
+use crate::table::{AddColumnsOptions, Table};
 
 /// What the demo does.
 #[derive(Debug, Clone)]
@@ -62,7 +66,7 @@ pub const COLUMNS: [(&str, &str); 3] = [("text_len", "str_len"), ("text_sha256",
 
 /// Creates the sample table in `options.dir` and declares [`COLUMNS`].
 pub async fn prepare(options: &DemoOptions) -> Result<Table> {
-    let db = crate::connect(&options.dir).await?;
+    let db = connect(&options.dir).await?;
     let name = "demo";
     let previous = std::path::Path::new(db.uri()).join("demo.lance");
     if previous.is_dir() {

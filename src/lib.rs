@@ -31,6 +31,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # How it is built
+//! This crate is the face: the public API, the `leman` command line, the
+//! built-in UDFs, the demo and the benchmark suite. The engine that runs a
+//! backfill is `leman-engine` (its types are re-exported here); the
+//! cluster's head and worker processes are `leman-node`, re-exported as
+//! [`distributed`].
+//!
 //! # Features
 //! - `aws`: `s3://` tables.
 //! - `gcp`: `gs://` tables.
@@ -40,27 +47,22 @@ pub mod builtins;
 pub mod cli;
 pub mod demo;
 mod db;
-pub mod distributed;
-mod engine;
-mod error;
-mod job;
-mod jobs;
-mod lease;
-mod options;
-mod registry;
 mod table;
-mod udf_record;
 
 pub use db::{CreateTableOptions, Database, connect};
-pub use error::{Error, Result};
-pub use job::{Job, JobEvent};
-pub(crate) use leman_applier::quote_identifier as applier_quote;
-pub use leman_applier::{ErrorPolicy, Resources, StatefulUdf, Udf, UdfError};
-pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
-pub use options::BackfillOptions;
-pub use registry::UdfRegistry;
+pub use leman_engine::{
+    BackfillOptions, Error, ErrorPolicy, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress, Resources, Result,
+    RowError, StatefulUdf, Summary, Udf, UdfError, UdfRecord, UdfRegistry,
+};
 pub use table::{AddColumnsOptions, Table};
-pub use udf_record::UdfRecord;
+
+/// Leman on a cluster of processes: the head, the workers, their protocol,
+/// and the client calls that submit and follow jobs (the `leman-node`
+/// crate). A Rust service runs either role in its own binary with its own
+/// registered UDFs.
+pub mod distributed {
+    pub use leman_node::*;
+}
 
 /// Re-exports of the Arrow and Lance crates this API speaks in.
 pub mod deps {

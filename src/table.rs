@@ -6,13 +6,9 @@ use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
-use leman_applier::Udf;
-use leman_scheduler::{JobRecord, Summary};
-
-use crate::engine::{self, TableStores};
-use crate::registry::UdfRegistry;
-use crate::udf_record::UdfRecord;
-use crate::{BackfillOptions, Error, Job, Result};
+use leman_engine::{
+    BackfillOptions, Error, Job, JobRecord, LocalExecutor, Result, Summary, TableStores, Udf, UdfRecord, UdfRegistry,
+};
 
 /// How `add_columns` goes on after declaring the columns.
 #[derive(Debug, Clone, Default)]
@@ -32,7 +28,7 @@ impl Table {
     /// Opens the Lance dataset at `uri` (a directory such as pylance writes,
     /// or a `file://` URI), resolving UDF names in `registry`.
     pub async fn open(uri: &str, registry: UdfRegistry) -> Result<Self> {
-        let uri = crate::db::normalize_uri(uri)?;
+        let uri = leman_engine::normalize_uri(uri)?;
         let table = Self { uri, registry };
         table.dataset().await?;
         Ok(table)
@@ -54,7 +50,7 @@ impl Table {
 
     /// The latest version of the dataset, freshly opened.
     pub async fn dataset(&self) -> Result<Dataset> {
-        Dataset::open(&self.uri).await.map_err(|source| Error::TableNotFound { uri: self.uri.clone(), source })
+        leman_engine::open_dataset(&self.uri).await
     }
 
     /// The latest version number.
@@ -139,7 +135,7 @@ impl Table {
     /// checked before this returns: an unknown column, a bad filter or a
     /// UDF of the wrong type is an `Err` here and the table is untouched.
     pub async fn backfill(&self, column: &str, options: BackfillOptions) -> Result<Job> {
-        engine::start(self, column, options).await
+        leman_engine::start(&self.uri, column, options, &self.registry, &LocalExecutor).await
     }
 
     /// The table's jobs, oldest first. A job recorded as running whose

@@ -15,7 +15,7 @@ use arrow_schema::{DataType, Schema, SchemaRef};
 use datafusion_physical_expr::PhysicalExpr;
 use lance_datafusion::planner::Planner;
 
-use crate::ApplierError;
+use crate::error::ApplierError;
 
 /// A compiled row filter.
 #[derive(Debug, Clone)]

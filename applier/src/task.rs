@@ -21,10 +21,10 @@ use lance::dataset::fragment::{FileFragment, FragReadConfig};
 use lance_core::datatypes::Schema as LanceSchema;
 use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore};
 
+use crate::error::ApplierError;
 use crate::filter::RowFilter;
 use crate::pool::{ComputeJob, Pool};
 use crate::udf::Udf;
-use crate::ApplierError;
 
 /// Lance row address of physical row `offset` of fragment `fragment_id`.
 pub fn row_address(fragment_id: u64, offset: u64) -> u64 {

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::{CheckpointError, CheckpointKey};
+use crate::error::CheckpointError;
+use crate::key::CheckpointKey;
 
 /// Counts a batch contributes to a job's summary.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

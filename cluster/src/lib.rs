@@ -22,36 +22,11 @@
 //! ```
 
 mod membership;
+mod messages;
 mod placement;
+mod resources;
 
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
+pub use messages::{Heartbeat, Join};
 pub use placement::{Holder, Reservations, choose_worker};
-
-use serde::{Deserialize, Serialize};
-
-/// What a node offers to appliers.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct Resources {
-    /// CPU cores.
-    pub cpus: f64,
-    /// GPUs.
-    pub gpus: f64,
-    /// Bytes of memory.
-    pub memory: u64,
-}
-
-/// A worker asks to join: where it serves, what it offers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Join {
-    /// Address the worker's node listens on.
-    pub addr: String,
-    /// What it offers.
-    pub resources: Resources,
-}
-
-/// A worker says it is alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Heartbeat {
-    /// The id the head gave it at join.
-    pub node: NodeId,
-}
+pub use resources::Resources;

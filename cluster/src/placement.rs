@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 
-use crate::{Member, NodeId, Resources};
+use crate::membership::{Member, NodeId};
+use crate::resources::Resources;
 
 /// The worker with the most free CPUs on which `need` fits, given what is
 /// already reserved on each (`used`, as [`Reservations::used`] gives it).

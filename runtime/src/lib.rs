@@ -38,45 +38,12 @@
 //! # Ok(()) }
 //! ```
 
+mod error;
 pub mod frame;
 pub mod loopback;
 pub mod node;
 pub mod tls;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
-
+pub use error::RuntimeError;
 pub use node::{Node, NodeConfig, NodeStats, Service};
 pub use tls::ClusterCerts;
-
-/// What went wrong on the wire.
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    /// Cluster certificates are missing or invalid.
-    #[error("cluster certificates {}: {reason}", path.display())]
-    Certs { path: PathBuf, reason: String },
-    /// The UDP socket could not be bound.
-    #[error("cannot listen on {addr}: {source}; pick a free address")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
-    /// No connection to the peer (unreachable, or refused its certificate).
-    #[error("cannot connect to {peer}: {reason}; check the address and that both nodes use the same cluster CA")]
-    Connect { peer: SocketAddr, reason: String },
-    /// The connection or stream was closed.
-    #[error("connection to {peer} closed: {reason}")]
-    Closed { peer: SocketAddr, reason: String },
-    /// A frame was refused.
-    #[error("bad frame from {peer}: {source}")]
-    Frame {
-        peer: SocketAddr,
-        #[source]
-        source: frame::FrameError,
-    },
-    /// No response in time.
-    #[error("no response from {peer} within {after:?}")]
-    Timeout { peer: SocketAddr, after: Duration },
-}

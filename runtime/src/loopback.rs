@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{ClusterCerts, Node, NodeConfig, RuntimeError, Service};
+use crate::error::RuntimeError;
+use crate::node::{Node, NodeConfig, Service};
+use crate::tls::ClusterCerts;
 
 /// What [`measure`] found.
 #[derive(Debug, Clone, Copy, PartialEq)]

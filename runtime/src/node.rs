@@ -21,9 +21,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
+use crate::error::RuntimeError;
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAX_FRAME_CAP};
 use crate::tls::{ClusterCerts, SERVER_NAME};
-use crate::RuntimeError;
 
 /// QUIC application error code of a stream reset for a bad frame.
 const BAD_FRAME: u32 = 1;

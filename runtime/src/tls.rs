@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
-use crate::RuntimeError;
+use crate::error::RuntimeError;
 
 /// The name every node certificate carries and every client checks.
 pub const SERVER_NAME: &str = "leman-node";

@@ -15,9 +15,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::error::PlanError;
 use crate::plan::{self, FragmentInput, FragmentStart, Task, TaskId};
 use crate::record::{JobFailure, Progress, RowError, Summary};
-use crate::PlanError;
 
 /// Identifies one applier actor of the job.
 pub type ApplierId = usize;

@@ -18,10 +18,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use leman_engine::{BackfillOptions, Error, JobStatus, Result, Udf};
+use leman_node::{LocalCluster, Submission};
+use leman_runtime::ClusterCerts;
 use leman_runtime::loopback::{self, LoopbackLoad};
 
-use crate::distributed::{LocalCluster, Submission};
-use crate::{AddColumnsOptions, BackfillOptions, CreateTableOptions, Database, Error, JobStatus, Result, Table, Udf, builtins};
+use crate::db::{CreateTableOptions, Database, connect};
+use crate::table::{AddColumnsOptions, Table};
+use crate::{builtins, demo};
 
 /// How a suite runs.
 #[derive(Debug, Clone)]
@@ -121,7 +125,7 @@ pub async fn run(options: &BenchOptions, mut report: impl FnMut(&Figure)) -> Res
 }
 
 async fn run_in(options: &BenchOptions, root: &Path, sizes: Sizes, report: &mut impl FnMut(&Figure)) -> Result<Vec<Figure>> {
-    let db = crate::connect(&root.to_string_lossy()).await?;
+    let db = connect(&root.to_string_lossy()).await?;
     builtins::register_all(db.registry());
     let mut figures = Vec::new();
     let mut keep = |new: Vec<Figure>| {
@@ -212,10 +216,10 @@ pub fn render(figures: &[Figure]) -> String {
 /// 50 microseconds a row).
 async fn make_table(db: &Database, name: &str, rows: usize, fragments: usize, columns: &[&str], udf: &str) -> Result<Table> {
     let per_fragment = rows.div_ceil(fragments.max(1)).max(1);
-    let first = crate::demo::sample_batch(0, per_fragment.min(rows))?;
+    let first = demo::sample_batch(0, per_fragment.min(rows))?;
     let table = db.create_table(name, vec![first], CreateTableOptions { max_rows_per_file: per_fragment }).await?;
     for start in (per_fragment..rows).step_by(per_fragment) {
-        table.append(vec![crate::demo::sample_batch(start, per_fragment.min(rows - start))?]).await?;
+        table.append(vec![demo::sample_batch(start, per_fragment.min(rows - start))?]).await?;
     }
     let (input, args) = match udf {
         "busy" => ("id", vec![("micros".to_string(), "50".to_string())]),
@@ -332,13 +336,13 @@ async fn busy_udf(table: &Table) -> Result<(Vec<Figure>, Duration)> {
 /// (3) The busy job with 2 appliers on 2 local worker processes.
 async fn on_local_cluster(table: &Table, exe: &Path, embedded: Duration) -> Result<Figure> {
     let cluster = LocalCluster::start(exe, 2)?;
-    let certs = leman_runtime::ClusterCerts::load(cluster.certs())?;
+    let certs = ClusterCerts::load(cluster.certs()).map_err(Error::cluster)?;
     let options = BackfillOptions::default().concurrency(2).intra_applier_concurrency(1).batch_size(1024);
     let submission = Submission { table: table.uri().to_string(), column: "cluster".into(), options };
-    let job_id = crate::distributed::submit(cluster.head(), &certs, &submission).await?;
+    let job_id = leman_node::submit(cluster.head(), &certs, &submission).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let view = loop {
-        let view = crate::distributed::job_status(cluster.head(), &certs, &job_id).await?;
+        let view = leman_node::job_status(cluster.head(), &certs, &job_id).await?;
         if view.status != JobStatus::Running || Instant::now() > deadline {
             break view;
         }
@@ -443,8 +447,9 @@ fn cold_start(table: &Table, exe: &Path) -> Result<Figure> {
 /// (7) Request round trip and 1 MiB throughput between two nodes.
 async fn wire(dir: &Path, load: LoopbackLoad) -> Result<Vec<Figure>> {
     let certs_dir = dir.join("certs");
-    leman_runtime::tls::init_cluster(&certs_dir)?;
-    let figures = loopback::measure(&leman_runtime::ClusterCerts::load(&certs_dir)?, load).await?;
+    leman_runtime::tls::init_cluster(&certs_dir).map_err(Error::cluster)?;
+    let certs = ClusterCerts::load(&certs_dir).map_err(Error::cluster)?;
+    let figures = loopback::measure(&certs, load).await.map_err(Error::cluster)?;
     let micros = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);
     Ok(vec![
         Figure {

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{Error, Result};
+use leman_engine::{Error, Result};
 
 /// One finished run.
 #[derive(Debug, Clone)]

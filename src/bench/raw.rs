@@ -16,8 +16,9 @@ use futures::StreamExt;
 use lance::Dataset;
 use lance::dataset::CommitBuilder;
 use lance::dataset::transaction::{DataReplacementGroup, Operation, Transaction};
+use leman_engine::Result;
 
-use crate::Result;
+use crate::builtins;
 
 /// Fills `output` with `str_len(input)` for every row of the table at
 /// `uri`; returns the rows written.
@@ -38,7 +39,7 @@ pub async fn str_len(uri: &str, input: &str, output: &str) -> Result<u64> {
                 .column(0)
                 .as_string_opt::<i32>()
                 .ok_or_else(|| lance::Error::invalid_input(format!("str_len reads utf8, not {}", batch.column(0).data_type())))?;
-            let lengths = crate::builtins::str_lengths(text);
+            let lengths = builtins::str_lengths(text);
             Ok(RecordBatch::try_new(schema.clone(), vec![Arc::new(lengths) as ArrayRef])?)
         });
         let DataReplacementGroup(_, data_file) = fragment.write_columns(values, &column_schema).await?;

@@ -6,8 +6,13 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::{open, progress};
-use crate::{BackfillOptions, Error, Result, Summary, builtins, distributed};
+use leman_engine::{BackfillOptions, Error, JobStatus, Result, Summary};
+use leman_node::{JobView, LocalCluster, Submission};
+use leman_runtime::ClusterCerts;
+
+use super::progress;
+use crate::builtins;
+use crate::table::Table;
 
 #[derive(Debug, Args)]
 pub(crate) struct BackfillArgs {
@@ -81,12 +86,12 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
         return run_on_cluster(&args, head, &certs).await;
     }
     if let Some(workers) = args.local_workers {
-        let cluster = crate::distributed::LocalCluster::start(&std::env::current_exe()?, workers)?;
+        let cluster = LocalCluster::start(&std::env::current_exe()?, workers)?;
         let outcome = run_on_cluster(&args, cluster.head(), cluster.certs()).await;
         cluster.stop();
         return outcome;
     }
-    let table = open(&args.table).await?;
+    let table = Table::open(&args.table, builtins::registry()).await?;
     if let Some(record) = table.udf_record(&args.column).await?
         && builtins::NAMES.contains(&record.name.as_str())
     {
@@ -135,20 +140,20 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
 
 /// Submits the job to the head and follows it until it ends.
 async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &std::path::Path) -> Result<ExitCode> {
-    let certs = leman_runtime::ClusterCerts::load(certs)?;
-    let submission = distributed::Submission {
-        table: crate::db::normalize_uri(&args.table)?,
+    let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
+    let submission = Submission {
+        table: leman_engine::normalize_uri(&args.table)?,
         column: args.column.clone(),
         options: args.options(),
     };
-    let job_id = distributed::submit(head, &certs, &submission).await?;
+    let job_id = leman_node::submit(head, &certs, &submission).await?;
     eprintln!(
         "job {job_id}: running on the cluster at {head}; it goes on if this command stops (`leman jobs show {job_id} --cluster {head} --certs DIR` shows it)"
     );
     let view = follow_remote(head, &certs, &job_id, args.refresh_status_secs).await?;
     let outcome = match (view.status, view.summary) {
-        (crate::JobStatus::Succeeded, Some(summary)) => Ok(summary),
-        (crate::JobStatus::Cancelled, _) => Err(Error::Cancelled { job_id: job_id.clone() }),
+        (JobStatus::Succeeded, Some(summary)) => Ok(summary),
+        (JobStatus::Cancelled, _) => Err(Error::Cancelled { job_id: job_id.clone() }),
         (status, _) => Err(Error::Io(std::io::Error::other(format!(
             "job {job_id} {status}: {}",
             view.error.unwrap_or_default()
@@ -165,18 +170,18 @@ async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: 
 /// Polls the head for job `job_id` until it ends, drawing its progress.
 pub(crate) async fn follow_remote(
     head: std::net::SocketAddr,
-    certs: &leman_runtime::ClusterCerts,
+    certs: &ClusterCerts,
     job_id: &str,
     refresh_secs: f64,
-) -> Result<distributed::JobView> {
+) -> Result<JobView> {
     let mut view = progress::View::new(&format!("job {job_id}"));
     // Short jobs end long before the first refresh: start polling fast.
     let refresh = std::time::Duration::from_secs_f64(refresh_secs.clamp(0.05, 60.0));
     let mut every = std::time::Duration::from_millis(20).min(refresh);
     loop {
-        let state = distributed::job_status(head, certs, job_id).await?;
+        let state = leman_node::job_status(head, certs, job_id).await?;
         view.progress(&state.progress);
-        if state.status != crate::JobStatus::Running {
+        if state.status != JobStatus::Running {
             view.done();
             return Ok(state);
         }

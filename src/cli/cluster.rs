@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use leman_cluster::Resources;
+use leman_engine::{Error, Result};
+use leman_node::{Head, HeadConfig, Resources, Worker, WorkerConfig};
 use leman_runtime::ClusterCerts;
 
-use crate::distributed::{self, Head, HeadConfig, Worker, WorkerConfig};
-use crate::{Error, Result};
+use crate::builtins;
 
 pub(crate) async fn head(listen: SocketAddr, certs: PathBuf) -> Result<ExitCode> {
-    let registry = crate::UdfRegistry::new();
-    crate::builtins::register_all(&registry);
+    let registry = builtins::registry();
     let head = Head::start(&HeadConfig { listen, certs, registry })?;
     println!("head listening on {}", head.local_addr()?);
     std::io::stdout().flush()?;
@@ -23,20 +22,19 @@ pub(crate) async fn head(listen: SocketAddr, certs: PathBuf) -> Result<ExitCode>
 }
 
 pub(crate) async fn worker(head: SocketAddr, certs: PathBuf, listen: SocketAddr, resources: Resources, join_timeout_secs: u64) -> Result<ExitCode> {
-    let registry = crate::UdfRegistry::new();
-    crate::builtins::register_all(&registry);
+    let registry = builtins::registry();
     let config = WorkerConfig { head, listen, certs, resources, join_timeout: Duration::from_secs(join_timeout_secs), registry };
     let worker = Worker::start(&config).await?;
     println!("worker {} joined the head at {head} offering {} cpus, {} gpus, {} bytes", worker.id(), resources.cpus, resources.gpus, resources.memory);
     std::io::stdout().flush()?;
     tokio::select! {
-        outcome = worker.run() => outcome.map(|()| ExitCode::SUCCESS),
+        outcome = worker.run() => outcome.map(|()| ExitCode::SUCCESS).map_err(Error::from),
         signal = tokio::signal::ctrl_c() => signal.map(|()| ExitCode::SUCCESS).map_err(Error::from),
     }
 }
 
 pub(crate) async fn members(head: SocketAddr, certs: &Path, json: bool) -> Result<ExitCode> {
-    let members = distributed::members(head, &ClusterCerts::load(certs)?).await?;
+    let members = leman_node::members(head, &ClusterCerts::load(certs).map_err(Error::cluster)?).await?;
     if json {
         println!("{}", serde_json::to_string(&members).map_err(|e| Error::Io(e.into()))?);
     } else {

@@ -4,12 +4,13 @@ use std::process::ExitCode;
 
 use arrow_schema::Schema as ArrowSchema;
 
-use super::open;
-use crate::udf_record::UdfRecord;
-use crate::{Result, applier_quote};
+use leman_engine::{Result, UdfRecord, quote_identifier};
+
+use crate::builtins;
+use crate::table::Table;
 
 pub(crate) async fn run(path: &str) -> Result<ExitCode> {
-    let table = open(path).await?;
+    let table = Table::open(path, builtins::registry()).await?;
     let dataset = table.dataset().await?;
     println!("table {}", table.uri());
     println!("\nversions");
@@ -34,7 +35,7 @@ pub(crate) async fn run(path: &str) -> Result<ExitCode> {
         let record = dataset.schema().field(field.name()).and_then(|f| UdfRecord::from_metadata(&f.metadata));
         match record {
             Some(udf) => {
-                let filled = dataset.count_rows(Some(format!("{} IS NOT NULL", applier_quote(field.name())))).await?;
+                let filled = dataset.count_rows(Some(format!("{} IS NOT NULL", quote_identifier(field.name())))).await?;
                 let params: Vec<String> = udf.params.iter().map(|(k, v)| format!(" {k}={v}")).collect();
                 println!(
                     "  {:<24} {:<28} udf {}({}){} version {}, {filled}/{total} filled",

@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use super::open;
-use crate::{Error, JobRecord, Result};
+use leman_engine::{Error, JobRecord, Result};
+
+use crate::builtins;
+use crate::table::Table;
 
 #[derive(Debug, Args)]
 pub(crate) struct JobsArgs {
@@ -36,8 +38,8 @@ enum JobsCommand {
 
 pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
     if let (Some(head), Some(certs), Some(JobsCommand::Show { id })) = (args.cluster, &args.certs, &args.command) {
-        let certs = leman_runtime::ClusterCerts::load(certs)?;
-        let view = crate::distributed::job_status(head, &certs, id).await?;
+        let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let view = leman_node::job_status(head, &certs, id).await?;
         if args.json {
             println!("{}", serde_json::to_string(&view).map_err(|e| Error::Io(e.into()))?);
         } else {
@@ -55,7 +57,7 @@ pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
     let Some(path) = &args.table else {
         return Err(Error::InvalidOptions { reason: "pass the table with --table PATH".to_string() });
     };
-    let table = open(path).await?;
+    let table = Table::open(path, builtins::registry()).await?;
     match args.command {
         None => {
             let records = table.jobs().await?;

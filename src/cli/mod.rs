@@ -15,7 +15,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::{Error, Result, Table, UdfRegistry, builtins};
+use leman_engine::{BackfillOptions, Error, Result};
+
+use crate::{bench, builtins, demo};
+use crate::table::{AddColumnsOptions, Table};
 
 /// `leman`: compute new columns of Lance tables with user functions.
 #[derive(Debug, Parser)]
@@ -153,7 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Cluster(ClusterCommand::Members { head, certs, json }) => cluster::members(head, &certs, json).await,
         Command::Head { listen, certs } => cluster::head(listen, certs).await,
         Command::Worker { join, certs, listen, cpus, gpus, memory, join_timeout_secs } => {
-            let resources = leman_cluster::Resources {
+            let resources = leman_node::Resources {
                 cpus: cpus.unwrap_or_else(cluster::machine_cpus),
                 gpus,
                 memory: memory.unwrap_or_else(cluster::machine_memory),
@@ -170,13 +173,6 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Opens a table with the built-in UDFs registered.
-async fn open(path: &str) -> Result<Table> {
-    let registry = UdfRegistry::new();
-    builtins::register_all(&registry);
-    Table::open(path, registry).await
-}
-
 fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
     arg.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
@@ -185,7 +181,7 @@ fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
 }
 
 async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args: &[(String, String)]) -> Result<ExitCode> {
-    let table = open(path).await?;
+    let table = Table::open(path, builtins::registry()).await?;
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let udf = builtins::get(udf, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
     let schema = table.schema().await?;
@@ -197,13 +193,13 @@ async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args
         })?;
         builtins::check_input(udf.name(), input, field.data_type())?;
     }
-    table.add_columns([(column, udf.clone())], crate::AddColumnsOptions::default()).await?;
+    table.add_columns([(column, udf.clone())], AddColumnsOptions::default()).await?;
     println!("added column {column} computed by {}({}) to {}", udf.name(), inputs.join(", "), table.uri());
     Ok(ExitCode::SUCCESS)
 }
 
 fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
-    leman_runtime::tls::init_cluster(dir)?;
+    leman_runtime::tls::init_cluster(dir).map_err(Error::cluster)?;
     println!("created a cluster CA and a node certificate in {}", dir.display());
     println!("copy ca.pem, node.pem and node.key to every node; keep ca.key to issue more");
     Ok(ExitCode::SUCCESS)
@@ -218,7 +214,7 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
             scratch.path().to_path_buf()
         }
     };
-    let options = crate::bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, only };
+    let options = bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, only };
     eprintln!(
         "leman bench{}: {} cores, {:.0} GiB; tables in {}",
         if quick { " --quick" } else { "" },
@@ -226,7 +222,7 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
         cluster::machine_memory() as f64 / (1u64 << 30) as f64,
         options.dir.display()
     );
-    let figures = crate::bench::run(&options, |figure| {
+    let figures = bench::run(&options, |figure| {
         if !json {
             eprintln!("  measured {}: {} ({:.2}x {})", figure.what, figure.measured, figure.ratio, figure.ratio_of);
         }
@@ -235,21 +231,21 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
     if json {
         println!("{}", serde_json::to_string(&figures).map_err(|e| Error::Io(e.into()))?);
     } else {
-        print!("{}", crate::bench::render(&figures));
+        print!("{}", bench::render(&figures));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(dir: String, rows: usize) -> Result<ExitCode> {
-    let options = crate::demo::DemoOptions { dir, rows, ..Default::default() };
+    let options = demo::DemoOptions { dir, rows, ..Default::default() };
     let started = std::time::Instant::now();
-    let table = crate::demo::prepare(&options).await?;
+    let table = demo::prepare(&options).await?;
     let fragments = table.dataset().await?.get_fragments().len();
     println!("made {} with {rows} rows in {fragments} fragments", table.uri());
     let mut values = 0;
-    for (column, udf) in crate::demo::COLUMNS {
+    for (column, udf) in demo::COLUMNS {
         let job_started = std::time::Instant::now();
-        let job = table.backfill(column, crate::BackfillOptions::default().concurrency(2).refresh_status_secs(0.5)).await?;
+        let job = table.backfill(column, BackfillOptions::default().concurrency(2).refresh_status_secs(0.5)).await?;
         progress::follow(&job, column).await;
         let summary = job.wait().await?;
         let seconds = job_started.elapsed().as_secs_f64().max(f64::EPSILON);
@@ -261,7 +257,7 @@ async fn demo(dir: String, rows: usize) -> Result<ExitCode> {
         );
         values += summary.rows_computed;
     }
-    for line in crate::demo::sample_rows(&table, 3).await? {
+    for line in demo::sample_rows(&table, 3).await? {
         println!("  {line}");
     }
     let seconds = started.elapsed().as_secs_f64();

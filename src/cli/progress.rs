@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{Job, JobEvent, Progress};
+use leman_engine::{Job, JobEvent, Progress};
 
 /// Follows `job` until its last event, drawing its progress.
 pub(crate) async fn follow(job: &Job, label: &str) {

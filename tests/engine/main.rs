@@ -11,5 +11,6 @@ mod errors;
 mod filters;
 mod full;
 mod incremental;
+mod readme;
 mod shapes;
 mod support;

@@ -12,7 +12,7 @@ use lance::Dataset;
 use lance::dataset::CommitBuilder;
 use lance::dataset::transaction::{DataReplacementGroup, Operation, Transaction};
 
-use crate::WriterError;
+use crate::error::WriterError;
 
 /// Tries of a commit that meets a retryable conflict.
 const COMMIT_ATTEMPTS: u32 = 5;

@@ -12,7 +12,7 @@ use lance_core::datatypes::Schema as LanceSchema;
 use lance_table::format::DataFile;
 use leman_checkpoint::{CheckpointKey, CheckpointStore, FragmentRecord};
 
-use crate::WriterError;
+use crate::error::WriterError;
 
 /// What every writer of one job shares.
 #[derive(Debug, Clone)]

@@ -19,28 +19,9 @@
 
 mod actor;
 pub mod commit;
+mod error;
 mod fragment;
 
 pub use actor::{FragmentWrite, Writer, WriterArgs, WriterMsg};
+pub use error::WriterError;
 pub use fragment::{WriterContext, write_fragment};
-
-/// What went wrong writing or committing.
-#[derive(Debug, thiserror::Error)]
-pub enum WriterError {
-    /// The fragment is not in the dataset version being written.
-    #[error("fragment {fragment_id} is not in the dataset version being written")]
-    MissingFragment { fragment_id: u64 },
-    /// A batch checkpoint the fragment needs is missing.
-    #[error("fragment {fragment_id}: the checkpoint of rows {rows:?} is missing; run the backfill again to recompute it")]
-    MissingCheckpoint { fragment_id: u64, rows: std::ops::Range<u64> },
-    /// Reading a checkpoint failed.
-    #[error("fragment {fragment_id}: {source}")]
-    Checkpoint {
-        fragment_id: u64,
-        #[source]
-        source: leman_checkpoint::CheckpointError,
-    },
-    /// Lance failed to write or commit.
-    #[error("lance: {0}")]
-    Lance(#[from] lance::Error),
-}

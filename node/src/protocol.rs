@@ -1,34 +1,15 @@
-//! Messages between workers and the head. Plain serde types; the runtime
-//! frames them.
+//! Messages between clients, the head and workers. Plain serde types; the
+//! runtime frames them. A job travels as the engine's [`JobSpec`], from
+//! which a worker rebuilds it.
 
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
+use leman_engine::{BackfillOptions, JobStatus, Progress, Summary};
 use leman_writer::FragmentWrite;
 use serde::{Deserialize, Serialize};
 
-use crate::udf_record::UdfRecord;
-use crate::{JobStatus, Progress, Summary};
-
-/// What a worker needs to rebuild a job's context: the same table version,
-/// UDF (from its own registry, same binary), column and filter.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobSpec {
-    /// Job id.
-    pub job_id: String,
-    /// The table's URI, reachable from every worker.
-    pub table_uri: String,
-    /// Version the job reads.
-    pub read_version: u64,
-    /// Output column.
-    pub column: String,
-    /// The UDF, by name, version, inputs and parameters.
-    pub udf: UdfRecord,
-    /// The filter in force.
-    pub filter: String,
-    /// Threads per applier.
-    pub threads: usize,
-}
+pub use leman_engine::JobSpec;
 
 /// What a worker is asked by a job's driver.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +98,7 @@ pub struct Submission {
     /// The UDF column to compute.
     pub column: String,
     /// The options; a UDF override does not travel (UDFs are code).
-    pub options: crate::BackfillOptions,
+    pub options: BackfillOptions,
 }
 
 /// A job as the head sees it.
@@ -190,6 +171,7 @@ pub struct MemberInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use leman_engine::UdfRecord;
 
     #[test]
     fn every_message_round_trips_through_frames() {
@@ -263,7 +245,7 @@ mod tests {
             HeadRequest::Submit(Box::new(Submission {
                 table: "/t".into(),
                 column: "c".into(),
-                options: crate::BackfillOptions::default().filter("x > 1").num_frags(3),
+                options: BackfillOptions::default().filter("x > 1").num_frags(3),
             })),
         ];
         for request in heads {

@@ -8,7 +8,7 @@ use leman_scheduler::JobRecord;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Reads and writes the job records of one table.
 #[derive(Debug, Clone)]

@@ -21,8 +21,9 @@ use leman_checkpoint::{CheckpointKey, CheckpointStore, KeyParts};
 use leman_scheduler::plan::row_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart};
 
-use super::resolve::Resolved;
-use crate::{BackfillOptions, Result};
+use crate::error::{Error, Result};
+use crate::options::BackfillOptions;
+use crate::resolve::Resolved;
 
 /// Fragments inspected at once.
 const INSPECT_PARALLELISM: usize = 8;
@@ -106,7 +107,7 @@ async fn inspect(
         .collect();
     if written.is_none() {
         let found: Vec<Option<Range<u64>>> = futures::stream::iter(batches.iter().cloned())
-            .map(|(rows, key)| async move { Ok::<_, crate::Error>(store.find_batch(&key).await?.map(|_| rows)) })
+            .map(|(rows, key)| async move { Ok::<_, Error>(store.find_batch(&key).await?.map(|_| rows)) })
             .buffered(INSPECT_PARALLELISM)
             .try_collect()
             .await?;

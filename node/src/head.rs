@@ -12,13 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leman_cluster::{Membership, MembershipEvent};
+use leman_engine::{Error as EngineError, JobEvent, JobStatus, UdfRegistry};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 use tokio::sync::broadcast;
 
-use super::LOST_AFTER;
-use super::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
-use crate::engine::{ClusterEvent, ClusterView, Placement};
-use crate::{Error, JobEvent, JobStatus, Result, Table, UdfRegistry};
+use crate::client::any_port_of;
+use crate::error::Result;
+use crate::executor::ClusterExecutor;
+use crate::heartbeat::LOST_AFTER;
+use crate::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
+use crate::view::{ClusterEvent, ClusterView};
 
 /// How a head is started.
 #[derive(Debug, Clone)]
@@ -90,10 +93,10 @@ impl HeadService {
     }
 
     /// Starts a submitted job on the cluster and follows it.
-    async fn submit(&self, submission: Submission) -> Result<String> {
-        let table = Table::open(&submission.table, self.registry.clone()).await?;
-        let placement = Placement::Cluster(self.cluster.clone());
-        let job = crate::engine::start_on(&table, &submission.column, submission.options, placement).await?;
+    async fn submit(&self, submission: Submission) -> leman_engine::Result<String> {
+        let table = leman_engine::normalize_uri(&submission.table)?;
+        let executor = ClusterExecutor { view: self.cluster.clone() };
+        let job = leman_engine::start(&table, &submission.column, submission.options, &self.registry, &executor).await?;
         let job_id = job.id().to_string();
         let view = JobView {
             job_id: job_id.clone(),
@@ -123,7 +126,7 @@ impl HeadService {
                     view.status = JobStatus::Succeeded;
                     view.summary = Some(summary.clone());
                 }
-                Err(Error::Cancelled { .. }) => view.status = JobStatus::Cancelled,
+                Err(EngineError::Cancelled { .. }) => view.status = JobStatus::Cancelled,
                 Err(error) => {
                     view.status = JobStatus::Failed;
                     view.error = Some(error.to_string());
@@ -140,7 +143,7 @@ impl Head {
         let certs = ClusterCerts::load(&config.certs)?;
         let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
         let (events, _) = broadcast::channel(1024);
-        let outgoing = Node::client(super::any_port_of(config.listen), &certs, NodeConfig::default())?;
+        let outgoing = Node::client(any_port_of(config.listen), &certs, NodeConfig::default())?;
         let cluster = Arc::new(ClusterView {
             node: Arc::new(outgoing),
             membership: membership.clone(),

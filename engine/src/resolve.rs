@@ -6,8 +6,11 @@ use arrow_schema::Schema as ArrowSchema;
 use lance::Dataset;
 use leman_applier::{RowFilter, Udf, default_filter};
 
+use crate::error::{Error, Result};
+use crate::options::BackfillOptions;
+use crate::registry::UdfRegistry;
 use crate::udf_record::UdfRecord;
-use crate::{BackfillOptions, Error, Result, Table};
+use crate::uri::open_dataset;
 
 /// A backfill with every name resolved and checked.
 #[derive(Debug)]
@@ -26,35 +29,33 @@ pub(crate) struct Resolved {
     pub filter: RowFilter,
 }
 
-pub(crate) async fn resolve(table: &Table, column: &str, options: &BackfillOptions) -> Result<Resolved> {
+/// Resolves a backfill of `column` of the table at `table_uri`, finding
+/// UDFs in `registry`.
+pub(crate) async fn resolve(
+    table_uri: &str,
+    registry: &UdfRegistry,
+    column: &str,
+    options: &BackfillOptions,
+) -> Result<Resolved> {
     options.validate()?;
-    let latest = table.dataset().await?;
+    let latest = open_dataset(table_uri).await?;
     let dataset = match options.read_version {
         Some(version) => latest.checkout_version(version).await.map_err(|source| Error::VersionNotFound {
-            table: table.uri().to_string(),
+            table: table_uri.to_string(),
             version,
             source,
         })?,
         None => latest,
     };
     let field = dataset.schema().field(column).ok_or_else(|| Error::ColumnNotFound {
-        table: table.uri().to_string(),
+        table: table_uri.to_string(),
         column: column.to_string(),
     })?;
     let field_id = field.id;
     let record = UdfRecord::from_metadata(&field.metadata);
     let udf = match (&options.udf, &record) {
         (Some(udf), _) => udf.clone(),
-        (None, Some(record)) => {
-            let udf = table
-                .registry()
-                .build(&record.name, &record.params)
-                .ok_or_else(|| Error::UdfNotRegistered { column: column.to_string(), name: record.name.clone() })?
-                .map_err(|e| Error::InvalidOptions {
-                    reason: format!("UDF {} cannot be built from the column's record: {e}", record.name),
-                })?;
-            if record.inputs.is_empty() || udf.takes_record_batch() { udf } else { udf.with_inputs(&record.inputs) }
-        }
+        (None, Some(record)) => record.build(registry, column)?,
         (None, None) => return Err(Error::NoUdf { column: column.to_string() }),
     };
     let udf = match &options.input_columns {
@@ -72,7 +73,7 @@ pub(crate) async fn resolve(table: &Table, column: &str, options: &BackfillOptio
             return Err(Error::InputNotFound {
                 udf: udf.name().to_string(),
                 input: input.clone(),
-                table: table.uri().to_string(),
+                table: table_uri.to_string(),
             });
         }
     }
@@ -88,7 +89,7 @@ pub(crate) async fn resolve(table: &Table, column: &str, options: &BackfillOptio
     let sql = options.filter.clone().unwrap_or_else(|| default_filter(column));
     let filter = RowFilter::compile(&sql, &schema).map_err(Error::InvalidFilter)?;
     Ok(Resolved {
-        table_uri: table.uri().to_string(),
+        table_uri: table_uri.to_string(),
         dataset: Arc::new(dataset),
         column: column.to_string(),
         field_id,

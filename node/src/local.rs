@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::{Error, Result};
+use crate::error::{NodeError, Result};
 
 /// A head and its workers, started by this process.
 #[derive(Debug)]
-pub(crate) struct LocalCluster {
+pub struct LocalCluster {
     exe: std::path::PathBuf,
     certs: tempfile::TempDir,
     head: SocketAddr,
@@ -31,7 +31,7 @@ impl LocalCluster {
         cluster.head = line
             .strip_prefix("head listening on ")
             .and_then(|addr| addr.parse().ok())
-            .ok_or_else(|| Error::Io(std::io::Error::other(format!("the local head said {line:?}"))))?;
+            .ok_or_else(|| NodeError::LocalCluster { reason: format!("the head said {line:?}, not where it listens") })?;
         let head = cluster.head.to_string();
         let spawned: Vec<Result<String>> = (0..workers)
             .map(|_| cluster.spawn(&["worker", "--join", &head, "--certs", &certs_arg, "--join-timeout-secs", "10"]))
@@ -40,7 +40,7 @@ impl LocalCluster {
             let line = line?;
             if !line.contains("joined the head") {
                 cluster.stop();
-                return Err(Error::Io(std::io::Error::other(format!("a local worker did not join: {line:?}"))));
+                return Err(NodeError::LocalCluster { reason: format!("a worker did not join: it said {line:?}") });
             }
         }
         Ok(cluster)

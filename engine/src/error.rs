@@ -1,4 +1,7 @@
-//! The one error type of the public API.
+//! The engine's one error type, which is also the public API's: `leman`
+//! re-exports it as `leman::Error`. Errors of where a job runs (a cluster's
+//! certificates, connections, a head that refused) are not the engine's to
+//! know; they arrive boxed in [`Error::Cluster`].
 
 use leman_scheduler::JobFailure;
 
@@ -65,9 +68,15 @@ pub enum Error {
     /// An actor could not be started or stopped answering.
     #[error("actor {actor}: {reason}")]
     Actor { actor: String, reason: String },
-    /// The cluster wire failed (certificates, connections, frames).
+    /// A process of another build, or with other UDFs registered, was asked
+    /// to run the job.
+    #[error("UDF {name} is version {here} in this process but {job} in the job; run the same binary, with the same UDFs registered, on every node")]
+    UdfVersionMismatch { name: String, here: String, job: String },
+    /// The cluster failed: its certificates, its connections, or a head or
+    /// worker that refused. The error itself is the cluster's
+    /// (`leman::distributed::NodeError`); downcast to inspect it.
     #[error(transparent)]
-    Runtime(#[from] leman_runtime::RuntimeError),
+    Cluster(Box<dyn std::error::Error + Send + Sync + 'static>),
     /// Checkpoint storage failed.
     #[error(transparent)]
     Checkpoint(#[from] leman_checkpoint::CheckpointError),
@@ -83,6 +92,14 @@ pub enum Error {
     /// Local I/O failed.
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// A failure of the cluster (or of another place where jobs run), boxed
+    /// as [`Error::Cluster`].
+    pub fn cluster(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Cluster(Box::new(error))
+    }
 }
 
 /// Results of this crate.

@@ -1,7 +1,7 @@
-//! Where a job's appliers and writers go: in this process, or on the
-//! workers of a cluster. On a cluster, every job's appliers reserve their
-//! resources in one ledger ([`Reservations`]), so concurrent jobs share the
-//! workers without oversubscribing them.
+//! The cluster as the head's jobs see it: its live members, the one ledger
+//! in which every job's appliers reserve their resources
+//! ([`Reservations`]), so concurrent jobs share the workers without
+//! oversubscribing them, and the events that jobs' executors follow.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -9,9 +9,9 @@ use leman_cluster::{Holder, Member, Membership, MembershipEvent, NodeId, Reserva
 use leman_runtime::Node;
 use tokio::sync::broadcast;
 
-use crate::distributed::ApplierExit;
+use crate::protocol::ApplierExit;
 
-/// What a job's driver hears from the cluster.
+/// What a job's executor hears from the cluster.
 #[derive(Debug, Clone)]
 pub(crate) enum ClusterEvent {
     /// A worker joined or was lost.
@@ -22,7 +22,7 @@ pub(crate) enum ClusterEvent {
     CapacityFreed,
 }
 
-/// What a job's driver sees of the cluster it runs on.
+/// What a job's executor sees of the cluster it runs on.
 #[derive(Debug)]
 pub(crate) struct ClusterView {
     /// The head's node, for requests to workers.
@@ -97,11 +97,3 @@ impl ClusterView {
     }
 }
 
-/// Where a job runs.
-#[derive(Debug, Clone)]
-pub(crate) enum Placement {
-    /// Appliers and writers are actors of this process.
-    Embedded,
-    /// Appliers and writers run on the cluster's workers.
-    Cluster(Arc<ClusterView>),
-}

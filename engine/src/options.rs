@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use leman_applier::Udf;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// How to run a backfill. Start from `Default` and set what you need:
 ///
 /// ```
-/// let options = leman::BackfillOptions::default()
+/// let options = leman_engine::BackfillOptions::default()
 ///     .filter("category = 'news'")
 ///     .concurrency(4)
 ///     .intra_applier_concurrency(2)

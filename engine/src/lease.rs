@@ -13,13 +13,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::unix_millis;
-use crate::{Error, Result};
+use crate::clock::unix_millis;
+use crate::error::{Error, Result};
 
 /// How often a held lease is renewed.
-pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(2);
 /// Age after which a lease is taken to be abandoned.
-pub const STALE_AFTER: Duration = Duration::from_secs(15);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Holder {

@@ -5,7 +5,7 @@ use tokio::task::JoinHandle;
 
 use leman_scheduler::{JobFailure, Progress, Summary};
 
-use crate::{Error, Result};
+use crate::error::{Error, Result};
 
 /// What a job reports while it runs.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,9 +1,13 @@
 //! The UDF record of a column, kept in the field's metadata in the table's
-//! schema, so that any process (or pylance) can see which UDF computes it.
+//! schema, so that any process (or pylance) can see which UDF computes it,
+//! and build it again from its own [`UdfRegistry`].
 
 use std::collections::HashMap;
 
 use leman_applier::Udf;
+
+use crate::registry::UdfRegistry;
+use crate::error::{Error, Result};
 
 const NAME: &str = "leman.udf.name";
 const VERSION: &str = "leman.udf.version";
@@ -42,6 +46,18 @@ impl UdfRecord {
             (INPUTS.to_string(), serde_json::Value::from(self.inputs.clone()).to_string()),
             (PARAMS.to_string(), serde_json::to_string(&self.params).unwrap_or_default()),
         ])
+    }
+
+    /// The UDF this record names, built from `registry` with the recorded
+    /// parameters and inputs, for column `column`.
+    pub fn build(&self, registry: &UdfRegistry, column: &str) -> Result<Udf> {
+        let udf = registry
+            .build(&self.name, &self.params)
+            .ok_or_else(|| Error::UdfNotRegistered { column: column.to_string(), name: self.name.clone() })?
+            .map_err(|e| Error::InvalidOptions {
+                reason: format!("UDF {} cannot be built from the column's record: {e}", self.name),
+            })?;
+        Ok(if self.inputs.is_empty() || udf.takes_record_batch() { udf } else { udf.with_inputs(&self.inputs) })
     }
 
     /// Read back from field metadata; `None` if the field is not a UDF column.

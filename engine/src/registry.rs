@@ -1,10 +1,11 @@
-//! UDFs by name, shared by the driver and (later) workers of one binary.
+//! UDFs by name, shared by the driver and the workers of one binary.
 //!
 //! A column records its UDF's name and parameters in the table's schema; a
 //! process that backfills the column builds the UDF again from here. Plain
 //! UDFs are registered as they are; parameterised ones (the CLI's `busy
-//! micros=N`) as a factory of their parameters. Built-ins are registered by
-//! [`crate::builtins::register_all`]; a Rust service registers its own.
+//! micros=N`) as a factory of their parameters. The `leman` crate registers
+//! its built-ins (`leman::builtins::register_all`); a Rust service
+//! registers its own.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

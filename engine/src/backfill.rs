@@ -1,0 +1,89 @@
+//! Starting a backfill: resolve, take the column's lease, plan, open the
+//! executor, and hand the job to its driver.
+//!
+//! Everything a user can get wrong (column, UDF, inputs, types, filter,
+//! options) is checked before any work starts, so a bad backfill is an
+//! `Err` from [`start`] and the table is untouched. The lease is taken
+//! before planning, so two jobs never plan the same column, and it is held
+//! until the driver ends.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::driver::{Driver, JobChannels};
+use crate::error::{Error, Result};
+use crate::executor::{Executor, JobSetup, JobSpec};
+use crate::job::Job;
+use crate::options::BackfillOptions;
+use crate::plan::plan;
+use crate::registry::UdfRegistry;
+use crate::resolve::resolve;
+use crate::stores::TableStores;
+use crate::udf_record::UdfRecord;
+
+/// Validates, plans and starts a backfill of `column` of the table at
+/// `table_uri` (as [`normalize_uri`](crate::normalize_uri) gives it),
+/// building the column's UDF from `registry` and running its work on
+/// `executor`. Returns once the job runs; the [`Job`] tells how it goes.
+pub async fn start(
+    table_uri: &str,
+    column: &str,
+    options: BackfillOptions,
+    registry: &UdfRegistry,
+    executor: &dyn Executor,
+) -> Result<Job> {
+    let resolved = resolve(table_uri, registry, column, &options).await?;
+    let stores = TableStores::open(table_uri).await?;
+    let id = new_job_id();
+    let lease = stores.lease(column, &id).await?;
+    let prepared = async {
+        let plan = plan(&resolved, &stores.checkpoints, &options).await?;
+        let spec = JobSpec {
+            job_id: id.clone(),
+            table_uri: resolved.table_uri.clone(),
+            read_version: resolved.dataset.version().version,
+            column: resolved.column.clone(),
+            udf: UdfRecord::of(&resolved.udf),
+            filter: resolved.filter.sql().to_string(),
+            threads: options.intra_applier_concurrency,
+        };
+        let setup = JobSetup {
+            spec,
+            dataset: resolved.dataset.clone(),
+            udf: resolved.udf.clone(),
+            filter: resolved.filter.clone(),
+            checkpoints: stores.checkpoints.clone(),
+        };
+        let job_executor = executor.open(&setup)?;
+        Ok::<_, Error>((plan, Arc::new(setup), job_executor))
+    }
+    .await;
+    let (plan, setup, job_executor) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            lease.release().await;
+            return Err(error);
+        }
+    };
+    let (events, receiver) = mpsc::unbounded_channel();
+    let (cancel, cancelled) = watch::channel(false);
+    let channels = JobChannels { user: events, cancelled };
+    let driver = match Driver::new(setup, stores, plan, &options, job_executor, channels) {
+        Ok(driver) => driver,
+        Err(error) => {
+            lease.release().await;
+            return Err(error);
+        }
+    };
+    let outcome = tokio::spawn(async move {
+        let outcome = driver.run().await;
+        lease.release().await;
+        outcome
+    });
+    Ok(Job::new(id, receiver, outcome, cancel))
+}
+
+fn new_job_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
+}

@@ -1,0 +1,452 @@
+//! The pump: carries out the scheduler's commands and feeds back events.
+//!
+//! Each command becomes a spawned future that talks to the job's
+//! [`JobExecutor`] (an applier for a task, a writer for a fragment) or to
+//! the committer, and sends one [`Update`] back on a channel. The loop waits
+//! on that channel, the scheduler's progress deadline, the cancel signal
+//! and the executor's own events (appliers gone with their host, room for
+//! appliers that wait), nothing else. An applier that is gone is started
+//! again, wherever the executor finds room. No decision about the job is
+//! made here: the scheduler makes them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lance::dataset::transaction::DataReplacementGroup;
+use lance_table::format::DataFile;
+use leman_applier::{TaskError, TaskOutput, TaskSpec};
+use leman_scheduler::record::RowError;
+use leman_scheduler::{
+    Command, Event, FragmentStart, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
+};
+use leman_writer::{FragmentWrite, commit::commit_replacements};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::unix_millis;
+use crate::error::{Error, Result};
+use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
+use crate::job::JobEvent;
+use crate::options::BackfillOptions;
+use crate::plan::Plan;
+use crate::stores::TableStores;
+
+/// Fragment writes a job may have in flight however few its appliers: a
+/// small job still writes its last fragments side by side.
+const MIN_WRITERS: usize = 8;
+/// How long a failed or cancelled job waits for work already started.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a spawned future reports.
+#[derive(Debug)]
+enum Update {
+    Event(Event),
+    Written { fragment_id: u64, data_file: DataFile },
+    /// Incarnation `incarnation` of applier `index` is not running.
+    ApplierGone { index: usize, incarnation: u64, reason: String },
+}
+
+/// How a driver talks to its [`Job`](crate::Job) handle.
+pub(crate) struct JobChannels {
+    /// Events for the handle.
+    pub user: mpsc::UnboundedSender<JobEvent>,
+    /// Set when the handle cancels.
+    pub cancelled: watch::Receiver<bool>,
+}
+
+/// A started applier: which start of its index it is, and its handle.
+#[derive(Debug, Clone)]
+struct Running {
+    incarnation: u64,
+    handle: Arc<dyn ApplierHandle>,
+}
+
+pub(crate) struct Driver {
+    setup: Arc<JobSetup>,
+    stores: TableStores,
+    plan: Plan,
+    scheduler: Scheduler,
+    batch_size: u64,
+    threads: usize,
+    executor: Box<dyn JobExecutor>,
+    /// Whether any fragment needs computing (else no applier is started).
+    needs_appliers: bool,
+    /// Applier `i` of the job, `None` while it waits for a place.
+    appliers: Vec<Option<Running>>,
+    /// Starts of appliers so far.
+    incarnations: u64,
+    written: HashMap<u64, DataFile>,
+    updates: mpsc::UnboundedSender<Update>,
+    /// Spawned futures that have not reported yet.
+    in_flight: usize,
+    updates_in: mpsc::UnboundedReceiver<Update>,
+    user: mpsc::UnboundedSender<JobEvent>,
+    cancelled: watch::Receiver<bool>,
+    record: JobRecord,
+}
+
+impl Driver {
+    pub fn new(
+        setup: Arc<JobSetup>,
+        stores: TableStores,
+        plan: Plan,
+        options: &BackfillOptions,
+        executor: Box<dyn JobExecutor>,
+        channels: JobChannels,
+    ) -> Result<Self> {
+        let JobChannels { user, cancelled } = channels;
+        let config = JobConfig {
+            batch_size: options.batch_size as u64,
+            task_shuffle_diversity: options.task_shuffle_diversity,
+            commit_granularity: options.commit_granularity,
+            refresh_status: options.refresh_status(),
+            // Enough fragments written at once to keep pace with compute (at
+            // least one per applier), few enough that memory does not grow
+            // with the number of fragments.
+            max_writers: options.concurrency.max(MIN_WRITERS),
+            ..JobConfig::default()
+        };
+        let scheduler = Scheduler::new(Instant::now(), config, plan.inputs.clone())
+            .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+        let written = plan
+            .fragments
+            .iter()
+            .filter_map(|(id, fragment)| fragment.written.clone().map(|file| (*id, file)))
+            .collect();
+        let spec = &setup.spec;
+        let record = JobRecord {
+            id: spec.job_id.clone(),
+            column: spec.column.clone(),
+            udf: spec.udf.name.clone(),
+            udf_version: spec.udf.version.clone(),
+            filter: spec.filter.clone(),
+            read_version: spec.read_version,
+            status: JobStatus::Running,
+            started_at_ms: unix_millis(),
+            finished_at_ms: None,
+            progress: scheduler.progress(Instant::now()),
+            summary: None,
+            error: None,
+        };
+        let (updates, updates_in) = mpsc::unbounded_channel();
+        let needs_appliers = plan.inputs.iter().any(|f| f.start == FragmentStart::Compute);
+        Ok(Self {
+            stores,
+            plan,
+            scheduler,
+            batch_size: options.batch_size as u64,
+            threads: options.intra_applier_concurrency,
+            executor,
+            needs_appliers,
+            appliers: vec![None; options.concurrency],
+            incarnations: 0,
+            written,
+            updates,
+            in_flight: 0,
+            updates_in,
+            user,
+            cancelled,
+            record,
+            setup,
+        })
+    }
+
+    fn id(&self) -> &str {
+        &self.setup.spec.job_id
+    }
+
+    /// Runs the job to its end.
+    pub async fn run(mut self) -> Result<Summary> {
+        self.stores.jobs.put(&self.record).await?;
+        let progress = self.scheduler.progress(Instant::now());
+        self.tell(JobEvent::Planned {
+            fragments: progress.fragments_total,
+            tasks: progress.tasks_total,
+            rows: progress.rows_total,
+        });
+        let outcome = match self.place_appliers().await {
+            Ok(()) => self.pump().await,
+            Err(error) => Err(error),
+        };
+        if outcome.is_err() {
+            self.drain().await;
+        }
+        self.stop_appliers().await;
+        self.finish(outcome).await
+    }
+
+    /// Starts every applier still without a place, in index order, until
+    /// the executor has no room for the next one (it waits for an
+    /// [`ExecutorEvent`]).
+    async fn place_appliers(&mut self) -> Result<()> {
+        if !self.needs_appliers || self.scheduler.is_ended() {
+            return Ok(());
+        }
+        for index in 0..self.appliers.len() {
+            if self.appliers[index].is_some() {
+                continue;
+            }
+            self.incarnations += 1;
+            let incarnation = self.incarnations;
+            let Some(handle) = self.executor.start_applier(index, incarnation).await? else {
+                tracing::info!(job = %self.id(), index, "no room for this applier yet; it waits for capacity");
+                return Ok(());
+            };
+            self.appliers[index] = Some(Running { incarnation, handle });
+            // Twice the threads in tasks and two more, so that batches are
+            // read and checkpointed while others compute.
+            let slots = self.threads * 2 + 2;
+            self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
+        }
+        Ok(())
+    }
+
+    /// Incarnation `incarnation` of applier `index` is not running: its
+    /// tasks go back to the queue. (News of an older incarnation is stale.)
+    fn applier_gone(&mut self, index: usize, incarnation: u64, reason: &str) {
+        if self.appliers.get(index).cloned().flatten().is_none_or(|a| a.incarnation != incarnation) {
+            return;
+        }
+        tracing::warn!(job = %self.id(), index, reason, "applier gone; its tasks go to others and it starts again");
+        self.appliers[index] = None;
+        self.executor.applier_gone(index);
+        self.scheduler.handle(Instant::now(), Event::ApplierLost { applier: index });
+    }
+
+    /// Acts on what the executor reports: gone appliers are started again,
+    /// and new room is used.
+    async fn executor_events(&mut self, events: Vec<ExecutorEvent>) -> Result<()> {
+        for event in events {
+            match event {
+                ExecutorEvent::ApplierGone { index, incarnation, reason } => self.applier_gone(index, incarnation, &reason),
+                ExecutorEvent::Room => {}
+            }
+        }
+        self.place_appliers().await
+    }
+
+    async fn stop_appliers(&mut self) {
+        for applier in self.appliers.iter().flatten() {
+            applier.handle.stop().await;
+        }
+        self.executor.stop().await;
+    }
+
+    async fn pump(&mut self) -> Result<Summary> {
+        loop {
+            while let Some(command) = self.scheduler.poll_command() {
+                match command {
+                    Command::Assign { applier, task, attempt } => self.assign(applier, task, attempt),
+                    Command::WriteFragment { fragment_id } => self.write(fragment_id),
+                    Command::Commit { fragments } => self.commit(fragments),
+                    Command::Progress(progress) => {
+                        self.record.progress = progress.clone();
+                        self.tell(JobEvent::Progress(progress));
+                        if let Err(error) = self.stores.jobs.put(&self.record).await {
+                            tracing::warn!(%error, "could not update the job record");
+                        }
+                    }
+                    Command::Finished(summary) => return Ok(summary),
+                    Command::Failed(failure) => {
+                        return Err(Error::JobFailed { job_id: self.id().to_string(), failure });
+                    }
+                    Command::Cancelled(_) => return Err(Error::Cancelled { job_id: self.id().to_string() }),
+                }
+            }
+            let deadline = self.scheduler.poll_timeout().unwrap_or_else(Instant::now);
+            tokio::select! {
+                Some(update) = self.updates_in.recv() => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    let event = match update {
+                        Update::Event(event) => event,
+                        Update::Written { fragment_id, data_file } => {
+                            self.written.insert(fragment_id, data_file);
+                            Event::FragmentWritten { fragment_id }
+                        }
+                        Update::ApplierGone { index, incarnation, reason } => {
+                            self.applier_gone(index, incarnation, &reason);
+                            self.place_appliers().await?;
+                            continue;
+                        }
+                    };
+                    if let Event::Committed { fragments, version } = &event {
+                        self.tell(JobEvent::Committed { fragments: fragments.clone(), version: *version });
+                    }
+                    self.scheduler.handle(Instant::now(), event);
+                }
+                () = tokio::time::sleep_until(deadline.into()) => self.scheduler.handle_timeout(Instant::now()),
+                events = self.executor.next_events() => self.executor_events(events).await?,
+                Ok(()) = self.cancelled.changed() => {
+                    if *self.cancelled.borrow() {
+                        self.scheduler.handle(Instant::now(), Event::Cancel);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets work already started finish, so that its checkpoints are kept
+    /// and nothing of the job runs after `Job::wait` returns.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + DRAIN_LIMIT;
+        while self.in_flight > 0 {
+            match tokio::time::timeout_at(deadline, self.updates_in.recv()).await {
+                Ok(Some(_)) => self.in_flight -= 1,
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(job = %self.id(), in_flight = self.in_flight, "work still running after the drain limit");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn assign(&mut self, applier: usize, task: Task, attempt: u32) {
+        let Some(Running { incarnation, handle }) = self.appliers.get(applier).cloned().flatten() else {
+            return self.report(Event::ApplierLost { applier });
+        };
+        let Some(key) = self
+            .plan
+            .fragments
+            .get(&task.fragment_id)
+            .and_then(|f| f.batches.get((task.rows.start / self.batch_size) as usize))
+            .map(|(_, key)| key.clone())
+        else {
+            return self.report(Event::TaskFailed {
+                task: task.id,
+                attempt,
+                message: format!("internal: no checkpoint key for fragment {} rows {:?}", task.fragment_id, task.rows),
+                retryable: false,
+            });
+        };
+        let run = handle.run(TaskSpec { fragment_id: task.fragment_id, rows: task.rows.clone(), key });
+        self.in_flight += 1;
+        let updates = self.updates.clone();
+        let udf = self.setup.udf.name().to_string();
+        tokio::spawn(async move {
+            let event = match run.await {
+                Ok(Ok(output)) => Event::TaskSucceeded { task: task.id, stats: stats(output) },
+                Ok(Err(error)) => Event::TaskFailed {
+                    task: task.id,
+                    attempt,
+                    retryable: error.is_retryable(),
+                    message: task_failure(&udf, error),
+                },
+                Err(Unanswered::Gone(reason)) => {
+                    let _ = updates.send(Update::ApplierGone { index: applier, incarnation, reason });
+                    return;
+                }
+                // Whether the host lives is for the executor to find out;
+                // this try is over.
+                Err(Unanswered::Unreachable(message)) => Event::TaskFailed { task: task.id, attempt, message, retryable: true },
+            };
+            let _ = updates.send(Update::Event(event));
+        });
+    }
+
+    fn write(&mut self, fragment_id: u64) {
+        let Some(fragment) = self.plan.fragments.get(&fragment_id) else {
+            let message = "internal: fragment is not in the plan".to_string();
+            return self.report(Event::FragmentFailed { fragment_id, message, retryable: false });
+        };
+        let write = FragmentWrite {
+            fragment_id,
+            batches: fragment.batches.clone(),
+            fragment_key: fragment.fragment_key.clone(),
+            base_output_file: fragment.base_output_file.clone(),
+        };
+        // Spawned on its own, so that a write that panics is a failed try.
+        let written = tokio::spawn(self.executor.write_fragment(write));
+        self.in_flight += 1;
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let update = match written.await {
+                Ok(Ok(data_file)) => Update::Written { fragment_id, data_file },
+                Ok(Err(WriteFailure { message, retryable })) => {
+                    Update::Event(Event::FragmentFailed { fragment_id, message, retryable })
+                }
+                Err(join) => Update::Event(Event::FragmentFailed { fragment_id, message: join.to_string(), retryable: true }),
+            };
+            let _ = updates.send(update);
+        });
+    }
+
+    fn commit(&mut self, fragments: Vec<u64>) {
+        let groups: Option<Vec<DataReplacementGroup>> = fragments
+            .iter()
+            .map(|id| self.written.get(id).map(|file| DataReplacementGroup(*id, file.clone())))
+            .collect();
+        let Some(groups) = groups else {
+            let message = format!("internal: no data file for some of fragments {fragments:?}");
+            return self.report(Event::CommitFailed { message });
+        };
+        let dataset = self.setup.dataset.clone();
+        self.in_flight += 1;
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let event = match commit_replacements(dataset, groups).await {
+                Ok(committed) => Event::Committed { fragments, version: committed.version().version },
+                Err(error) => Event::CommitFailed { message: format!("committing fragments {fragments:?}: {error}") },
+            };
+            let _ = updates.send(Update::Event(event));
+        });
+    }
+
+    /// Reports an event now, as a spawned future would.
+    fn report(&mut self, event: Event) {
+        self.in_flight += 1;
+        let _ = self.updates.send(Update::Event(event));
+    }
+
+    fn tell(&self, event: JobEvent) {
+        // The job goes on whether or not anyone listens.
+        let _ = self.user.send(event);
+    }
+
+    async fn finish(mut self, outcome: Result<Summary>) -> Result<Summary> {
+        self.record.finished_at_ms = Some(unix_millis());
+        self.record.progress = self.scheduler.progress(Instant::now());
+        match &outcome {
+            Ok(summary) => {
+                self.record.status = JobStatus::Succeeded;
+                self.record.summary = Some(summary.clone());
+                self.tell(JobEvent::Finished(summary.clone()));
+            }
+            Err(Error::JobFailed { failure, .. }) => {
+                self.record.status = JobStatus::Failed;
+                self.record.error = Some(failure.clone());
+                self.tell(JobEvent::Failed(failure.clone()));
+            }
+            Err(Error::Cancelled { .. }) => self.record.status = JobStatus::Cancelled,
+            Err(other) => {
+                let failure = JobFailure { message: other.to_string(), fragment_id: None, rows: None };
+                self.record.status = JobStatus::Failed;
+                self.record.error = Some(failure.clone());
+                self.tell(JobEvent::Failed(failure));
+            }
+        }
+        if let Err(error) = self.stores.jobs.put(&self.record).await {
+            tracing::warn!(%error, "could not write the final job record");
+        }
+        outcome
+    }
+}
+
+/// What a failed task says, with the row it failed at when the UDF said.
+fn task_failure(udf: &str, error: TaskError) -> String {
+    match error {
+        TaskError::Udf { message, row_address: Some(address) } => {
+            format!("UDF {udf} failed at row {} (row address {address}): {message}", address & 0xffff_ffff)
+        }
+        TaskError::Udf { message, row_address: None } => format!("UDF {udf} failed: {message}"),
+        io => io.to_string(),
+    }
+}
+
+fn stats(output: TaskOutput) -> TaskStats {
+    TaskStats {
+        rows_computed: output.rows_computed,
+        rows_skipped: output.rows_skipped,
+        errors: output.errors.into_iter().map(|(row_address, message)| RowError { row_address, message }).collect(),
+    }
+}

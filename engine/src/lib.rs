@@ -1,0 +1,86 @@
+//! The backfill engine: one backfill of a Lance table, end to end.
+//!
+//! This crate owns everything that runs one backfill and knows Lance:
+//! resolving the column, its UDF and the `where` filter against the table,
+//! finding what earlier runs already did (the plan), the driver that pumps
+//! the sans-IO [`leman_scheduler::Scheduler`], the table's stores beside it
+//! ([`TableStores`]: checkpoints, job records and the column's lease), and
+//! the [`UdfRegistry`] that every process of one binary shares. [`start`] is its entry point; the [`Job`] it returns
+//! reports events and the outcome.
+//!
+//! Where a job's appliers run and its fragments are written is not its
+//! business: it asks an [`Executor`], the way Ballista's scheduler core asks
+//! a `TaskLauncher`. [`LocalExecutor`] runs them as actors of this process
+//! (an embedded backfill); `leman-node` implements the trait over the
+//! cluster's wire. This crate must not know the wire: it depends on neither
+//! `leman-runtime` nor quinn, and no type of it is a protocol message.
+//! Arrows point down: `leman` -> `leman-node` -> `leman-engine` ->
+//! scheduler, applier, writer, checkpoint.
+//!
+//! ```no_run
+//! # async fn demo(registry: leman_engine::UdfRegistry) -> leman_engine::Result<()> {
+//! use leman_engine::{BackfillOptions, LocalExecutor};
+//!
+//! // The column `len` was declared with its UDF (pylance or `leman add-column`);
+//! // its UDF is registered in `registry` by name.
+//! let options = BackfillOptions::default().filter("text IS NOT NULL").concurrency(4);
+//! let job = leman_engine::start("/data/docs.lance", "len", options, &registry, &LocalExecutor).await?;
+//! let summary = job.wait().await?;
+//! println!("{} rows computed in {} commits", summary.rows_computed, summary.commits);
+//! # Ok(()) }
+//! ```
+//!
+//! # Features
+//! - `aws`: `s3://` tables.
+//! - `gcp`: `gs://` tables.
+
+mod backfill;
+mod clock;
+mod driver;
+mod error;
+mod executor;
+mod job;
+mod lease;
+mod local;
+mod options;
+mod plan;
+mod records;
+mod registry;
+mod resolve;
+mod stores;
+mod udf_record;
+mod uri;
+
+pub use backfill::start;
+pub use error::{Error, Result};
+pub use executor::{
+    ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, Unanswered, WriteFailure,
+};
+pub use job::{Job, JobEvent};
+pub use leman_applier::{
+    ErrorPolicy, Resources, StatefulUdf, TaskError, TaskOutput, TaskSpec, Udf, UdfError, default_filter, quote_identifier,
+};
+pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
+pub use leman_writer::FragmentWrite;
+pub use local::{LocalExecutor, write_locally};
+pub use options::BackfillOptions;
+pub use records::JobStore;
+pub use registry::UdfRegistry;
+pub use stores::TableStores;
+pub use udf_record::UdfRecord;
+pub use uri::{normalize_uri, open_dataset};
+
+#[cfg(test)]
+mod handles {
+    fn send_and_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_handles_are_send_and_sync() {
+        send_and_sync::<crate::Job>();
+        send_and_sync::<crate::UdfRegistry>();
+        send_and_sync::<crate::BackfillOptions>();
+        send_and_sync::<crate::LocalExecutor>();
+        send_and_sync::<crate::TableStores>();
+        send_and_sync::<crate::Error>();
+    }
+}

@@ -1,0 +1,68 @@
+//! The stores beside a table, in its object store under `_leman/`:
+//! checkpoints, job records and the columns' leases.
+
+use std::sync::Arc;
+
+use lance::io::ObjectStore as LanceObjectStore;
+use leman_checkpoint::CheckpointStore;
+use leman_scheduler::{JobRecord, JobStatus};
+
+use crate::lease::{self, ColumnLease};
+use crate::records::JobStore;
+use crate::error::{Error, Result};
+
+/// Storage beside a table: checkpoints, job records and leases.
+#[derive(Debug, Clone)]
+pub struct TableStores {
+    /// Batch and fragment checkpoints.
+    pub checkpoints: CheckpointStore,
+    /// Job records.
+    pub jobs: JobStore,
+    store: Arc<dyn object_store::ObjectStore>,
+    dir: object_store::path::Path,
+}
+
+impl TableStores {
+    /// The stores of the table at `uri`.
+    pub async fn open(uri: &str) -> Result<Self> {
+        let (store, dir) = LanceObjectStore::from_uri(uri)
+            .await
+            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+        Ok(Self {
+            checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
+            jobs: JobStore::new(store.inner.clone(), &dir),
+            store: store.inner.clone(),
+            dir,
+        })
+    }
+
+    /// Job records, with those of dead processes marked interrupted.
+    pub async fn job_records(&self) -> Result<Vec<JobRecord>> {
+        let mut records = self.jobs.list().await?;
+        for record in &mut records {
+            self.mark_interrupted(record).await?;
+        }
+        Ok(records)
+    }
+
+    /// One job record, marked interrupted if its process died.
+    pub async fn job_record(&self, id: &str) -> Result<Option<JobRecord>> {
+        let Some(mut record) = self.jobs.get(id).await? else { return Ok(None) };
+        self.mark_interrupted(&mut record).await?;
+        Ok(Some(record))
+    }
+
+    async fn mark_interrupted(&self, record: &mut JobRecord) -> Result<()> {
+        if record.status == JobStatus::Running
+            && !lease::is_held_by(self.store.as_ref(), &self.dir, &record.column, &record.id).await?
+        {
+            record.status = JobStatus::Interrupted;
+        }
+        Ok(())
+    }
+
+    /// Takes the column's lease for job `id`, or says which job holds it.
+    pub(crate) async fn lease(&self, column: &str, id: &str) -> Result<ColumnLease> {
+        ColumnLease::acquire(self.store.clone(), &self.dir, column, id).await
+    }
+}

@@ -1,0 +1,72 @@
+//! The one error type of the cluster's processes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use leman_runtime::RuntimeError;
+
+/// What went wrong in a head, a worker, or a client of the cluster, with
+/// what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The wire failed: certificates, sockets, connections, frames.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The backfill engine refused or failed the job.
+    #[error(transparent)]
+    Engine(#[from] leman_engine::Error),
+    /// The head or a worker refused a request, saying why.
+    #[error("{peer} refused: {reason}")]
+    Refused { peer: SocketAddr, reason: String },
+    /// A peer answered with a message that does not fit the request.
+    #[error("unexpected answer from {peer}: {answer}; run the same version of leman on every node")]
+    Unexpected { peer: SocketAddr, answer: String },
+    /// A worker could not reach its head in time.
+    #[error("could not join the head at {head} within {after:?}: {source}")]
+    JoinTimeout {
+        head: SocketAddr,
+        after: Duration,
+        #[source]
+        source: RuntimeError,
+    },
+    /// An actor of this process could not be started.
+    #[error("actor {actor}: {reason}")]
+    Actor { actor: String, reason: String },
+    /// A throwaway local cluster did not come up.
+    #[error("local cluster: {reason}")]
+    LocalCluster { reason: String },
+    /// Local I/O failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Results of this crate.
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+/// So that a Rust service can `?` the cluster's errors into the public
+/// API's: the engine's own errors come back as they were, the rest arrive
+/// boxed in [`leman_engine::Error::Cluster`].
+impl From<NodeError> for leman_engine::Error {
+    fn from(error: NodeError) -> Self {
+        match error {
+            NodeError::Engine(error) => error,
+            other => leman_engine::Error::Cluster(Box::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_come_back_as_they_were_and_the_rest_are_boxed() {
+        let cancelled = NodeError::Engine(leman_engine::Error::Cancelled { job_id: "j".into() });
+        assert!(matches!(leman_engine::Error::from(cancelled), leman_engine::Error::Cancelled { .. }));
+        let peer: SocketAddr = "127.0.0.1:7070".parse().unwrap();
+        let refused = leman_engine::Error::from(NodeError::Refused { peer, reason: "no".into() });
+        assert_eq!(refused.to_string(), "127.0.0.1:7070 refused: no");
+        let leman_engine::Error::Cluster(inner) = refused else { panic!("{refused:?}") };
+        assert!(matches!(inner.downcast_ref::<NodeError>(), Some(NodeError::Refused { .. })));
+    }
+}

@@ -1,0 +1,194 @@
+//! A real worker against a head played by the test: its own QUIC node
+//! that records what the worker tells it and answers heartbeats as told.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchIterator, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use lance::dataset::NewColumnTransform;
+use leman_cluster::{NodeId, Resources};
+use leman_engine::{JobSpec, Udf, UdfRecord, UdfRegistry};
+use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
+
+use super::{Worker, WorkerConfig};
+use crate::heartbeat::LOST_AFTER;
+use crate::protocol::{ApplierExit, HeadRequest, HeadResponse, HostedApplier, WorkerRequest, WorkerResponse};
+
+#[derive(Default)]
+struct TestHead {
+    joins: AtomicU64,
+    forgets_workers: AtomicBool,
+    exits: std::sync::Mutex<Vec<ApplierExit>>,
+}
+
+impl Service for TestHead {
+    type Request = HeadRequest;
+    type Response = HeadResponse;
+    async fn call(&self, _peer: SocketAddr, request: HeadRequest) -> HeadResponse {
+        match request {
+            HeadRequest::Join(_) => HeadResponse::Joined { node: NodeId(self.joins.fetch_add(1, Ordering::SeqCst) + 1) },
+            HeadRequest::Heartbeat(_) => HeadResponse::Alive { known: !self.forgets_workers.load(Ordering::SeqCst) },
+            HeadRequest::ApplierExited(exit) => {
+                self.exits.lock().unwrap().push(exit);
+                HeadResponse::Noted
+            }
+            other => HeadResponse::Refused { reason: format!("not played by this test: {other:?}") },
+        }
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    head: Node,
+    state: Arc<TestHead>,
+    client: Node,
+    worker: SocketAddr,
+    spec: JobSpec,
+}
+
+async fn setup(job_id: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let certs_dir = dir.path().join("certs");
+    leman_runtime::tls::init_cluster(&certs_dir).unwrap();
+    let certs = ClusterCerts::load(&certs_dir).unwrap();
+    let (table_uri, read_version, udf, registry) = table(dir.path()).await;
+    let spec = JobSpec {
+        job_id: job_id.into(),
+        table_uri,
+        read_version,
+        column: "n".into(),
+        udf: UdfRecord::of(&udf),
+        filter: "id >= 0".into(),
+        threads: 1,
+    };
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let state = Arc::new(TestHead::default());
+    let head = Node::serve(loopback, &certs, NodeConfig::default(), state.clone()).unwrap();
+    let config = WorkerConfig {
+        head: head.local_addr().unwrap(),
+        listen: loopback,
+        certs: certs_dir,
+        resources: Resources { cpus: 2.0, ..Resources::default() },
+        join_timeout: Duration::from_secs(10),
+        registry,
+    };
+    let worker = Worker::start(&config).await.unwrap();
+    let addr = worker.local_addr().unwrap();
+    tokio::spawn(worker.run());
+    let client = Node::client(loopback, &certs, NodeConfig::default()).unwrap();
+    Setup { _dir: dir, head, state, client, worker: addr, spec }
+}
+
+/// A 100-row Lance table of `id` and `text` with a column `n` declared
+/// for the UDF `text_len`, registered in the registry returned with it.
+async fn table(dir: &std::path::Path) -> (String, u64, Udf, UdfRegistry) {
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..100));
+    let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..100).map(|i| format!("row {i}"))));
+    let batch = RecordBatch::try_from_iter([("id", ids), ("text", text)]).unwrap();
+    let uri = dir.join("t.lance").to_string_lossy().into_owned();
+    let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
+    let mut dataset = lance::Dataset::write(reader, uri.as_str(), None).await.unwrap();
+    let udf = Udf::array("text_len", Field::new("n", DataType::Int32, true), &["text"], |cols| {
+        let lengths: Int32Array = cols[0].as_string::<i32>().iter().map(|s| s.map(|s| s.len() as i32)).collect();
+        Ok(Arc::new(lengths) as ArrayRef)
+    })
+    .with_version("1");
+    let field = Field::new("n", DataType::Int32, true).with_metadata(UdfRecord::of(&udf).to_metadata());
+    dataset.add_columns(NewColumnTransform::AllNulls(Arc::new(Schema::new(vec![field]))), None, None).await.unwrap();
+    let registry = UdfRegistry::new();
+    registry.register(udf.clone());
+    (uri, dataset.version().version, udf, registry)
+}
+
+impl Setup {
+    async fn ask(&self, request: WorkerRequest) -> WorkerResponse {
+        self.client.request(self.worker, &request).await.unwrap()
+    }
+
+    async fn spawn(&self, index: usize, incarnation: u64) {
+        let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation };
+        assert_eq!(self.ask(request).await, WorkerResponse::Spawned);
+    }
+
+    async fn hosted(&self) -> Vec<(usize, u64)> {
+        match self.ask(WorkerRequest::Hosted).await {
+            WorkerResponse::Hosted(hosted) => hosted.into_iter().map(|h| (h.index, h.incarnation)).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn eventually_hosts(&self, expected: &[(usize, u64)], limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let hosted = self.hosted().await;
+            if hosted == expected {
+                return;
+            }
+            assert!(Instant::now() < deadline, "hosts {hosted:?}, not {expected:?}, after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_that_stops_on_its_own_is_reported_to_its_spawner_and_one_stopped_on_request_is_not() {
+    let s = setup("j").await;
+    s.spawn(0, 1).await;
+    s.spawn(1, 1).await;
+    s.spawn(1, 1).await; // the same incarnation again: nothing new
+    assert_eq!(s.hosted().await, [(0, 1), (1, 1)]);
+
+    let stop = WorkerRequest::StopApplier { job_id: "j".into(), index: 0, incarnation: 1 };
+    assert_eq!(s.ask(stop).await, WorkerResponse::Stopped);
+    ractor::registry::where_is("applier-j-1.1").expect("applier 1 runs").kill();
+    s.eventually_hosts(&[], Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.state.exits.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the kill never reached the head");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Supervision events come in order: had the requested stop been
+    // reported, it would be first.
+    let exits = s.state.exits.lock().unwrap().clone();
+    assert_eq!(exits.len(), 1, "{exits:?}");
+    assert_eq!(exits[0].applier, HostedApplier { job_id: "j".into(), index: 1, incarnation: 1 });
+    assert_eq!(exits[0].worker, s.worker.to_string());
+
+    let key = leman_checkpoint::KeyParts {
+        udf_name: "text_len",
+        udf_version: "1",
+        column: "n",
+        filter: "id >= 0",
+        table: "t",
+        fragment_id: 0,
+        data_files: Vec::new(),
+    };
+    let task = leman_applier::TaskSpec { fragment_id: 0, rows: 0..10, key: key.batch_key(0..10) };
+    let gone = s.ask(WorkerRequest::RunTask { job_id: "j".into(), index: 1, task }).await;
+    assert!(matches!(gone, WorkerResponse::ApplierGone { .. }), "{gone:?}");
+    s.spawn(1, 2).await;
+    assert_eq!(s.hosted().await, [(1, 2)], "a new incarnation starts in its place");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_loses_its_head_stops_the_jobs_it_hosts() {
+    let s = setup("orphaned").await;
+    s.spawn(0, 1).await;
+    s.state.forgets_workers.store(true, Ordering::SeqCst);
+    s.eventually_hosts(&[], Duration::from_secs(5)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while s.state.joins.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "the worker did not join again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s.state.forgets_workers.store(false, Ordering::SeqCst);
+
+    s.spawn(0, 2).await;
+    s.head.close(); // the head is gone for good
+    s.eventually_hosts(&[], LOST_AFTER + Duration::from_secs(5)).await;
+}
