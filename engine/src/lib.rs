@@ -33,6 +33,8 @@
 //! # Features
 //! - `aws`: `s3://` tables.
 //! - `gcp`: `gs://` tables.
+//! - `testing`: the `testing` module, real tables for the tests of the
+//!   crates above.
 
 mod backfill;
 mod clock;
@@ -48,6 +50,8 @@ mod records;
 mod registry;
 mod resolve;
 mod stores;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod udf_record;
 mod uri;
 
@@ -69,18 +73,3 @@ pub use registry::UdfRegistry;
 pub use stores::TableStores;
 pub use udf_record::UdfRecord;
 pub use uri::{normalize_uri, open_dataset};
-
-#[cfg(test)]
-mod handles {
-    fn send_and_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn public_handles_are_send_and_sync() {
-        send_and_sync::<crate::Job>();
-        send_and_sync::<crate::UdfRegistry>();
-        send_and_sync::<crate::BackfillOptions>();
-        send_and_sync::<crate::LocalExecutor>();
-        send_and_sync::<crate::TableStores>();
-        send_and_sync::<crate::Error>();
-    }
-}

@@ -14,8 +14,6 @@
 
 mod service;
 mod supervisor;
-#[cfg(test)]
-mod tests;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

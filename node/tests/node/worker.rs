@@ -1,23 +1,19 @@
 //! A real worker against a head played by the test: its own QUIC node
 //! that records what the worker tells it and answers heartbeats as told.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow_array::cast::AsArray;
-use arrow_array::{ArrayRef, Int32Array, Int64Array, RecordBatch, RecordBatchIterator, StringArray};
-use arrow_schema::{DataType, Field, Schema};
-use lance::dataset::NewColumnTransform;
 use leman_cluster::{NodeId, Resources};
-use leman_engine::{JobSpec, Udf, UdfRecord, UdfRegistry};
+use leman_engine::testing::{UdfTable, udf_table};
+use leman_engine::{JobSpec, UdfRecord};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 
-use super::{Worker, WorkerConfig};
-use crate::heartbeat::LOST_AFTER;
-use crate::protocol::{ApplierExit, HeadRequest, HeadResponse, HostedApplier, WorkerRequest, WorkerResponse};
+use leman_node::{
+    ApplierExit, HeadRequest, HeadResponse, HostedApplier, LOST_AFTER, Worker, WorkerConfig, WorkerRequest, WorkerResponse,
+};
 
 #[derive(Default)]
 struct TestHead {
@@ -44,6 +40,7 @@ impl Service for TestHead {
 
 struct Setup {
     _dir: tempfile::TempDir,
+    _table: UdfTable,
     head: Node,
     state: Arc<TestHead>,
     client: Node,
@@ -56,13 +53,13 @@ async fn setup(job_id: &str) -> Setup {
     let certs_dir = dir.path().join("certs");
     leman_runtime::tls::init_cluster(&certs_dir).unwrap();
     let certs = ClusterCerts::load(&certs_dir).unwrap();
-    let (table_uri, read_version, udf, registry) = table(dir.path()).await;
+    let table = udf_table(100, 100).await.unwrap();
     let spec = JobSpec {
         job_id: job_id.into(),
-        table_uri,
-        read_version,
+        table_uri: table.uri.clone(),
+        read_version: table.version,
         column: "n".into(),
-        udf: UdfRecord::of(&udf),
+        udf: UdfRecord::of(&table.udf),
         filter: "id >= 0".into(),
         threads: 1,
     };
@@ -75,34 +72,13 @@ async fn setup(job_id: &str) -> Setup {
         certs: certs_dir,
         resources: Resources { cpus: 2.0, ..Resources::default() },
         join_timeout: Duration::from_secs(10),
-        registry,
+        registry: table.registry.clone(),
     };
     let worker = Worker::start(&config).await.unwrap();
     let addr = worker.local_addr().unwrap();
     tokio::spawn(worker.run());
     let client = Node::client(loopback, &certs, NodeConfig::default()).unwrap();
-    Setup { _dir: dir, head, state, client, worker: addr, spec }
-}
-
-/// A 100-row Lance table of `id` and `text` with a column `n` declared
-/// for the UDF `text_len`, registered in the registry returned with it.
-async fn table(dir: &std::path::Path) -> (String, u64, Udf, UdfRegistry) {
-    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..100));
-    let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..100).map(|i| format!("row {i}"))));
-    let batch = RecordBatch::try_from_iter([("id", ids), ("text", text)]).unwrap();
-    let uri = dir.join("t.lance").to_string_lossy().into_owned();
-    let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
-    let mut dataset = lance::Dataset::write(reader, uri.as_str(), None).await.unwrap();
-    let udf = Udf::array("text_len", Field::new("n", DataType::Int32, true), &["text"], |cols| {
-        let lengths: Int32Array = cols[0].as_string::<i32>().iter().map(|s| s.map(|s| s.len() as i32)).collect();
-        Ok(Arc::new(lengths) as ArrayRef)
-    })
-    .with_version("1");
-    let field = Field::new("n", DataType::Int32, true).with_metadata(UdfRecord::of(&udf).to_metadata());
-    dataset.add_columns(NewColumnTransform::AllNulls(Arc::new(Schema::new(vec![field]))), None, None).await.unwrap();
-    let registry = UdfRegistry::new();
-    registry.register(udf.clone());
-    (uri, dataset.version().version, udf, registry)
+    Setup { _dir: dir, _table: table, head, state, client, worker: addr, spec }
 }
 
 impl Setup {

@@ -1,0 +1,105 @@
+//! Every message of the protocol through the runtime's frames.
+
+use lance_table::format::DataFile;
+use leman_applier::{TaskError, TaskOutput, TaskSpec};
+use leman_cluster::{Heartbeat, Join, NodeId, Resources};
+use leman_engine::{BackfillOptions, JobStatus, Progress, Summary, UdfRecord};
+use leman_node::{
+    ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, ShippedDataFile, Submission, WorkerRequest,
+    WorkerResponse,
+};
+use leman_writer::FragmentWrite;
+
+#[test]
+fn every_message_round_trips_through_frames() {
+    let data_file: DataFile = serde_json::from_str(
+        r#"{"path":"a.lance","fields":[3],"column_indices":[0],"file_major_version":2,"file_minor_version":1}"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let spec = JobSpec {
+        job_id: "j".into(),
+        table_uri: "/t.lance".into(),
+        read_version: 3,
+        column: "c".into(),
+        udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())] },
+        filter: "c IS NULL".into(),
+        threads: 2,
+    };
+    let responses = [
+        WorkerResponse::Spawned,
+        WorkerResponse::Task(Ok(TaskOutput { rows_computed: 3, rows_skipped: 1, errors: vec![(7, "bad".into())] })),
+        WorkerResponse::Task(Err(TaskError::Udf { message: "x".into(), row_address: Some(1 << 32) })),
+        WorkerResponse::Written(Ok(ShippedDataFile(data_file.clone()))),
+        WorkerResponse::Written(Err("disk full".into())),
+        WorkerResponse::Stopped,
+        WorkerResponse::Refused { reason: "no".into() },
+        WorkerResponse::ApplierGone { reason: "killed".into() },
+        WorkerResponse::Hosted(vec![HostedApplier { job_id: "j".into(), index: 1, incarnation: 4 }]),
+    ];
+    for response in responses {
+        let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));
+        let back: WorkerResponse = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{response:?}: {e}"));
+        assert_eq!(back, response);
+    }
+    let key = leman_checkpoint::KeyParts {
+        udf_name: "busy",
+        udf_version: "1",
+        column: "c",
+        filter: "c IS NULL",
+        table: "/t.lance",
+        fragment_id: 2,
+        data_files: vec!["a.lance".into()],
+    };
+    let write = FragmentWrite {
+        fragment_id: 2,
+        batches: vec![(0..10, key.batch_key(0..10)), (10..15, key.batch_key(10..15))],
+        fragment_key: key.fragment_key(),
+        base_output_file: Some("b.lance".into()),
+    };
+    let requests = [
+        WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3 },
+        WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10) } },
+        WorkerRequest::WriteFragment { job: spec.clone(), write },
+        WorkerRequest::StopJob { job_id: "j".into() },
+        WorkerRequest::StopApplier { job_id: "j".into(), index: 1, incarnation: 3 },
+        WorkerRequest::Hosted,
+    ];
+    for request in requests {
+        let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
+        let back: WorkerRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
+        assert_eq!(format!("{back:?}"), format!("{request:?}"));
+    }
+    let heads = [
+        HeadRequest::Members,
+        HeadRequest::JobStatus { job_id: "j".into() },
+        HeadRequest::Join(Join { addr: "127.0.0.1:1".into(), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
+        HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
+        HeadRequest::ApplierExited(ApplierExit {
+            applier: HostedApplier { job_id: "j".into(), index: 0, incarnation: 1 },
+            worker: "127.0.0.1:9".into(),
+            reason: "killed".into(),
+        }),
+        HeadRequest::Submit(Box::new(Submission {
+            table: "/t".into(),
+            column: "c".into(),
+            options: BackfillOptions::default().filter("x > 1").num_frags(3),
+        })),
+    ];
+    for request in heads {
+        let bytes = leman_runtime::frame::encode(&request).unwrap_or_else(|e| panic!("{e}"));
+        let back: HeadRequest = leman_runtime::frame::decode(&bytes).unwrap_or_else(|e| panic!("{request:?}: {e}"));
+        assert_eq!(format!("{back:?}"), format!("{request:?}"));
+    }
+    let view = HeadResponse::Job(Box::new(JobView {
+        job_id: "j".into(),
+        column: "c".into(),
+        status: JobStatus::Succeeded,
+        progress: Progress::default(),
+        summary: Some(Summary::default()),
+        error: None,
+    }));
+    for response in [view, HeadResponse::Noted] {
+        let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(leman_runtime::frame::decode::<HeadResponse>(&bytes).ok(), Some(response));
+    }
+}
