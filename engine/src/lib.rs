@@ -5,8 +5,9 @@
 //! finding what earlier runs already did (the plan), the driver that pumps
 //! the sans-IO [`leman_scheduler::Scheduler`], the table's stores beside it
 //! ([`TableStores`]: checkpoints, job records and the column's lease), and
-//! the [`UdfRegistry`] that every process of one binary shares. [`start`] is its entry point; the [`Job`] it returns
-//! reports events and the outcome.
+//! the [`UdfRegistry`] that every process of one binary shares. [`start`]
+//! is its entry point; the [`Job`] it returns reports events and the
+//! outcome.
 //!
 //! Where a job's appliers run and its fragments are written is not its
 //! business: it asks an [`Executor`], the way Ballista's scheduler core asks
