@@ -51,8 +51,8 @@ mod table;
 
 pub use db::{CreateTableOptions, Database, connect};
 pub use leman_engine::{
-    BackfillOptions, Error, ErrorPolicy, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress, Resources, Result,
-    RowError, StatefulUdf, Summary, Udf, UdfError, UdfRecord, UdfRegistry,
+    BackfillOptions, Error, ErrorPolicy, InstanceContext, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress,
+    Resources, Result, RowError, StatefulUdf, Summary, Udf, UdfError, UdfRecord, UdfRegistry,
 };
 pub use table::{AddColumnsOptions, Table};
 

@@ -25,6 +25,10 @@ pub struct ApplierArgs {
     pub context: Arc<BackfillContext>,
     /// Its threads (`intra_applier_concurrency`).
     pub threads: usize,
+    /// Its index in the job.
+    pub index: usize,
+    /// The GPU device ordinals its worker reserved for it.
+    pub gpus: Vec<u32>,
 }
 
 /// The applier actor; see the [module docs](self).
@@ -45,7 +49,7 @@ impl Actor for Applier {
 
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: ApplierArgs) -> Result<ApplierState, ActorProcessingErr> {
         let name = myself.get_name().unwrap_or_else(|| "applier".to_string());
-        let pool = Pool::start(args.context.udf(), args.threads, &name)?;
+        let pool = Pool::start(args.context.udf(), args.threads, &name, args.index, &args.gpus)?;
         Ok(ApplierState { context: args.context, pool: Arc::new(pool) })
     }
 

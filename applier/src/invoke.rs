@@ -10,7 +10,7 @@ use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::DataType;
 use datafusion::common::ScalarValue;
 
-use crate::udf::{Body, ErrorPolicy, StatefulUdf, Udf, UdfError};
+use crate::udf::{Body, ErrorPolicy, InstanceContext, StatefulUdf, Udf, UdfError};
 
 /// The values of one call, and the rows the `skip` policy left null.
 #[derive(Debug)]
@@ -41,10 +41,10 @@ pub(crate) struct Instance {
 }
 
 impl Instance {
-    /// Builds the instance, running a stateful UDF's factory.
-    pub fn new(udf: &Udf) -> Result<Self, UdfError> {
+    /// Builds the instance, running a stateful UDF's factory with `context`.
+    pub fn new(udf: &Udf, context: &InstanceContext) -> Result<Self, UdfError> {
         let callable = match &udf.body {
-            Body::Stateful(factory) => Callable::Stateful(guarded(|| factory())?),
+            Body::Stateful(factory) => Callable::Stateful(guarded(|| factory(context))?),
             shared => Callable::Shared(shared.clone()),
         };
         Ok(Self { callable, policy: udf.error_policy(), output_type: udf.data_type().clone() })
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn panics_are_errors_and_fail_by_default() {
-        let mut instance = Instance::new(&picky_array()).unwrap_or_else(|e| panic!("{e}"));
+        let mut instance = Instance::new(&picky_array(), &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let failure = instance.compute(&inputs(&[1, 0])).err().unwrap_or_else(|| panic!("no failure"));
         assert!(failure.message.contains("UDF panicked: zero!"), "{}", failure.message);
     }
@@ -256,7 +256,7 @@ mod tests {
     #[test]
     fn skip_nulls_only_the_failing_rows() {
         let udf = picky_array().with_error_policy(ErrorPolicy::Skip);
-        let mut instance = Instance::new(&udf).unwrap_or_else(|e| panic!("{e}"));
+        let mut instance = Instance::new(&udf, &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let computed = instance.compute(&inputs(&[1, -2, 3, 0])).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(values(&computed), vec![Some(1), None, Some(3), None]);
         let rows: Vec<usize> = computed.skipped.iter().map(|(r, _)| *r).collect();
@@ -273,12 +273,12 @@ mod tests {
             }
             Ok(cols[0].clone())
         });
-        let mut instance = Instance::new(&flaky.clone().with_error_policy(ErrorPolicy::Retry { attempts: 2 }))
+        let mut instance = Instance::new(&flaky.clone().with_error_policy(ErrorPolicy::Retry { attempts: 2 }), &InstanceContext::default())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(instance.compute(&inputs(&[5])).is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
         calls.store(0, Ordering::SeqCst);
-        let mut instance = Instance::new(&flaky.with_error_policy(ErrorPolicy::Retry { attempts: 1 }))
+        let mut instance = Instance::new(&flaky.with_error_policy(ErrorPolicy::Retry { attempts: 1 }), &InstanceContext::default())
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(instance.compute(&inputs(&[5])).is_err());
     }
@@ -290,10 +290,10 @@ mod tests {
             ScalarValue::Int64(x) => Ok(ScalarValue::Int64(x.map(|x| x + 1))),
             other => Err(format!("unexpected {other:?}").into()),
         });
-        let mut instance = Instance::new(&udf).unwrap_or_else(|e| panic!("{e}"));
+        let mut instance = Instance::new(&udf, &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let failure = instance.compute(&inputs(&[1, 2, -3])).err().unwrap_or_else(|| panic!("no failure"));
         assert_eq!(failure.row, Some(2));
-        let mut skipping = Instance::new(&udf.with_error_policy(ErrorPolicy::Skip)).unwrap_or_else(|e| panic!("{e}"));
+        let mut skipping = Instance::new(&udf.with_error_policy(ErrorPolicy::Skip), &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let computed = skipping.compute(&inputs(&[1, -3])).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(values(&computed), vec![Some(2), None]);
     }
@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn wrong_output_type_or_length_is_an_error() {
         let short = Udf::array("short", field(), &["x"], |_| Ok(Arc::new(Int64Array::from(vec![1])) as ArrayRef));
-        let mut instance = Instance::new(&short).unwrap_or_else(|e| panic!("{e}"));
+        let mut instance = Instance::new(&short, &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let failure = instance.compute(&inputs(&[1, 2])).err().unwrap_or_else(|| panic!("no failure"));
         assert!(failure.message.contains("returned 1 values for 2 rows"), "{}", failure.message);
     }

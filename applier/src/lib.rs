@@ -35,4 +35,4 @@ pub use error::ApplierError;
 pub use filter::{RowFilter, default_filter, quote_identifier};
 pub use pool::Pool;
 pub use task::{BackfillContext, TaskError, TaskOutput, TaskSpec, row_address, run_task};
-pub use udf::{ErrorPolicy, Resources, StatefulUdf, Udf, UdfError};
+pub use udf::{ErrorPolicy, InstanceContext, Resources, StatefulUdf, Udf, UdfError};

@@ -7,12 +7,14 @@
 //! back into place, so the async side only does I/O. Threads end when the
 //! pool is dropped.
 
+use std::time::{Duration, Instant};
+
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use crate::invoke::{CallFailure, Instance};
-use crate::udf::Udf;
+use crate::udf::{InstanceContext, Udf};
 
 /// Selected rows to compute and the values they replace.
 #[derive(Debug)]
@@ -25,12 +27,15 @@ pub(crate) struct ComputeJob {
     pub selection: BooleanArray,
 }
 
-/// A job's result: the batch's new column and the rows left null by `skip`.
+/// A job's result: the batch's new column, the rows left null by `skip`,
+/// and how long the UDF took.
 #[derive(Debug)]
 pub(crate) struct Merged {
     pub values: ArrayRef,
     /// (index among selected rows, message)
     pub skipped: Vec<(usize, String)>,
+    /// The UDF's own time on the batch, retries included.
+    pub udf_time: Duration,
 }
 
 type Envelope = (ComputeJob, oneshot::Sender<Result<Merged, CallFailure>>);
@@ -42,15 +47,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` threads, each with its own instance of `udf`.
-    pub fn start(udf: &Udf, threads: usize, name: &str) -> std::io::Result<Self> {
+    /// Starts `threads` threads of applier `applier`, each with its own
+    /// instance of `udf`, whose factory is told its thread index and the
+    /// applier's GPU device ordinals `gpus`.
+    pub fn start(udf: &Udf, threads: usize, name: &str, applier: usize, gpus: &[u32]) -> std::io::Result<Self> {
         let (jobs, receiver) = crossbeam_channel::unbounded::<Envelope>();
-        for index in 0..threads.max(1) {
+        for thread in 0..threads.max(1) {
             let udf = udf.clone();
             let receiver = receiver.clone();
+            let context = InstanceContext { applier, thread, gpus: gpus.to_vec() };
             std::thread::Builder::new()
-                .name(format!("{name}-{index}"))
-                .spawn(move || serve(&udf, &receiver))?;
+                .name(format!("{name}-{thread}"))
+                .spawn(move || serve(&udf, &context, &receiver))?;
         }
         Ok(Self { jobs })
     }
@@ -64,8 +72,8 @@ impl Pool {
     }
 }
 
-fn serve(udf: &Udf, jobs: &Receiver<Envelope>) {
-    let mut instance = Instance::new(udf).map_err(|e| CallFailure {
+fn serve(udf: &Udf, context: &InstanceContext, jobs: &Receiver<Envelope>) {
+    let mut instance = Instance::new(udf, context).map_err(|e| CallFailure {
         row: None,
         message: format!("UDF {} could not be set up: {e}", udf.name()),
     });
@@ -80,9 +88,11 @@ fn serve(udf: &Udf, jobs: &Receiver<Envelope>) {
 }
 
 fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailure> {
+    let started = Instant::now();
     let computed = instance.compute(&job.inputs)?;
+    let udf_time = started.elapsed();
     if job.selection.true_count() == job.selection.len() {
-        return Ok(Merged { values: computed.values, skipped: computed.skipped });
+        return Ok(Merged { values: computed.values, skipped: computed.skipped, udf_time });
     }
     let mut next = 0;
     let indices: Vec<(usize, usize)> = job
@@ -101,5 +111,5 @@ fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailu
         .collect();
     let values = arrow_select::interleave::interleave(&[job.old.as_ref(), computed.values.as_ref()], &indices)
         .map_err(|e| CallFailure { row: None, message: format!("merging computed values: {e}") })?;
-    Ok(Merged { values, skipped: computed.skipped })
+    Ok(Merged { values, skipped: computed.skipped, udf_time })
 }

@@ -12,6 +12,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
@@ -97,6 +98,9 @@ pub struct TaskOutput {
     pub rows_skipped: u64,
     /// (row address, message) of each skipped row.
     pub errors: Vec<(u64, String)>,
+    /// How long the UDF took on the task's batch; `None` when no row was
+    /// selected and the UDF was not called.
+    pub udf_time: Option<Duration>,
 }
 
 /// Why a task failed.
@@ -161,6 +165,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
             rows_computed: (selected_count - errors.len()) as u64,
             rows_skipped: errors.len() as u64,
             errors,
+            udf_time: Some(merged.udf_time),
         };
         (merged.values, output)
     };

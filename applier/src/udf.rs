@@ -88,6 +88,27 @@ pub struct Resources {
     pub memory: u64,
 }
 
+/// Where one instance of a stateful UDF runs, as its factory is told
+/// ([`Udf::stateful_with_context`]): so a model loads once, on its own
+/// device.
+///
+/// `gpus` are the device ordinals the worker reserved for the applier
+/// (distinct from every other applier's that holds whole GPUs), in the
+/// numbering of the devices the worker process sees: pass one as the CUDA
+/// device ordinal, e.g. `candle_core::Device::new_cuda(ctx.gpus[0] as usize)`,
+/// `ort`'s `CUDAExecutionProvider::default().with_device_id(ctx.gpus[0] as i32)`
+/// or `cudarc::driver::CudaContext::new(ctx.gpus[0] as usize)`. Embedded
+/// jobs and UDFs that reserve no GPU get none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceContext {
+    /// The applier's index in its job.
+    pub applier: usize,
+    /// The thread's index in its applier (below `intra_applier_concurrency`).
+    pub thread: usize,
+    /// GPU device ordinals reserved for the applier on its worker.
+    pub gpus: Vec<u32>,
+}
+
 /// A UDF instance owned by one applier thread. Built by the factory of
 /// [`Udf::stateful`], so expensive set-up happens once per thread.
 pub trait StatefulUdf: Send {
@@ -98,7 +119,7 @@ pub trait StatefulUdf: Send {
 type ScalarFn = dyn Fn(&[ScalarValue]) -> Result<ScalarValue, UdfError> + Send + Sync;
 type ArrayFn = dyn Fn(&[ArrayRef]) -> Result<ArrayRef, UdfError> + Send + Sync;
 type BatchFn = dyn Fn(&RecordBatch) -> Result<ArrayRef, UdfError> + Send + Sync;
-type Factory = dyn Fn() -> Result<Box<dyn StatefulUdf>, UdfError> + Send + Sync;
+type Factory = dyn Fn(&InstanceContext) -> Result<Box<dyn StatefulUdf>, UdfError> + Send + Sync;
 
 #[derive(Clone)]
 pub(crate) enum Body {
@@ -206,6 +227,37 @@ impl Udf {
     pub fn stateful<F>(name: &str, output: Field, inputs: &[&str], factory: F) -> Self
     where
         F: Fn() -> Result<Box<dyn StatefulUdf>, UdfError> + Send + Sync + 'static,
+    {
+        Self::new::<F>(name, output, inputs, Body::Stateful(Arc::new(move |_: &InstanceContext| factory())))
+    }
+
+    /// A stateful UDF whose factory is told where its instance runs: its
+    /// applier and thread index and its GPU device ordinals.
+    ///
+    /// ```
+    /// use arrow_array::{ArrayRef, RecordBatch, UInt32Array};
+    /// use arrow_schema::{DataType, Field};
+    /// use leman_applier::{Resources, StatefulUdf, Udf, UdfError};
+    ///
+    /// /// Stands for a model loaded on one device.
+    /// struct OnDevice(u32);
+    ///
+    /// impl StatefulUdf for OnDevice {
+    ///     fn call(&mut self, inputs: &RecordBatch) -> Result<ArrayRef, UdfError> {
+    ///         Ok(std::sync::Arc::new(UInt32Array::from(vec![self.0; inputs.num_rows()])))
+    ///     }
+    /// }
+    ///
+    /// let udf = Udf::stateful_with_context("device", Field::new("device", DataType::UInt32, true), &["text"], |ctx| {
+    ///     let ordinal = ctx.gpus.first().copied().ok_or_else(|| UdfError::new("no GPU reserved"))?;
+    ///     Ok(Box::new(OnDevice(ordinal)) as Box<dyn StatefulUdf>)
+    /// })
+    /// .with_resources(Resources { cpus: 1.0, gpus: 1.0, memory: 0 });
+    /// assert_eq!(udf.resources().gpus, 1.0);
+    /// ```
+    pub fn stateful_with_context<F>(name: &str, output: Field, inputs: &[&str], factory: F) -> Self
+    where
+        F: Fn(&InstanceContext) -> Result<Box<dyn StatefulUdf>, UdfError> + Send + Sync + 'static,
     {
         Self::new::<F>(name, output, inputs, Body::Stateful(Arc::new(factory)))
     }

@@ -1,5 +1,7 @@
 //! Cluster membership: which nodes are in, what they offer, which are lost,
-//! and on which of them an applier fits ([`choose_worker`]).
+//! on which of them an applier fits ([`choose_worker`]), which GPU devices
+//! of a worker each applier uses ([`GpuDevices`]), and how a worker finds
+//! its head ([`JoinTarget`], [`Backoff`]).
 //!
 //! This crate owns the head's view of its workers as a sans-IO state machine
 //! ([`Membership`]): a worker joins with the resources it offers, sends
@@ -21,12 +23,18 @@
 //! assert_eq!(members.poll_event(), Some(MembershipEvent::Lost { node: id }));
 //! ```
 
+mod backoff;
+mod gpus;
 mod membership;
 mod messages;
 mod placement;
 mod resources;
+mod target;
 
+pub use backoff::Backoff;
+pub use gpus::{GpuDevices, GpuLease};
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
 pub use messages::{Heartbeat, Join};
 pub use placement::{Holder, Reservations, choose_worker};
 pub use resources::Resources;
+pub use target::{BadTarget, JoinTarget};

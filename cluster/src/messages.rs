@@ -6,11 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::membership::NodeId;
 use crate::resources::Resources;
 
-/// A worker asks to join: where it serves, what it offers.
+/// A worker asks to join: of which cluster, where it serves, what it offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Join {
-    /// Address the worker's node listens on.
-    pub addr: String,
+    /// The cluster it belongs to (`--cluster-name`); a head of another
+    /// cluster refuses it.
+    pub cluster: String,
+    /// The address it advertises (`--advertise`). Without one the head
+    /// records the address the join came from.
+    pub advertise: Option<String>,
     /// What it offers.
     pub resources: Resources,
 }

@@ -63,7 +63,8 @@ pub use executor::{
 };
 pub use job::{Job, JobEvent};
 pub use leman_applier::{
-    ErrorPolicy, Resources, StatefulUdf, TaskError, TaskOutput, TaskSpec, Udf, UdfError, default_filter, quote_identifier,
+    ErrorPolicy, InstanceContext, Resources, StatefulUdf, TaskError, TaskOutput, TaskSpec, Udf, UdfError, default_filter,
+    quote_identifier,
 };
 pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
 pub use leman_writer::FragmentWrite;

@@ -17,8 +17,8 @@ use crate::registry::UdfRegistry;
 use crate::udf_record::UdfRecord;
 
 /// A table with `id` (int64, 0..rows), `text` (`"row <id>"`) and a column
-/// `n` declared (all null) for the UDF `text_len`, removed with its
-/// directory when dropped.
+/// `n` declared (all null) for a UDF (`text_len` unless another is given),
+/// removed with its directory when dropped.
 #[derive(Debug)]
 pub struct UdfTable {
     /// The directory holding it.
@@ -27,14 +27,20 @@ pub struct UdfTable {
     pub uri: String,
     /// Its version once `n` is declared.
     pub version: u64,
-    /// `text_len`: the UTF-8 length of `text`, as int32.
+    /// The UDF of `n`.
     pub udf: Udf,
-    /// A registry holding `text_len`.
+    /// A registry holding that UDF.
     pub registry: UdfRegistry,
 }
 
 /// `rows` rows in fragments of `rows_per_fragment`.
 pub async fn udf_table(rows: usize, rows_per_fragment: usize) -> Result<UdfTable> {
+    udf_table_with(rows, rows_per_fragment, text_len()).await
+}
+
+/// The same table with column `n` declared for `udf`, which reads `text`
+/// and computes int32 values.
+pub async fn udf_table_with(rows: usize, rows_per_fragment: usize, udf: Udf) -> Result<UdfTable> {
     let dir = tempfile::tempdir()?;
     let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows as i64));
     let text: ArrayRef = Arc::new(StringArray::from_iter_values((0..rows).map(|i| format!("row {i}"))));
@@ -43,7 +49,6 @@ pub async fn udf_table(rows: usize, rows_per_fragment: usize) -> Result<UdfTable
     let reader = RecordBatchIterator::new([Ok(batch.clone())], batch.schema());
     let params = WriteParams { max_rows_per_file: rows_per_fragment, ..WriteParams::default() };
     let mut dataset = Dataset::write(reader, uri.as_str(), Some(params)).await?;
-    let udf = text_len();
     let field = Field::new("n", DataType::Int32, true).with_metadata(UdfRecord::of(&udf).to_metadata());
     dataset.add_columns(NewColumnTransform::AllNulls(Arc::new(Schema::new(vec![field]))), None, None).await?;
     let registry = UdfRegistry::new();

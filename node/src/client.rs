@@ -1,13 +1,30 @@
-//! The client's side of a cluster: asking the head who is in, submitting a
-//! backfill, following a job. Each call opens a short-lived client node on
-//! an ephemeral port and closes it after the answer.
+//! The client's side of a cluster: finding the head, asking it who is in,
+//! submitting a backfill, following a job. Each call opens a short-lived
+//! client node on an ephemeral port and closes it after the answer.
 
-use std::net::{Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use leman_runtime::{ClusterCerts, Node, NodeConfig};
 
+use crate::discovery::Discovery;
 use crate::error::{NodeError, Result};
 use crate::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
+
+/// The first of the addresses `discovery` gives now whose head answers.
+pub async fn find_head(discovery: &Discovery, certs: &ClusterCerts) -> Result<SocketAddr> {
+    let addresses = discovery.addresses().await?;
+    if let [only] = addresses[..] {
+        return Ok(only);
+    }
+    let mut last = None;
+    for head in addresses {
+        match ask(head, certs, &HeadRequest::Members).await {
+            Ok(_) => return Ok(head),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| NodeError::Discovery { target: discovery.target().to_string(), reason: "no address".into() }))
+}
 
 /// Asks the head at `head` for its live members.
 pub async fn members(head: SocketAddr, certs: &ClusterCerts) -> Result<Vec<MemberInfo>> {
@@ -46,8 +63,8 @@ fn unexpected(peer: SocketAddr, answer: HeadResponse) -> NodeError {
     NodeError::Unexpected { peer, answer: format!("{answer:?}") }
 }
 
-/// An ephemeral port on the loopback address of `peer`'s family, for a
-/// node that only makes requests.
-pub(crate) fn any_port_of(peer: SocketAddr) -> SocketAddr {
-    if peer.is_ipv4() { ([127, 0, 0, 1], 0).into() } else { (Ipv6Addr::LOCALHOST, 0).into() }
+/// An ephemeral port on every address of `peer`'s family, for a node that
+/// only makes requests: the system picks the route to the peer.
+fn any_port_of(peer: SocketAddr) -> SocketAddr {
+    if peer.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() }
 }

@@ -21,13 +21,28 @@ pub enum NodeError {
     /// A peer answered with a message that does not fit the request.
     #[error("unexpected answer from {peer}: {answer}; run the same version of leman on every node")]
     Unexpected { peer: SocketAddr, answer: String },
-    /// A worker could not reach its head in time.
-    #[error("could not join the head at {head} within {after:?}: {source}")]
-    JoinTimeout {
-        head: SocketAddr,
-        after: Duration,
+    /// A peer did not answer.
+    #[error("{peer} did not answer: {source}")]
+    Unreachable {
+        peer: SocketAddr,
         #[source]
         source: RuntimeError,
+    },
+    /// A worker could not reach its head in time.
+    #[error("could not join the head at {target} within {after:?}; last attempt: {last}")]
+    JoinTimeout { target: String, after: Duration, last: String },
+    /// The head could not be found by name.
+    #[error("cannot find the head at {target}: {reason}")]
+    Discovery { target: String, reason: String },
+    /// `--advertise` gave an address no peer can reach.
+    #[error("cannot advertise {addr}: {reason}")]
+    BadAdvertise { addr: SocketAddr, reason: String },
+    /// The health and metrics endpoint could not be served.
+    #[error("cannot serve HTTP on {addr}: {source}; pick a free address for --http")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
     },
     /// An actor of this process could not be started.
     #[error("actor {actor}: {reason}")]

@@ -4,6 +4,12 @@
 //! away, and any client can ask how it stands. Workers cast the exits of
 //! appliers that stopped on their own here; they reach the job's driver
 //! with the joins and losses of workers.
+//!
+//! A worker of another cluster name is refused. A worker is recorded at
+//! the address it advertises, or else at the address its join came from,
+//! never at an unspecified one. The head is ready (`/readyz`) as soon as
+//! its endpoint is bound and its certificates loaded: it never waits for
+//! workers, so the pods of a cluster can start in any order.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -16,10 +22,11 @@ use leman_engine::{Error as EngineError, JobEvent, JobStatus, UdfRegistry};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 use tokio::sync::broadcast;
 
-use crate::client::any_port_of;
 use crate::error::Result;
 use crate::executor::ClusterExecutor;
 use crate::heartbeat::LOST_AFTER;
+use crate::http::{HttpServer, Readiness};
+use crate::metrics::{HeadMetrics, Metrics};
 use crate::protocol::{HeadRequest, HeadResponse, JobView, MemberInfo, Submission};
 use crate::view::{ClusterEvent, ClusterView};
 
@@ -28,24 +35,38 @@ use crate::view::{ClusterEvent, ClusterView};
 pub struct HeadConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The cluster's name; workers of another name are refused.
+    pub cluster_name: String,
     /// Directory of the cluster's certificates.
     pub certs: PathBuf,
+    /// Address for `/livez`, `/readyz` and `/metrics`, if any.
+    pub http: Option<SocketAddr>,
     /// UDFs that submitted jobs may use (the workers' too).
     pub registry: UdfRegistry,
+}
+
+impl HeadConfig {
+    /// A head of cluster `leman` on `listen`, without HTTP endpoints.
+    pub fn new(listen: SocketAddr, certs: PathBuf, registry: UdfRegistry) -> Self {
+        Self { listen, cluster_name: crate::DEFAULT_CLUSTER_NAME.to_string(), certs, http: None, registry }
+    }
 }
 
 /// A running head; stops when dropped.
 #[derive(Debug)]
 pub struct Head {
     node: Node,
+    http: Option<HttpServer>,
     watcher: tokio::task::JoinHandle<()>,
 }
 
 struct HeadService {
+    cluster_name: String,
     membership: Arc<Mutex<Membership>>,
     cluster: Arc<ClusterView>,
     registry: UdfRegistry,
     jobs: Arc<Mutex<HashMap<String, JobView>>>,
+    figures: Arc<HeadMetrics>,
 }
 
 impl Service for HeadService {
@@ -54,8 +75,18 @@ impl Service for HeadService {
 
     async fn call(&self, peer: SocketAddr, request: HeadRequest) -> HeadResponse {
         match request {
+            HeadRequest::Join(join) if join.cluster != self.cluster_name => {
+                tracing::warn!(%peer, theirs = %join.cluster, ours = %self.cluster_name, "refused a worker of another cluster");
+                HeadResponse::Refused {
+                    reason: format!(
+                        "this head runs cluster {:?}, the worker belongs to cluster {:?}; give both the same --cluster-name",
+                        self.cluster_name, join.cluster
+                    ),
+                }
+            }
             HeadRequest::Join(join) => {
-                let node = self.members().join(Instant::now(), join.addr, join.resources);
+                let addr = join.advertise.unwrap_or_else(|| peer.to_string());
+                let node = self.members().join(Instant::now(), addr, join.resources);
                 tracing::debug!(%peer, %node, "join");
                 HeadResponse::Joined { node }
             }
@@ -72,6 +103,7 @@ impl Service for HeadService {
             },
             HeadRequest::ApplierExited(exit) => {
                 tracing::warn!(job = %exit.applier.job_id, index = exit.applier.index, worker = %exit.worker, reason = %exit.reason, "an applier stopped on its own");
+                self.figures.applier_restarts.inc();
                 // No driver listening means its job has ended.
                 let _ = self.cluster.events.send(ClusterEvent::ApplierExited(exit));
                 HeadResponse::Noted
@@ -109,7 +141,10 @@ impl HeadService {
         self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(job_id.clone(), view);
         let jobs = self.jobs.clone();
         let id = job_id.clone();
+        let figures = self.figures.clone();
+        figures.jobs_running.inc();
         tokio::spawn(async move {
+            let mut commits = 0;
             let update = |f: &dyn Fn(&mut JobView)| {
                 if let Some(view) = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get_mut(&id) {
                     f(view);
@@ -117,10 +152,16 @@ impl HeadService {
             };
             while let Some(event) = job.next_event().await {
                 if let JobEvent::Progress(progress) = event {
+                    figures.commits.inc_by(progress.commits.saturating_sub(commits));
+                    commits = commits.max(progress.commits);
                     update(&|view| view.progress = progress.clone());
                 }
             }
             let outcome = job.wait().await;
+            if let Ok(summary) = &outcome {
+                figures.commits.inc_by(summary.commits.saturating_sub(commits));
+            }
+            figures.jobs_running.dec();
             update(&|view| match &outcome {
                 Ok(summary) => {
                     view.status = JobStatus::Succeeded;
@@ -138,12 +179,14 @@ impl HeadService {
 }
 
 impl Head {
-    /// Starts a head.
+    /// Starts a head (within a tokio runtime).
     pub fn start(config: &HeadConfig) -> Result<Self> {
         let certs = ClusterCerts::load(&config.certs)?;
         let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
         let (events, _) = broadcast::channel(1024);
-        let outgoing = Node::client(any_port_of(config.listen), &certs, NodeConfig::default())?;
+        // Requests to workers leave from the listening address's IP, so
+        // they take the same route as the workers' own traffic.
+        let outgoing = Node::client(SocketAddr::new(config.listen.ip(), 0), &certs, NodeConfig::default())?;
         let cluster = Arc::new(ClusterView {
             node: Arc::new(outgoing),
             membership: membership.clone(),
@@ -151,20 +194,31 @@ impl Head {
             events: events.clone(),
         });
         let service_cluster = cluster.clone();
+        let figures = Arc::new(HeadMetrics::default());
         let service = Arc::new(HeadService {
+            cluster_name: config.cluster_name.clone(),
             membership: membership.clone(),
             cluster,
             registry: config.registry.clone(),
             jobs: Arc::default(),
+            figures: figures.clone(),
         });
         let node = Node::serve(config.listen, &certs, NodeConfig::default(), service)?;
-        let watcher = tokio::spawn(watch(membership, service_cluster));
-        Ok(Self { node, watcher })
+        let readiness = Arc::new(Readiness::default());
+        readiness.set(true);
+        let http = config.http.map(|addr| HttpServer::start(addr, readiness, Metrics::head(&figures))).transpose()?;
+        let watcher = tokio::spawn(watch(membership, service_cluster, figures));
+        Ok(Self { node, http, watcher })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         Ok(self.node.local_addr()?)
+    }
+
+    /// The address of its HTTP endpoints, if it serves them.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
     }
 }
 
@@ -177,13 +231,14 @@ impl Drop for Head {
 
 /// Declares silent workers lost, logs joins and losses, frees what lost
 /// workers held, and tells running jobs.
-async fn watch(membership: Arc<Mutex<Membership>>, cluster: Arc<ClusterView>) {
+async fn watch(membership: Arc<Mutex<Membership>>, cluster: Arc<ClusterView>, figures: Arc<HeadMetrics>) {
     let tick = Duration::from_millis(100);
     loop {
         tokio::time::sleep(tick).await;
         let events: Vec<MembershipEvent> = {
             let mut membership = membership.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             membership.handle_timeout(Instant::now());
+            figures.workers_live.set(membership.members().count() as i64);
             std::iter::from_fn(|| membership.poll_event()).collect()
         };
         for event in events {

@@ -8,7 +8,10 @@
 //! drivers of the jobs submitted to it, and places their appliers on
 //! workers through one reservation ledger shared by every job. A [`Worker`]
 //! joins a head and hosts the appliers and fragment writers that drivers
-//! ask it for. The head implements the engine's
+//! ask it for, finding the head by address or DNS name ([`JoinTarget`],
+//! [`Discovery`]) and finding it again when it comes back elsewhere. Both
+//! serve `/livez`, `/readyz` and Prometheus `/metrics` over plain HTTP
+//! when asked to, since the kubelet cannot probe QUIC. The head implements the engine's
 //! [`Executor`](leman_engine::Executor) over the wire, so a job's driver is
 //! the same code embedded or on a cluster. [`LocalCluster`] starts a
 //! throwaway head and workers on 127.0.0.1 (`leman backfill
@@ -25,38 +28,38 @@
 //! # async fn demo(certs: std::path::PathBuf, registry: leman_engine::UdfRegistry) -> Result<(), leman_node::NodeError> {
 //! use leman_node::{Head, HeadConfig, Resources, Worker, WorkerConfig};
 //!
-//! let head = Head::start(&HeadConfig { listen: "127.0.0.1:7070".parse().unwrap(), certs: certs.clone(), registry: registry.clone() })?;
-//! let worker = Worker::start(&WorkerConfig {
-//!     head: head.local_addr()?,
-//!     listen: "127.0.0.1:0".parse().unwrap(),
-//!     certs,
-//!     resources: Resources { cpus: 8.0, gpus: 1.0, memory: 0 },
-//!     join_timeout: std::time::Duration::from_secs(30),
-//!     registry,
-//! })
-//! .await?;
+//! let head = Head::start(&HeadConfig::new("127.0.0.1:7070".parse().unwrap(), certs.clone(), registry.clone()))?;
+//! let resources = Resources { cpus: 8.0, gpus: 1.0, memory: 0 };
+//! let worker = Worker::start(&WorkerConfig::new(head.local_addr()?, certs, resources, registry)).await?;
 //! tokio::spawn(worker.run());
 //! # Ok(()) }
 //! ```
 
 mod client;
+mod discovery;
 mod error;
 mod executor;
 mod head;
 mod heartbeat;
+mod http;
 mod local;
+mod metrics;
 mod protocol;
 mod view;
 mod worker;
 
-pub use client::{job_status, members, submit};
+pub use client::{find_head, job_status, members, submit};
+pub use discovery::Discovery;
 pub use error::{NodeError, Result};
 pub use head::{Head, HeadConfig};
 pub use heartbeat::{HEARTBEAT_EVERY, LOST_AFTER};
-pub use leman_cluster::Resources;
+pub use leman_cluster::{BadTarget, JoinTarget, Resources};
 pub use local::LocalCluster;
 pub use protocol::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, MemberInfo, ShippedDataFile, Submission,
     WorkerRequest, WorkerResponse,
 };
 pub use worker::{Worker, WorkerConfig};
+
+/// The cluster name of heads and workers not given `--cluster-name`.
+pub const DEFAULT_CLUSTER_NAME: &str = "leman";

@@ -34,7 +34,10 @@ impl LocalCluster {
             .ok_or_else(|| NodeError::LocalCluster { reason: format!("the head said {line:?}, not where it listens") })?;
         let head = cluster.head.to_string();
         let spawned: Vec<Result<String>> = (0..workers)
-            .map(|_| cluster.spawn(&["worker", "--join", &head, "--certs", &certs_arg, "--join-timeout-secs", "10"]))
+            .map(|_| {
+                let args = ["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", &certs_arg, "--join-timeout-secs", "10"];
+                cluster.spawn(&args)
+            })
             .collect();
         for line in spawned {
             let line = line?;

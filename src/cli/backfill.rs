@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::json;
 
 use leman_engine::{BackfillOptions, Error, JobStatus, Result, Summary};
-use leman_node::{JobView, LocalCluster, Submission};
+use leman_node::{JobView, JoinTarget, LocalCluster, Submission};
 use leman_runtime::ClusterCerts;
 
 use super::progress;
@@ -52,9 +52,13 @@ pub(crate) struct BackfillArgs {
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
-    /// Run on the cluster whose head is at this address (default: in this process).
+    /// Run on the cluster whose head is at HOST:PORT, dns:NAME:PORT or
+    /// dns+srv:NAME (default: in this process).
     #[arg(long, requires = "certs")]
-    cluster: Option<std::net::SocketAddr>,
+    cluster: Option<JoinTarget>,
+    /// DNS server for --cluster names, instead of the system's.
+    #[arg(long, env = "LEMAN_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Directory of the cluster's certificates.
     #[arg(long)]
     certs: Option<std::path::PathBuf>,
@@ -82,12 +86,17 @@ impl BackfillArgs {
 }
 
 pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
-    if let (Some(head), Some(certs)) = (args.cluster, args.certs.clone()) {
+    if let (Some(target), Some(certs)) = (&args.cluster, &args.certs) {
+        let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
         return run_on_cluster(&args, head, &certs).await;
     }
     if let Some(workers) = args.local_workers {
         let cluster = LocalCluster::start(&std::env::current_exe()?, workers)?;
-        let outcome = run_on_cluster(&args, cluster.head(), cluster.certs()).await;
+        let outcome = match ClusterCerts::load(cluster.certs()) {
+            Ok(certs) => run_on_cluster(&args, cluster.head(), &certs).await,
+            Err(error) => Err(Error::cluster(error)),
+        };
         cluster.stop();
         return outcome;
     }
@@ -139,18 +148,17 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
 }
 
 /// Submits the job to the head and follows it until it ends.
-async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &std::path::Path) -> Result<ExitCode> {
-    let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
+async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &ClusterCerts) -> Result<ExitCode> {
     let submission = Submission {
         table: leman_engine::normalize_uri(&args.table)?,
         column: args.column.clone(),
         options: args.options(),
     };
-    let job_id = leman_node::submit(head, &certs, &submission).await?;
+    let job_id = leman_node::submit(head, certs, &submission).await?;
     eprintln!(
         "job {job_id}: running on the cluster at {head}; it goes on if this command stops (`leman jobs show {job_id} --cluster {head} --certs DIR` shows it)"
     );
-    let view = follow_remote(head, &certs, &job_id, args.refresh_status_secs).await?;
+    let view = follow_remote(head, certs, &job_id, args.refresh_status_secs).await?;
     let outcome = match (view.status, view.summary) {
         (JobStatus::Succeeded, Some(summary)) => Ok(summary),
         (JobStatus::Cancelled, _) => Err(Error::Cancelled { job_id: job_id.clone() }),

@@ -17,9 +17,13 @@ pub(crate) struct JobsArgs {
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Ask the head of this cluster instead of the table (for `show`).
+    /// Ask the head of this cluster instead of the table (for `show`):
+    /// HOST:PORT, dns:NAME:PORT or dns+srv:NAME.
     #[arg(long, global = true, requires = "certs")]
-    cluster: Option<std::net::SocketAddr>,
+    cluster: Option<leman_node::JoinTarget>,
+    /// DNS server for --cluster names, instead of the system's.
+    #[arg(long, global = true, env = "LEMAN_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
     /// Directory of the cluster's certificates.
     #[arg(long, global = true)]
     certs: Option<std::path::PathBuf>,
@@ -37,8 +41,9 @@ enum JobsCommand {
 }
 
 pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
-    if let (Some(head), Some(certs), Some(JobsCommand::Show { id })) = (args.cluster, &args.certs, &args.command) {
+    if let (Some(target), Some(certs), Some(JobsCommand::Show { id })) = (&args.cluster, &args.certs, &args.command) {
         let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
         let view = leman_node::job_status(head, &certs, id).await?;
         if args.json {
             println!("{}", serde_json::to_string(&view).map_err(|e| Error::Io(e.into()))?);

@@ -9,6 +9,7 @@ mod backfill;
 mod cluster;
 mod inspect;
 mod jobs;
+mod machine;
 mod progress;
 
 use std::process::ExitCode;
@@ -65,38 +66,9 @@ enum Command {
     #[command(subcommand)]
     Cluster(ClusterCommand),
     /// Run a cluster head: workers join it.
-    Head {
-        /// Address to listen on (UDP).
-        #[arg(long, default_value = "127.0.0.1:7070")]
-        listen: std::net::SocketAddr,
-        /// Directory of the cluster's certificates (`leman cluster init`).
-        #[arg(long)]
-        certs: std::path::PathBuf,
-    },
+    Head(cluster::HeadArgs),
     /// Run a worker that joins a head and hosts appliers and writers.
-    Worker {
-        /// The head's address.
-        #[arg(long)]
-        join: std::net::SocketAddr,
-        /// Directory of the cluster's certificates.
-        #[arg(long)]
-        certs: std::path::PathBuf,
-        /// Address to listen on (UDP).
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: std::net::SocketAddr,
-        /// CPU cores offered (default: all of this machine's).
-        #[arg(long)]
-        cpus: Option<f64>,
-        /// GPUs offered.
-        #[arg(long, default_value_t = 0.0)]
-        gpus: f64,
-        /// Bytes of memory offered (default: this machine's).
-        #[arg(long)]
-        memory: Option<u64>,
-        /// Seconds to keep trying to reach the head.
-        #[arg(long, default_value_t = 30)]
-        join_timeout_secs: u64,
-    },
+    Worker(cluster::WorkerArgs),
     /// Run the benchmark suite and print its figures against their baselines.
     Bench {
         /// Directory for its tables (default: a temporary one, removed after).
@@ -129,11 +101,28 @@ enum ClusterCommand {
         #[arg(long)]
         dir: std::path::PathBuf,
     },
+    /// Render the Kubernetes manifests of a cluster spec (TOML), in apply
+    /// order; see kubernetes/README.md for the keys.
+    Manifests {
+        /// The cluster spec.
+        #[arg(long)]
+        spec: std::path::PathBuf,
+        /// Also render the certificates Secret from this directory
+        /// (`ca.pem`, `node.pem`, `node.key`; the CA's key is never read).
+        #[arg(long)]
+        embed_certs: Option<std::path::PathBuf>,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+    },
     /// List the live members of a running cluster.
     Members {
-        /// The head's address.
-        #[arg(long)]
-        head: std::net::SocketAddr,
+        /// The head: HOST:PORT, dns:NAME:PORT or dns+srv:NAME.
+        #[arg(long, visible_alias = "head")]
+        cluster: leman_node::JoinTarget,
+        /// DNS server for the head's name, instead of the system's.
+        #[arg(long, env = "LEMAN_DNS_SERVER")]
+        dns_server: Option<std::net::SocketAddr>,
         /// Directory of the cluster's certificates.
         #[arg(long)]
         certs: std::path::PathBuf,
@@ -153,16 +142,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Inspect { table } => inspect::run(&table).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
-        Command::Cluster(ClusterCommand::Members { head, certs, json }) => cluster::members(head, &certs, json).await,
-        Command::Head { listen, certs } => cluster::head(listen, certs).await,
-        Command::Worker { join, certs, listen, cpus, gpus, memory, join_timeout_secs } => {
-            let resources = leman_node::Resources {
-                cpus: cpus.unwrap_or_else(cluster::machine_cpus),
-                gpus,
-                memory: memory.unwrap_or_else(cluster::machine_memory),
-            };
-            cluster::worker(join, certs, listen, resources, join_timeout_secs).await
+        Command::Cluster(ClusterCommand::Manifests { spec, embed_certs, output }) => {
+            cluster::manifests(&spec, embed_certs.as_deref(), output.as_deref())
         }
+        Command::Cluster(ClusterCommand::Members { cluster, dns_server, certs, json }) => {
+            cluster::members(&cluster, dns_server, &certs, json).await
+        }
+        Command::Head(args) => cluster::head(args).await,
+        Command::Worker(args) => cluster::worker(args).await,
     };
     match outcome {
         Ok(code) => code,
@@ -218,8 +205,8 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
     eprintln!(
         "leman bench{}: {} cores, {:.0} GiB; tables in {}",
         if quick { " --quick" } else { "" },
-        cluster::machine_cpus(),
-        cluster::machine_memory() as f64 / (1u64 << 30) as f64,
+        machine::cpus(),
+        machine::memory() as f64 / (1u64 << 30) as f64,
         options.dir.display()
     );
     let figures = bench::run(&options, |figure| {

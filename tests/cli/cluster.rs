@@ -41,7 +41,7 @@ fn cluster(certs: &str, workers: usize) -> (Processes, String) {
     processes.0.push(head);
     let head = line.strip_prefix("head listening on ").expect("head address").to_string();
     for _ in 0..workers {
-        let (worker, line) = start(&["worker", "--join", &head, "--certs", certs, "--cpus", "2"]);
+        let (worker, line) = start(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", "2"]);
         assert!(line.contains("joined the head"), "{line}");
         processes.0.push(worker);
     }
@@ -50,7 +50,7 @@ fn cluster(certs: &str, workers: usize) -> (Processes, String) {
 
 /// Two identical tables of 8 fragments with UDF columns `e` (hash_embed)
 /// and `slow` (busy, 2 ms a row): one for the cluster, one embedded.
-async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::Table) {
+pub(crate) async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::Table) {
     let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
     leman::builtins::register_all(db.registry());
     let mut tables = Vec::new();
@@ -66,7 +66,7 @@ async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::Table) {
     (tables.pop().unwrap(), embedded)
 }
 
-async fn column(table: &leman::Table, name: &str) -> Vec<arrow_array::RecordBatch> {
+pub(crate) async fn column(table: &leman::Table, name: &str) -> Vec<arrow_array::RecordBatch> {
     let dataset = table.dataset().await.unwrap();
     let mut scan = dataset.scan();
     scan.project(&["id", name]).unwrap();
@@ -103,14 +103,14 @@ async fn a_cluster_backfill_equals_the_embedded_one_even_when_a_worker_is_killed
 }
 
 /// Makes the cluster's certificates under `dir`; returns their directory.
-fn init_certs(dir: &std::path::Path) -> String {
+pub(crate) fn init_certs(dir: &std::path::Path) -> String {
     let certs = dir.join("certs").to_str().unwrap().to_string();
     ok(leman(&["cluster", "init", "--dir", &certs]));
     certs
 }
 
 /// Waits (at most two minutes) for `child` to exit; returns its stdout.
-fn wait_for(mut child: Child) -> (std::process::ExitStatus, String) {
+pub(crate) fn wait_for(mut child: Child) -> (std::process::ExitStatus, String) {
     let finished = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -144,7 +144,7 @@ fn workers_join_and_a_killed_worker_is_lost_within_five_seconds() {
     let addr: SocketAddr = line.strip_prefix("head listening on ").expect("head address").parse().unwrap();
     let head = addr.to_string();
     for cpus in ["1", "2", "3"] {
-        let (worker, line) = start(&["worker", "--join", &head, "--certs", certs, "--cpus", cpus, "--memory", "1000"]);
+        let (worker, line) = start(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", cpus, "--memory", "1000"]);
         assert!(line.contains("joined the head"), "{line}");
         processes.0.push(worker);
     }
@@ -164,9 +164,17 @@ fn workers_join_and_a_killed_worker_is_lost_within_five_seconds() {
 
     let foreign = dir.path().join("foreign");
     ok(leman(&["cluster", "init", "--dir", foreign.to_str().unwrap()]));
-    let line = fails(leman(&["worker", "--join", &head, "--certs", foreign.to_str().unwrap(), "--join-timeout-secs", "1"]));
+    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", foreign.to_str().unwrap(), "--join-timeout-secs", "1"]));
     assert!(line.contains("invalid peer certificate"), "{line}");
     assert_eq!(members(&head, certs).len(), 2, "the stranger did not join");
+
+    // A worker of another cluster name is refused at once, both names said.
+    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--cluster-name", "staging"]));
+    assert!(line.contains("\"leman\"") && line.contains("\"staging\"") && line.contains("--cluster-name"), "{line}");
+    // Nobody can reach an unspecified address: never advertised.
+    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--advertise", "0.0.0.0:7071"]));
+    assert!(line.contains("cannot advertise 0.0.0.0:7071"), "{line}");
+    assert_eq!(members(&head, certs).len(), 2, "neither joined");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,7 +245,7 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
     let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
     processes.0.push(head);
     let head = line.strip_prefix("head listening on ").expect("head address").to_string();
-    let (first, _) = start(&["worker", "--join", &head, "--certs", certs, "--cpus", "1"]);
+    let (first, _) = start(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", "1"]);
     processes.0.push(first);
     let (table, _) = twin_tables(dir.path()).await;
     let path = table.uri().to_string();
@@ -246,7 +254,7 @@ async fn an_applier_that_fits_nowhere_waits_and_a_worker_joining_later_takes_it(
     let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", &head, "--certs", certs, "--json", "--concurrency", "2", "--batch-size", "50", "--refresh-status-secs", "0.1"];
     let client = backfill_until(&args, 200);
     let mut late = Command::new(env!("CARGO_BIN_EXE_leman"))
-        .args(["worker", "--join", &head, "--certs", certs, "--cpus", "1"])
+        .args(["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", "1"])
         .env("RUST_LOG", "leman=info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -4,8 +4,10 @@
 
 mod bench;
 mod cluster;
+mod discovery;
 mod errors;
 mod interop;
+mod manifests;
 mod resume;
 
 use std::io::{BufRead, BufReader};

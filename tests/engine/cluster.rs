@@ -33,15 +33,9 @@ async fn cluster(cpus: f64) -> Cluster {
     leman_runtime::tls::init_cluster(&certs_dir).unwrap();
     let registry = leman::UdfRegistry::new();
     leman::builtins::register_all(&registry);
-    let head = Head::start(&HeadConfig { listen: loopback(), certs: certs_dir.clone(), registry: registry.clone() }).unwrap();
-    let config = WorkerConfig {
-        head: head.local_addr().unwrap(),
-        listen: loopback(),
-        certs: certs_dir.clone(),
-        resources: leman_cluster::Resources { cpus, ..Default::default() },
-        join_timeout: Duration::from_secs(10),
-        registry,
-    };
+    let head = Head::start(&HeadConfig::new(loopback(), certs_dir.clone(), registry.clone())).unwrap();
+    let resources = leman_cluster::Resources { cpus, ..Default::default() };
+    let config = WorkerConfig::new(head.local_addr().unwrap(), certs_dir.clone(), resources, registry);
     let worker = Worker::start(&config).await.unwrap();
     let workers = vec![worker.local_addr().unwrap()];
     tokio::spawn(worker.run());

@@ -1,16 +1,20 @@
-//! A worker: joins the head, keeps saying it is alive, and hosts the
-//! appliers and writers that jobs' drivers ask it for.
+//! A worker: finds its head, joins it, keeps saying it is alive, and hosts
+//! the appliers and writers that jobs' drivers ask it for.
 //!
-//! A job's context (dataset at the job's version, UDF, filter, checkpoint
-//! store) is built once per job from its [`JobSpec`], on the first request
-//! that needs it; the UDF comes from the worker's own registry and must have
-//! the job's version, so every node runs the same code. Appliers are local
-//! `ractor` actors, exactly as in an embedded job, linked to one supervisor
-//! actor: an applier that stops without being asked to (it failed, or was
-//! killed) is forgotten and the head that spawned it is told, by a cast, so
-//! its driver places it again. A worker that loses its head (silent past
-//! [`LOST_AFTER`](crate::LOST_AFTER), or told it was lost) stops every job
-//! it hosts: their drivers have given them up.
+//! The head is found through [`Discovery`] on every attempt, with jittered
+//! exponential backoff between attempts, so a worker started before its
+//! head, or whose head came back at a new address behind the same name,
+//! joins by itself. A job's context (dataset at the job's version, UDF,
+//! filter, checkpoint store) is built once per job from its [`JobSpec`], on
+//! the first request that needs it; the UDF comes from the worker's own
+//! registry and must have the job's version, so every node runs the same
+//! code. Appliers are local `ractor` actors, exactly as in an embedded job,
+//! linked to one supervisor actor: an applier that stops without being
+//! asked to (it failed, or was killed) is forgotten and the head that
+//! spawned it is told, by a cast, so its driver places it again. A worker
+//! that loses its head (silent past [`LOST_AFTER`](crate::LOST_AFTER), or
+//! told it was lost) stops every job it hosts, since their drivers have
+//! given them up, and joins again through discovery.
 
 mod service;
 mod supervisor;
@@ -20,14 +24,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use leman_cluster::{Heartbeat, Join, NodeId, Resources};
+use leman_cluster::{Backoff, Heartbeat, Join, JoinTarget, NodeId, Resources};
 use leman_engine::UdfRegistry;
 use leman_runtime::{ClusterCerts, Node, NodeConfig};
 use ractor::{Actor, ActorRef};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
+use crate::discovery::Discovery;
 use crate::error::{NodeError, Result};
 use crate::heartbeat::{HEARTBEAT_EVERY, LOST_AFTER};
+use crate::http::{HttpServer, Readiness};
+use crate::metrics::{Metrics, WorkerMetrics};
 use crate::protocol::{HeadRequest, HeadResponse};
 use service::WorkerService;
 use supervisor::{ApplierSupervisor, report_exits};
@@ -38,18 +45,46 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 /// How a worker is started.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The head's address.
-    pub head: SocketAddr,
+    /// Where the head is: an address, or a name resolved on every attempt.
+    pub head: JoinTarget,
+    /// A DNS server to ask instead of the system's (`IP:PORT`).
+    pub dns_server: Option<SocketAddr>,
     /// Address to listen on for the head and drivers.
     pub listen: SocketAddr,
+    /// Address to give the head; without it the head records the address
+    /// the join came from.
+    pub advertise: Option<SocketAddr>,
+    /// The cluster it joins; a head of another name refuses it.
+    pub cluster_name: String,
     /// Directory of the cluster's certificates.
     pub certs: PathBuf,
     /// What it offers.
     pub resources: Resources,
-    /// How long to keep trying to reach the head before giving up.
-    pub join_timeout: Duration,
+    /// How long to keep trying to join at start; `None` keeps trying.
+    pub join_timeout: Option<Duration>,
+    /// Address for `/livez`, `/readyz` and `/metrics`, if any.
+    pub http: Option<SocketAddr>,
     /// UDFs this worker can run (the same as the driver's).
     pub registry: UdfRegistry,
+}
+
+impl WorkerConfig {
+    /// A worker of cluster `leman` joining `head`, listening on an
+    /// ephemeral port of 127.0.0.1, trying to join for 30 seconds.
+    pub fn new(head: impl Into<JoinTarget>, certs: PathBuf, resources: Resources, registry: UdfRegistry) -> Self {
+        Self {
+            head: head.into(),
+            dns_server: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
+            cluster_name: crate::DEFAULT_CLUSTER_NAME.to_string(),
+            certs,
+            resources,
+            join_timeout: Some(Duration::from_secs(30)),
+            http: None,
+            registry,
+        }
+    }
 }
 
 /// A running worker.
@@ -57,9 +92,12 @@ pub struct WorkerConfig {
 pub struct Worker {
     node: Arc<Node>,
     service: Arc<WorkerService>,
-    head: SocketAddr,
+    discovery: Discovery,
+    head: watch::Sender<SocketAddr>,
     id: NodeId,
     join: Join,
+    readiness: Arc<Readiness>,
+    http: Option<HttpServer>,
     supervisor: ActorRef<()>,
     forwarder: tokio::task::JoinHandle<()>,
 }
@@ -68,40 +106,37 @@ impl Worker {
     /// Starts a worker and joins the head, retrying until `join_timeout`.
     pub async fn start(config: &WorkerConfig) -> Result<Self> {
         let certs = ClusterCerts::load(&config.certs)?;
-        let service = Arc::new(WorkerService::new(config.registry.clone()));
+        let discovery = Discovery::new(config.head.clone(), config.dns_server)?;
+        let figures = Arc::new(WorkerMetrics::default());
+        // Whole devices only: a fraction of a GPU offered is no device.
+        let devices = config.resources.gpus.max(0.0).floor() as u32;
+        let service = Arc::new(WorkerService::new(config.registry.clone(), figures.clone(), devices));
         let node = Arc::new(Node::serve(config.listen, &certs, NodeConfig::default(), service.clone())?);
-        let addr = node.local_addr()?.to_string();
+        let advertise = advertised(config.advertise, node.local_addr()?)?;
+        let readiness = Arc::new(Readiness::default());
+        let http = config.http.map(|addr| HttpServer::start(addr, readiness.clone(), Metrics::worker(&figures))).transpose()?;
+        let join = Join { cluster: config.cluster_name.clone(), advertise: advertise.map(|a| a.to_string()), resources: config.resources };
+        let (head, id) = find_and_join(&node, &discovery, &join, config.join_timeout).await?;
+        readiness.set(true);
         let (exits, exits_in) = mpsc::unbounded_channel();
         let (supervisor, _) = Actor::spawn(None, ApplierSupervisor, exits)
             .await
             .map_err(|e| NodeError::Actor { actor: "applier supervisor".into(), reason: e.to_string() })?;
         service.supervise_with(supervisor.clone());
-        let forwarder = tokio::spawn(report_exits(service.clone(), node.clone(), config.head, addr.clone(), exits_in));
-        let join = Join { addr, resources: config.resources };
-        let deadline = Instant::now() + config.join_timeout;
-        loop {
-            match node.request_within::<_, HeadResponse>(config.head, &HeadRequest::Join(join.clone()), HEAD_TIMEOUT).await {
-                Ok(HeadResponse::Joined { node: id }) => {
-                    tracing::info!(%id, head = %config.head, "joined the cluster");
-                    return Ok(Self { node, service, head: config.head, id, join, supervisor, forwarder });
-                }
-                Ok(other) => return Err(unexpected(config.head, other)),
-                Err(source) if Instant::now() >= deadline => {
-                    supervisor.stop(None);
-                    forwarder.abort();
-                    return Err(NodeError::JoinTimeout { head: config.head, after: config.join_timeout, source });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reach the head yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        }
+        let (head, current_head) = watch::channel(head);
+        let name = advertise.unwrap_or(node.local_addr()?).to_string();
+        let forwarder = tokio::spawn(report_exits(service.clone(), node.clone(), current_head, name, exits_in));
+        Ok(Self { node, service, discovery, head, id, join, readiness, http, supervisor, forwarder })
     }
 
-    /// Its id in the cluster.
+    /// Its id in the cluster (a new one after each join).
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The head it last joined.
+    pub fn head(&self) -> SocketAddr {
+        *self.head.borrow()
     }
 
     /// The address it serves on.
@@ -109,44 +144,50 @@ impl Worker {
         Ok(self.node.local_addr()?)
     }
 
-    /// Sends heartbeats until the process ends; joins again if the head
-    /// declared it lost. Jobs are stopped when the head is unreachable for
-    /// longer than [`LOST_AFTER`] or lost this worker: their drivers have
-    /// given them up.
+    /// The address of its HTTP endpoints, if it serves them.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::local_addr)
+    }
+
+    /// Sends heartbeats until the process ends. When the head is silent
+    /// for longer than [`LOST_AFTER`], or says it lost this worker, the
+    /// jobs it ran here are stopped (their drivers have given them up) and
+    /// the worker joins again through discovery, for as long as it takes.
+    /// Returns only if a head refuses it.
     pub async fn run(mut self) -> Result<()> {
         let mut last_heard = Instant::now();
         loop {
             tokio::time::sleep(HEARTBEAT_EVERY).await;
             let beat = HeadRequest::Heartbeat(Heartbeat { node: self.id });
-            match self.node.request_within::<_, HeadResponse>(self.head, &beat, HEAD_TIMEOUT).await {
+            let head = self.head();
+            match self.node.request_within::<_, HeadResponse>(head, &beat, HEAD_TIMEOUT).await {
                 Ok(HeadResponse::Alive { known: true }) => last_heard = Instant::now(),
                 Ok(HeadResponse::Alive { known: false }) => {
+                    self.join_again("the head lost this worker").await?;
                     last_heard = Instant::now();
-                    tracing::warn!(id = %self.id, "the head lost this worker; joining again");
-                    self.stop_orphans("the head lost this worker").await;
-                    let join = HeadRequest::Join(self.join.clone());
-                    match self.node.request_within::<_, HeadResponse>(self.head, &join, HEAD_TIMEOUT).await {
-                        Ok(HeadResponse::Joined { node }) => self.id = node,
-                        Ok(other) => return Err(unexpected(self.head, other)),
-                        Err(error) => tracing::warn!(%error, "joining again failed; will retry"),
-                    }
                 }
-                Ok(other) => return Err(unexpected(self.head, other)),
+                Ok(other) => return Err(unexpected(head, other)),
                 Err(error) => {
-                    tracing::warn!(%error, "heartbeat failed; the head may be down");
+                    tracing::warn!(%error, %head, "heartbeat failed; the head may be down");
                     if last_heard.elapsed() > LOST_AFTER {
-                        self.stop_orphans("the head is unreachable").await;
+                        self.join_again("the head is unreachable").await?;
+                        last_heard = Instant::now();
                     }
                 }
             }
         }
     }
 
-    async fn stop_orphans(&self, why: &str) {
+    /// Stops the jobs it ran for its old head and joins through discovery.
+    async fn join_again(&mut self, why: &str) -> Result<()> {
+        self.readiness.set(false);
         let stopped = self.service.stop_jobs(|_| true).await;
-        if stopped > 0 {
-            tracing::warn!(jobs = stopped, "{why}: stopped the jobs it ran here");
-        }
+        tracing::warn!(id = %self.id, jobs_stopped = stopped, "{why}: finding the head again through {}", self.discovery.target());
+        let (head, id) = find_and_join(&self.node, &self.discovery, &self.join, None).await?;
+        self.id = id;
+        self.head.send_replace(head);
+        self.readiness.set(true);
+        Ok(())
     }
 }
 
@@ -156,6 +197,66 @@ impl Drop for Worker {
         self.supervisor.stop(None);
         self.node.close();
     }
+}
+
+/// The address to advertise: `advertise` as given (port 0 meaning the
+/// bound port), never an unspecified one.
+fn advertised(advertise: Option<SocketAddr>, bound: SocketAddr) -> Result<Option<SocketAddr>> {
+    let Some(mut addr) = advertise else { return Ok(None) };
+    if addr.ip().is_unspecified() {
+        return Err(NodeError::BadAdvertise {
+            addr,
+            reason: "no peer can reach an unspecified address; give this node's own IP (in Kubernetes, $(POD_IP))".into(),
+        });
+    }
+    if addr.port() == 0 {
+        addr.set_port(bound.port());
+    }
+    Ok(Some(addr))
+}
+
+/// Finds the head and joins it, with backoff between attempts, until
+/// `timeout` (`None`: until it works). A refusal ends the search: asking
+/// again would be refused again.
+async fn find_and_join(node: &Node, discovery: &Discovery, join: &Join, timeout: Option<Duration>) -> Result<(SocketAddr, NodeId)> {
+    let started = Instant::now();
+    let mut backoff = Backoff::joining();
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        let error = match try_join(node, discovery, join).await {
+            Ok((head, id)) => {
+                tracing::info!(%id, %head, target = %discovery.target(), "joined the cluster");
+                return Ok((head, id));
+            }
+            Err(fatal @ (NodeError::Refused { .. } | NodeError::Unexpected { .. })) => return Err(fatal),
+            Err(error) => error,
+        };
+        let mut delay = backoff.next_delay();
+        if let Some(timeout) = timeout {
+            let left = timeout.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(NodeError::JoinTimeout { target: discovery.target().to_string(), after: timeout, last: error.to_string() });
+            }
+            delay = delay.min(left);
+        }
+        tracing::warn!(attempt, %error, retry_in = ?delay, "cannot join the head yet");
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One attempt: every address discovery gives now, in order.
+async fn try_join(node: &Node, discovery: &Discovery, join: &Join) -> Result<(SocketAddr, NodeId)> {
+    let mut last = None;
+    for head in discovery.addresses().await? {
+        match node.request_within::<_, HeadResponse>(head, &HeadRequest::Join(join.clone()), HEAD_TIMEOUT).await {
+            Ok(HeadResponse::Joined { node: id }) => return Ok((head, id)),
+            Ok(HeadResponse::Refused { reason }) => return Err(NodeError::Refused { peer: head, reason }),
+            Ok(other) => return Err(unexpected(head, other)),
+            Err(error) => last = Some(NodeError::Unreachable { peer: head, source: error }),
+        }
+    }
+    Err(last.unwrap_or_else(|| NodeError::Discovery { target: discovery.target().to_string(), reason: "no address".into() }))
 }
 
 fn unexpected(head: SocketAddr, answer: HeadResponse) -> NodeError {

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
-use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext};
+use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskError, TaskOutput};
+use leman_cluster::{GpuDevices, GpuLease};
 use leman_engine::{JobSpec, UdfRegistry, write_locally};
 use leman_runtime::Service;
 use leman_writer::WriterContext;
@@ -18,6 +19,7 @@ use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorRef};
 use tokio::sync::Mutex;
 
+use crate::metrics::WorkerMetrics;
 use crate::protocol::{HostedApplier, ShippedDataFile, WorkerRequest, WorkerResponse};
 
 /// One job's work on this worker.
@@ -31,11 +33,15 @@ struct HostedJob {
 struct RunningApplier {
     incarnation: u64,
     actor: ActorRef<ApplierMsg>,
+    gpus: GpuLease,
 }
 
 /// What a worker serves: the jobs' appliers and writers.
 pub(super) struct WorkerService {
     registry: UdfRegistry,
+    figures: Arc<WorkerMetrics>,
+    /// Which GPU devices the appliers hold.
+    gpus: std::sync::Mutex<GpuDevices>,
     jobs: Mutex<HashMap<String, HostedJob>>,
     /// Parent of every applier, set once the supervisor runs.
     supervisor: OnceLock<ActorRef<()>>,
@@ -63,7 +69,10 @@ impl Service for WorkerService {
                     return WorkerResponse::ApplierGone { reason: format!("no applier {index} of job {job_id} runs here") };
                 };
                 match applier.call(|reply| ApplierMsg::Run { spec: task, reply }, None).await {
-                    Ok(CallResult::Success(outcome)) => WorkerResponse::Task(outcome),
+                    Ok(CallResult::Success(outcome)) => {
+                        self.count_task(&outcome);
+                        WorkerResponse::Task(outcome)
+                    }
                     other => WorkerResponse::ApplierGone { reason: format!("applier {index} stopped answering: {other:?}") },
                 }
             }
@@ -72,7 +81,12 @@ impl Service for WorkerService {
                     Ok(writer) => writer,
                     Err(reason) => return WorkerResponse::Written(Err(reason)),
                 };
-                WorkerResponse::Written(write_locally(writer, write).await.map(ShippedDataFile).map_err(|f| f.message))
+                let written = write_locally(writer, write).await;
+                if let Ok(file) = &written {
+                    // Lance records the size of the files it writes.
+                    self.figures.bytes_written.inc_by(file.file_size_bytes.get().map_or(0, |size| size.get()));
+                }
+                WorkerResponse::Written(written.map(ShippedDataFile).map_err(|f| f.message))
             }
             WorkerRequest::StopApplier { job_id, index, incarnation } => {
                 let mut jobs = self.jobs.lock().await;
@@ -80,7 +94,7 @@ impl Service for WorkerService {
                     && job.appliers.get(&index).is_some_and(|a| a.incarnation == incarnation)
                     && let Some(applier) = job.appliers.remove(&index)
                 {
-                    applier.actor.stop(None);
+                    self.stop_applier(applier);
                 }
                 WorkerResponse::Stopped
             }
@@ -108,8 +122,39 @@ impl Service for WorkerService {
 }
 
 impl WorkerService {
-    pub(super) fn new(registry: UdfRegistry) -> Self {
-        Self { registry, jobs: Mutex::new(HashMap::new()), supervisor: OnceLock::new() }
+    /// A service offering `gpus` GPU devices (ordinals 0 to `gpus - 1`).
+    pub(super) fn new(registry: UdfRegistry, figures: Arc<WorkerMetrics>, gpus: u32) -> Self {
+        Self {
+            registry,
+            figures,
+            gpus: std::sync::Mutex::new(GpuDevices::new(gpus)),
+            jobs: Mutex::new(HashMap::new()),
+            supervisor: OnceLock::new(),
+        }
+    }
+
+    fn devices(&self) -> std::sync::MutexGuard<'_, GpuDevices> {
+        self.gpus.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops an applier that was forgotten, and frees its devices.
+    fn stop_applier(&self, applier: RunningApplier) {
+        applier.actor.stop(None);
+        self.devices().release(&applier.gpus);
+    }
+
+    fn count_task(&self, outcome: &Result<TaskOutput, TaskError>) {
+        match outcome {
+            Ok(output) => {
+                self.figures.tasks_done.inc();
+                self.figures.rows_computed.inc_by(output.rows_computed);
+                self.figures.rows_skipped.inc_by(output.rows_skipped);
+                if let Some(took) = output.udf_time {
+                    self.figures.udf_batch_seconds.observe(took.as_secs_f64());
+                }
+            }
+            Err(_) => self.figures.tasks_failed.inc(),
+        }
     }
 
     /// Sets the parent of every applier this worker starts.
@@ -144,16 +189,27 @@ impl WorkerService {
             Some(_) => {
                 // Forgotten first, so its stop is not reported as an exit.
                 if let Some(older) = job.appliers.remove(&index) {
-                    older.actor.stop(None);
+                    self.stop_applier(older);
                 }
             }
             None => {}
         }
+        let wanted = job.context.udf().resources().gpus;
+        let gpus = self
+            .devices()
+            .reserve(wanted)
+            .ok_or_else(|| format!("no free GPU device on this worker for {wanted} GPUs"))?;
         let name = format!("applier-{}-{index}.{incarnation}", spec.job_id);
-        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads };
-        let (actor, _) = Actor::spawn_linked(Some(name), Applier, args, supervisor).await.map_err(|e| e.to_string())?;
-        job.appliers.insert(index, RunningApplier { incarnation, actor });
-        tracing::info!(job = %spec.job_id, index, incarnation, "applier started");
+        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus: gpus.ordinals().to_vec() };
+        let actor = match Actor::spawn_linked(Some(name), Applier, args, supervisor).await {
+            Ok((actor, _)) => actor,
+            Err(error) => {
+                self.devices().release(&gpus);
+                return Err(error.to_string());
+            }
+        };
+        tracing::info!(job = %spec.job_id, index, incarnation, gpus = ?gpus.ordinals(), "applier started");
+        job.appliers.insert(index, RunningApplier { incarnation, actor, gpus });
         Ok(())
     }
 
@@ -163,8 +219,8 @@ impl WorkerService {
         let ids: Vec<String> = jobs.keys().filter(|id| which(id)).cloned().collect();
         for id in &ids {
             if let Some(job) = jobs.remove(id) {
-                for applier in job.appliers.values() {
-                    applier.actor.stop(None);
+                for applier in job.appliers.into_values() {
+                    self.stop_applier(applier);
                 }
             }
         }
@@ -178,7 +234,9 @@ impl WorkerService {
         for (job_id, job) in jobs.iter_mut() {
             let found = job.appliers.iter().find(|(_, a)| a.actor.get_id() == actor).map(|(index, a)| (*index, a.incarnation));
             if let Some((index, incarnation)) = found {
-                job.appliers.remove(&index);
+                if let Some(gone) = job.appliers.remove(&index) {
+                    self.devices().release(&gone.gpus);
+                }
                 return Some(HostedApplier { job_id: job_id.clone(), index, incarnation });
             }
         }

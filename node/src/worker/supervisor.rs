@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use leman_runtime::Node;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::service::WorkerService;
 use crate::protocol::{ApplierExit, HeadRequest};
@@ -41,11 +41,12 @@ impl Actor for ApplierSupervisor {
     }
 }
 
-/// Reports appliers that stopped on their own to the head.
+/// Reports appliers that stopped on their own to the head the worker last
+/// joined.
 pub(super) async fn report_exits(
     service: Arc<WorkerService>,
     node: Arc<Node>,
-    head: SocketAddr,
+    head: watch::Receiver<SocketAddr>,
     worker: String,
     mut exits: mpsc::UnboundedReceiver<(ActorId, String)>,
 ) {
@@ -53,6 +54,7 @@ pub(super) async fn report_exits(
         let Some(applier) = service.forget(actor).await else { continue };
         tracing::warn!(job = %applier.job_id, index = applier.index, %reason, "applier stopped on its own; telling the head");
         let exit = HeadRequest::ApplierExited(ApplierExit { applier, worker: worker.clone(), reason });
+        let head = *head.borrow();
         if let Err(error) = node.cast(head, &exit).await {
             tracing::warn!(%error, "could not tell the head; it will find out when the task fails");
         }

@@ -1,5 +1,7 @@
 //! Every message of the protocol through the runtime's frames.
 
+use std::time::Duration;
+
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
@@ -27,7 +29,12 @@ fn every_message_round_trips_through_frames() {
     };
     let responses = [
         WorkerResponse::Spawned,
-        WorkerResponse::Task(Ok(TaskOutput { rows_computed: 3, rows_skipped: 1, errors: vec![(7, "bad".into())] })),
+        WorkerResponse::Task(Ok(TaskOutput {
+            rows_computed: 3,
+            rows_skipped: 1,
+            errors: vec![(7, "bad".into())],
+            udf_time: Some(Duration::from_micros(1500)),
+        })),
         WorkerResponse::Task(Err(TaskError::Udf { message: "x".into(), row_address: Some(1 << 32) })),
         WorkerResponse::Written(Ok(ShippedDataFile(data_file.clone()))),
         WorkerResponse::Written(Err("disk full".into())),
@@ -72,7 +79,7 @@ fn every_message_round_trips_through_frames() {
     let heads = [
         HeadRequest::Members,
         HeadRequest::JobStatus { job_id: "j".into() },
-        HeadRequest::Join(Join { addr: "127.0.0.1:1".into(), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
+        HeadRequest::Join(Join { cluster: "leman".into(), advertise: Some("127.0.0.1:1".into()), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
         HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
         HeadRequest::ApplierExited(ApplierExit {
             applier: HostedApplier { job_id: "j".into(), index: 0, incarnation: 1 },

@@ -7,8 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use leman_cluster::{NodeId, Resources};
-use leman_engine::testing::{UdfTable, udf_table};
-use leman_engine::{JobSpec, UdfRecord};
+use arrow_array::{ArrayRef, Int32Array, RecordBatch};
+use arrow_schema::{DataType, Field};
+use leman_engine::testing::{UdfTable, udf_table, udf_table_with};
+use leman_engine::{InstanceContext, JobSpec, StatefulUdf, Udf, UdfError, UdfRecord};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 
 use leman_node::{
@@ -49,11 +51,15 @@ struct Setup {
 }
 
 async fn setup(job_id: &str) -> Setup {
+    setup_with(job_id, udf_table(100, 100).await.unwrap(), 0.0).await
+}
+
+/// A worker offering `gpus` GPUs, and a job on `table`.
+async fn setup_with(job_id: &str, table: UdfTable, gpus: f64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = dir.path().join("certs");
     leman_runtime::tls::init_cluster(&certs_dir).unwrap();
     let certs = ClusterCerts::load(&certs_dir).unwrap();
-    let table = udf_table(100, 100).await.unwrap();
     let spec = JobSpec {
         job_id: job_id.into(),
         table_uri: table.uri.clone(),
@@ -66,14 +72,8 @@ async fn setup(job_id: &str) -> Setup {
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let state = Arc::new(TestHead::default());
     let head = Node::serve(loopback, &certs, NodeConfig::default(), state.clone()).unwrap();
-    let config = WorkerConfig {
-        head: head.local_addr().unwrap(),
-        listen: loopback,
-        certs: certs_dir,
-        resources: Resources { cpus: 2.0, ..Resources::default() },
-        join_timeout: Duration::from_secs(10),
-        registry: table.registry.clone(),
-    };
+    let resources = Resources { cpus: 2.0, gpus, ..Resources::default() };
+    let config = WorkerConfig::new(head.local_addr().unwrap(), certs_dir, resources, table.registry.clone());
     let worker = Worker::start(&config).await.unwrap();
     let addr = worker.local_addr().unwrap();
     tokio::spawn(worker.run());
@@ -167,4 +167,58 @@ async fn a_worker_that_loses_its_head_stops_the_jobs_it_hosts() {
     s.spawn(0, 2).await;
     s.head.close(); // the head is gone for good
     s.eventually_hosts(&[], LOST_AFTER + Duration::from_secs(5)).await;
+}
+
+/// Stands for a model loaded on one GPU: answers its device ordinal.
+struct OnDevice(i32);
+
+impl StatefulUdf for OnDevice {
+    fn call(&mut self, inputs: &RecordBatch) -> Result<ArrayRef, UdfError> {
+        Ok(Arc::new(Int32Array::from(vec![self.0; inputs.num_rows()])))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_appliers_get_distinct_device_ordinals_which_are_reused_once_released() {
+    let seen: Arc<std::sync::Mutex<Vec<InstanceContext>>> = Arc::default();
+    let contexts = seen.clone();
+    let udf = Udf::stateful_with_context("device_ordinal", Field::new("n", DataType::Int32, true), &["text"], move |ctx| {
+        contexts.lock().unwrap().push(ctx.clone());
+        let ordinal = ctx.gpus.first().copied().ok_or_else(|| UdfError::new("no GPU reserved"))?;
+        Ok(Box::new(OnDevice(ordinal as i32)) as Box<dyn StatefulUdf>)
+    })
+    .with_version("1")
+    .with_resources(leman_engine::Resources { cpus: 0.5, gpus: 1.0, memory: 0 });
+    let s = setup_with("gpu", udf_table_with(100, 100, udf).await.unwrap(), 2.0).await;
+    let started = |count: usize| {
+        let seen = seen.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let contexts = seen.lock().unwrap().clone();
+                if contexts.len() >= count {
+                    return contexts;
+                }
+                assert!(Instant::now() < deadline, "{count} factories did not run: {contexts:?}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    s.spawn(0, 1).await;
+    s.spawn(1, 1).await;
+    let mut contexts = started(2).await;
+    contexts.sort_by_key(|c| c.applier);
+    let expected = |applier: usize, gpu: u32| InstanceContext { applier, thread: 0, gpus: vec![gpu] };
+    assert_eq!(contexts, [expected(0, 0), expected(1, 1)], "each applier on a device of its own");
+
+    // Both devices are held: a third applier does not start.
+    let refused = s.ask(WorkerRequest::SpawnApplier { job: s.spec.clone(), index: 2, incarnation: 1 }).await;
+    assert!(matches!(&refused, WorkerResponse::Refused { reason } if reason.contains("no free GPU device")), "{refused:?}");
+
+    // Stopping applier 0 frees device 0 for the next.
+    assert_eq!(s.ask(WorkerRequest::StopApplier { job_id: "gpu".into(), index: 0, incarnation: 1 }).await, WorkerResponse::Stopped);
+    s.spawn(2, 1).await;
+    let contexts = started(3).await;
+    assert_eq!(contexts[2], expected(2, 0));
 }

@@ -1,0 +1,123 @@
+//! Which GPU devices of a worker each applier uses: the device ordinals a
+//! stateful UDF loads its model on.
+//!
+//! The head places appliers by GPU count; the worker then gives each
+//! applier that reserves GPUs distinct device ordinals. An applier asking
+//! for whole GPUs gets that many devices of its own; one asking for a
+//! fraction shares a device with others, first fit from the lowest
+//! ordinal, so fractions pack onto as few devices as possible and whole
+//! devices stay free. Shares are counted in thousandths, so that fractions
+//! add up exactly.
+
+/// Thousandths of a GPU.
+const WHOLE: u32 = 1000;
+
+/// A worker's GPU devices and how much of each is reserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuDevices {
+    /// Thousandths reserved, by device ordinal.
+    reserved: Vec<u32>,
+}
+
+/// What an applier holds: its device ordinals and its share of each.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GpuLease {
+    ordinals: Vec<u32>,
+    share: u32,
+}
+
+impl GpuLease {
+    /// The device ordinals, lowest first (empty when no GPU was asked for).
+    pub fn ordinals(&self) -> &[u32] {
+        &self.ordinals
+    }
+}
+
+impl GpuDevices {
+    /// `count` devices, ordinals 0 to `count - 1`, none reserved.
+    pub fn new(count: u32) -> Self {
+        Self { reserved: vec![0; count as usize] }
+    }
+
+    /// Reserves `gpus` (a UDF's per-applier hint: whole GPUs, or a fraction
+    /// of one). `None` when the devices free now cannot hold it.
+    pub fn reserve(&mut self, gpus: f64) -> Option<GpuLease> {
+        if gpus.is_nan() || gpus <= 0.0 {
+            return Some(GpuLease::default());
+        }
+        if gpus < 1.0 {
+            let share = ((gpus * f64::from(WHOLE)).ceil() as u32).clamp(1, WHOLE);
+            let ordinal = self.reserved.iter().position(|used| used + share <= WHOLE)?;
+            self.reserved[ordinal] += share;
+            return Some(GpuLease { ordinals: vec![ordinal as u32], share });
+        }
+        let wanted = gpus.ceil() as usize;
+        let free: Vec<u32> = (0..self.reserved.len()).filter(|&i| self.reserved[i] == 0).map(|i| i as u32).take(wanted).collect();
+        if free.len() < wanted {
+            return None;
+        }
+        for &ordinal in &free {
+            self.reserved[ordinal as usize] = WHOLE;
+        }
+        Some(GpuLease { ordinals: free, share: WHOLE })
+    }
+
+    /// Gives back what `lease` held.
+    pub fn release(&mut self, lease: &GpuLease) {
+        for &ordinal in &lease.ordinals {
+            if let Some(used) = self.reserved.get_mut(ordinal as usize) {
+                *used = used.saturating_sub(lease.share);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ordinals(lease: Option<GpuLease>) -> Vec<u32> {
+        lease.map(|l| l.ordinals).unwrap_or_else(|| panic!("no room"))
+    }
+
+    #[test]
+    fn two_gpu_appliers_on_a_two_gpu_worker_get_different_devices() {
+        let mut devices = GpuDevices::new(2);
+        let first = devices.reserve(1.0);
+        let second = devices.reserve(1.0);
+        assert_eq!(ordinals(first), [0]);
+        assert_eq!(ordinals(second), [1]);
+        assert_eq!(devices.reserve(1.0), None, "both devices are taken");
+    }
+
+    #[test]
+    fn a_released_device_is_reused() {
+        let mut devices = GpuDevices::new(2);
+        let first = devices.reserve(1.0).unwrap_or_else(|| panic!("no room"));
+        let _second = devices.reserve(1.0);
+        devices.release(&first);
+        assert_eq!(ordinals(devices.reserve(1.0)), [0]);
+    }
+
+    #[test]
+    fn whole_gpus_take_free_devices_and_fractions_share_one() {
+        let mut devices = GpuDevices::new(4);
+        assert_eq!(ordinals(devices.reserve(0.5)), [0]);
+        assert_eq!(ordinals(devices.reserve(0.25)), [0]);
+        assert_eq!(ordinals(devices.reserve(2.0)), [1, 2]);
+        let third = devices.reserve(0.5);
+        assert_eq!(ordinals(third.clone()), [3], "device 0 has only a quarter left");
+        assert_eq!(ordinals(devices.reserve(0.25)), [0]);
+        assert_eq!(devices.reserve(1.0), None);
+        devices.release(&third.unwrap_or_default());
+        assert_eq!(ordinals(devices.reserve(1.0)), [3]);
+    }
+
+    #[test]
+    fn no_gpu_asked_holds_no_device() {
+        let mut devices = GpuDevices::new(0);
+        assert_eq!(devices.reserve(0.0), Some(GpuLease::default()));
+        assert_eq!(devices.reserve(1.0), None);
+        assert_eq!(devices.reserve(0.5), None);
+    }
+}
