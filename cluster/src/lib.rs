@@ -34,7 +34,7 @@ mod target;
 pub use backoff::Backoff;
 pub use gpus::{GpuDevices, GpuLease};
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
-pub use messages::{Heartbeat, Join};
+pub use messages::{DEFAULT_CLUSTER_NAME, Heartbeat, Join};
 pub use placement::{Holder, Reservations, choose_worker};
 pub use resources::Resources;
 pub use target::{BadTarget, JoinTarget};

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use crate::membership::NodeId;
 use crate::resources::Resources;
 
+/// The cluster name of heads and workers not given another.
+pub const DEFAULT_CLUSTER_NAME: &str = "leman";
+
 /// A worker asks to join: of which cluster, where it serves, what it offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Join {

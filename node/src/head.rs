@@ -48,7 +48,7 @@ pub struct HeadConfig {
 impl HeadConfig {
     /// A head of cluster `leman` on `listen`, without HTTP endpoints.
     pub fn new(listen: SocketAddr, certs: PathBuf, registry: UdfRegistry) -> Self {
-        Self { listen, cluster_name: crate::DEFAULT_CLUSTER_NAME.to_string(), certs, http: None, registry }
+        Self { listen, cluster_name: leman_cluster::DEFAULT_CLUSTER_NAME.to_string(), certs, http: None, registry }
     }
 }
 
@@ -86,7 +86,10 @@ impl Service for HeadService {
             }
             HeadRequest::Join(join) => {
                 let addr = join.advertise.unwrap_or_else(|| peer.to_string());
-                let node = self.members().join(Instant::now(), addr, join.resources);
+                let mut members = self.members();
+                let node = members.join(Instant::now(), addr, join.resources);
+                self.figures.workers_live.set(members.members().count() as i64);
+                drop(members);
                 tracing::debug!(%peer, %node, "join");
                 HeadResponse::Joined { node }
             }

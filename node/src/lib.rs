@@ -53,13 +53,10 @@ pub use discovery::Discovery;
 pub use error::{NodeError, Result};
 pub use head::{Head, HeadConfig};
 pub use heartbeat::{HEARTBEAT_EVERY, LOST_AFTER};
-pub use leman_cluster::{BadTarget, JoinTarget, Resources};
+pub use leman_cluster::{BadTarget, DEFAULT_CLUSTER_NAME, JoinTarget, Resources};
 pub use local::LocalCluster;
 pub use protocol::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, MemberInfo, ShippedDataFile, Submission,
     WorkerRequest, WorkerResponse,
 };
 pub use worker::{Worker, WorkerConfig};
-
-/// The cluster name of heads and workers not given `--cluster-name`.
-pub const DEFAULT_CLUSTER_NAME: &str = "leman";

@@ -18,7 +18,7 @@ use hickory_server::Server;
 use hickory_server::proto::rr::rdata::{A, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
 use crate::{backfill_until, leman, ok};
 
@@ -43,9 +43,11 @@ impl DnsServer {
         let soa = SOA::new(origin.clone(), Name::from_str("admin.cluster.test.").unwrap(), 1, 60, 60, 60, 0);
         let mut records = BTreeMap::new();
         records.insert(RrKey::new(LowerName::new(&origin), RecordType::SOA), RecordSet::from(Record::from_rdata(origin.clone(), 0, RData::SOA(soa))));
-        let zone = Arc::new(InMemoryZoneHandler::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny).unwrap());
+        let zone: Arc<InMemoryZoneHandler> =
+            Arc::new(InMemoryZoneHandler::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny).unwrap());
+        let handler: Arc<dyn ZoneHandler> = zone.clone();
         let mut catalog = Catalog::new();
-        catalog.upsert(LowerName::new(&origin), vec![zone.clone()]);
+        catalog.upsert(LowerName::new(&origin), vec![handler]);
         let (server, addr) = runtime.block_on(async {
             let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
             let addr = udp.local_addr().unwrap();
@@ -243,7 +245,8 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
         assert_eq!(http_get(*http, "/livez"), (200, "ok\n".to_string()));
         assert_eq!(http_get(*http, "/readyz").0, 200);
     }
-    assert_eq!(sample(&http_get(head_http, "/metrics").1, "leman_workers_live"), 2.0);
+    let workers_live = || sample(&http_get(head_http, "/metrics").1, "leman_workers_live");
+    wait_until("the head counts two workers", Duration::from_secs(5), || workers_live() == 2.0);
 
     // A backfill submitted through the name, watched over HTTP as it runs.
     let runtime = tokio::runtime::Runtime::new().unwrap();

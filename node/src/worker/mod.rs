@@ -77,7 +77,7 @@ impl WorkerConfig {
             dns_server: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
-            cluster_name: crate::DEFAULT_CLUSTER_NAME.to_string(),
+            cluster_name: leman_cluster::DEFAULT_CLUSTER_NAME.to_string(),
             certs,
             resources,
             join_timeout: Some(Duration::from_secs(30)),
@@ -115,14 +115,22 @@ impl Worker {
         let advertise = advertised(config.advertise, node.local_addr()?)?;
         let readiness = Arc::new(Readiness::default());
         let http = config.http.map(|addr| HttpServer::start(addr, readiness.clone(), Metrics::worker(&figures))).transpose()?;
-        let join = Join { cluster: config.cluster_name.clone(), advertise: advertise.map(|a| a.to_string()), resources: config.resources };
-        let (head, id) = find_and_join(&node, &discovery, &join, config.join_timeout).await?;
-        readiness.set(true);
+        // Ready to host appliers before joining: the head may place one
+        // the moment it counts this worker in.
         let (exits, exits_in) = mpsc::unbounded_channel();
         let (supervisor, _) = Actor::spawn(None, ApplierSupervisor, exits)
             .await
             .map_err(|e| NodeError::Actor { actor: "applier supervisor".into(), reason: e.to_string() })?;
         service.supervise_with(supervisor.clone());
+        let join = Join { cluster: config.cluster_name.clone(), advertise: advertise.map(|a| a.to_string()), resources: config.resources };
+        let (head, id) = match find_and_join(&node, &discovery, &join, config.join_timeout).await {
+            Ok(joined) => joined,
+            Err(error) => {
+                supervisor.stop(None);
+                return Err(error);
+            }
+        };
+        readiness.set(true);
         let (head, current_head) = watch::channel(head);
         let name = advertise.unwrap_or(node.local_addr()?).to_string();
         let forwarder = tokio::spawn(report_exits(service.clone(), node.clone(), current_head, name, exits_in));

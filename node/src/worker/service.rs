@@ -153,7 +153,9 @@ impl WorkerService {
                     self.figures.udf_batch_seconds.observe(took.as_secs_f64());
                 }
             }
-            Err(_) => self.figures.tasks_failed.inc(),
+            Err(_) => {
+                self.figures.tasks_failed.inc();
+            }
         }
     }
 
