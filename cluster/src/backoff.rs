@@ -5,7 +5,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
-/// Doubling delays from `first` up to `max`, each jittered by ±20%.
+/// Doubling delays from `first` up to `max`, each jittered down by up to a
+/// quarter, so that workers at the cap do not fall into step.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     first: Duration,
@@ -30,12 +31,13 @@ impl Backoff {
         self.next_delay_with(unit)
     }
 
-    /// The next delay for a jitter `unit` in [0, 1]: the base delay times
-    /// 0.8 to 1.2, never above `max`.
+    /// The next delay for a jitter `unit` in [0, 1]: the base delay (capped
+    /// at `max`) times 0.75 to 1.
     pub fn next_delay_with(&mut self, unit: f64) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        base.mul_f64(0.8 + 0.4 * unit.clamp(0.0, 1.0)).min(self.max)
+        let base = self.next.min(self.max);
+        self.next = self.next.saturating_mul(2).min(self.max);
+        let factor = 0.75 + 0.25 * unit.clamp(0.0, 1.0);
+        Duration::try_from_secs_f64(base.as_secs_f64() * factor).unwrap_or(base)
     }
 
     /// Back to the first delay (after a success).
@@ -51,24 +53,26 @@ mod tests {
     #[test]
     fn doubles_from_half_a_second_to_fifteen() {
         let mut backoff = Backoff::joining();
-        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay_with(0.5).as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..8).map(|_| backoff.next_delay_with(1.0).as_millis() as u64).collect();
         assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 15000, 15000, 15000]);
         backoff.reset();
-        assert_eq!(backoff.next_delay_with(0.5), Duration::from_millis(500));
+        assert_eq!(backoff.next_delay_with(1.0), Duration::from_millis(500));
     }
 
     #[test]
-    fn jitter_stays_within_a_fifth_and_under_the_cap() {
+    fn jitter_spreads_delays_below_the_cap() {
         let mut low = Backoff::joining();
-        let mut high = Backoff::joining();
-        assert_eq!(low.next_delay_with(0.0), Duration::from_millis(400));
-        assert_eq!(high.next_delay_with(1.0), Duration::from_millis(600));
-        let mut capped = Backoff::joining();
-        let last = (0..10).map(|_| capped.next_delay_with(1.0)).last();
-        assert_eq!(last, Some(Duration::from_secs(15)));
+        assert_eq!(low.next_delay_with(0.0), Duration::from_millis(375));
+        let at_cap: Vec<Duration> = (0..10).map(|_| low.next_delay_with(0.0)).collect();
+        assert_eq!(at_cap.last(), Some(&Duration::from_millis(11250)), "a quarter below the cap");
         let mut random = Backoff::joining();
-        for _ in 0..20 {
-            assert!(random.next_delay() <= Duration::from_secs(15));
+        let delays: Vec<Duration> = (0..30).map(|_| random.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(15)));
+        let capped = &delays[10..];
+        assert!(capped.iter().any(|d| *d != capped[0]), "delays at the cap differ: {capped:?}");
+        let mut huge = Backoff::new(Duration::from_secs(u64::MAX / 2), Duration::MAX);
+        for _ in 0..3 {
+            assert!(huge.next_delay_with(0.5) > Duration::ZERO, "no overflow");
         }
     }
 }

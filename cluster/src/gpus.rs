@@ -1,12 +1,13 @@
 //! Which GPU devices of a worker each applier uses: the device ordinals a
 //! stateful UDF loads its model on.
 //!
-//! The head places appliers by GPU count; the worker then gives each
-//! applier that reserves GPUs distinct device ordinals. An applier asking
-//! for whole GPUs gets that many devices of its own; one asking for a
-//! fraction shares a device with others, first fit from the lowest
-//! ordinal, so fractions pack onto as few devices as possible and whole
-//! devices stay free. Shares are counted in thousandths, so that fractions
+//! The head's ledger leases them when it places an applier, and the worker
+//! hands them to the applier's UDF instances. An applier asking for whole
+//! GPUs gets that many devices of its own; one asking for a fraction
+//! shares a device with others: the fullest device that still has room
+//! (the lowest ordinal of equals), so fractions pack onto as few devices as
+//! possible and whole devices stay free for whole requests. Shares are
+//! counted in thousandths of a device (a third is 333), so that fractions
 //! add up exactly.
 
 /// Thousandths of a GPU.
@@ -46,8 +47,13 @@ impl GpuDevices {
             return Some(GpuLease::default());
         }
         if gpus < 1.0 {
-            let share = ((gpus * f64::from(WHOLE)).ceil() as u32).clamp(1, WHOLE);
-            let ordinal = self.reserved.iter().position(|used| used + share <= WHOLE)?;
+            let share = ((gpus * f64::from(WHOLE)).floor() as u32).clamp(1, WHOLE);
+            let (ordinal, _) = self
+                .reserved
+                .iter()
+                .enumerate()
+                .filter(|(_, used)| **used + share <= WHOLE)
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))?;
             self.reserved[ordinal] += share;
             return Some(GpuLease { ordinals: vec![ordinal as u32], share });
         }
@@ -111,6 +117,20 @@ mod tests {
         assert_eq!(devices.reserve(1.0), None);
         devices.release(&third.unwrap_or_default());
         assert_eq!(ordinals(devices.reserve(1.0)), [3]);
+    }
+
+    #[test]
+    fn a_fraction_goes_to_the_fullest_device_with_room() {
+        let mut devices = GpuDevices::new(2);
+        let whole = devices.reserve(1.0).unwrap_or_else(|| panic!("no room"));
+        assert_eq!(ordinals(devices.reserve(0.5)), [1]);
+        devices.release(&whole);
+        assert_eq!(ordinals(devices.reserve(0.5)), [1], "device 0 stays whole");
+        assert_eq!(ordinals(devices.reserve(1.0)), [0]);
+        let mut thirds = GpuDevices::new(1);
+        for _ in 0..3 {
+            assert_eq!(ordinals(thirds.reserve(1.0 / 3.0)), [0], "three thirds share one device");
+        }
     }
 
     #[test]

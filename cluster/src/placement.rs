@@ -6,10 +6,14 @@
 //! that fits nowhere waits for capacity: a worker joining, or another
 //! applier released. [`Reservations`] is the cluster's ledger of what every
 //! running job's appliers hold, so concurrent jobs share workers without
-//! oversubscribing them.
+//! oversubscribing them. It also leases each applier's GPU device ordinals
+//! on its worker ([`GpuDevices`]): one ledger decides both whether a GPU
+//! applier fits and on which devices it runs, so the worker never has to
+//! refuse what the head placed.
 
 use std::collections::HashMap;
 
+use crate::gpus::{GpuDevices, GpuLease};
 use crate::membership::{Member, NodeId};
 use crate::resources::Resources;
 
@@ -41,51 +45,93 @@ pub struct Holder {
     pub index: usize,
 }
 
+/// One applier's reservation.
+#[derive(Debug)]
+struct Held {
+    node: NodeId,
+    need: Resources,
+    gpus: GpuLease,
+}
+
 /// What every applier of every job holds, worker by worker.
 #[derive(Debug, Default)]
 pub struct Reservations {
-    held: HashMap<Holder, (NodeId, Resources)>,
+    held: HashMap<Holder, Held>,
+    /// The GPU devices of each worker that has any, leased or free.
+    devices: HashMap<NodeId, GpuDevices>,
 }
 
 impl Reservations {
     /// Resources reserved on each worker.
     pub fn used(&self) -> HashMap<NodeId, Resources> {
         let mut used: HashMap<NodeId, Resources> = HashMap::new();
-        for (node, need) in self.held.values() {
-            let taken = used.entry(*node).or_default();
-            taken.cpus += need.cpus;
-            taken.gpus += need.gpus;
-            taken.memory += need.memory;
+        for held in self.held.values() {
+            let taken = used.entry(held.node).or_default();
+            taken.cpus += held.need.cpus;
+            taken.gpus += held.need.gpus;
+            taken.memory += held.need.memory;
         }
         used
     }
 
-    /// Picks a worker for `holder` with [`choose_worker`] and reserves
-    /// `need` on it; `None` when it fits nowhere. A holder has one
-    /// reservation: an older one is released first.
-    pub fn reserve(&mut self, members: &[Member], holder: Holder, need: Resources) -> Option<NodeId> {
-        self.held.remove(&holder);
-        let node = choose_worker(members, &self.used(), need)?;
-        self.held.insert(holder, (node, need));
-        Some(node)
+    /// Picks a worker for `holder` with [`choose_worker`], among those
+    /// whose free GPU devices can hold `need.gpus`, and reserves `need` on
+    /// it; returns the worker and the device ordinals leased there, or
+    /// `None` when it fits nowhere. A holder has one reservation: an older
+    /// one is released first.
+    pub fn reserve(&mut self, members: &[Member], holder: Holder, need: Resources) -> Option<(NodeId, Vec<u32>)> {
+        self.release(&holder);
+        let eligible: Vec<Member> =
+            members.iter().filter(|member| self.devices_of(member).clone().reserve(need.gpus).is_some()).cloned().collect();
+        let node = choose_worker(&eligible, &self.used(), need)?;
+        let member = eligible.iter().find(|m| m.id == node)?;
+        let gpus = self.devices.entry(node).or_insert_with(|| GpuDevices::new(whole_gpus(member))).reserve(need.gpus)?;
+        let ordinals = gpus.ordinals().to_vec();
+        self.held.insert(holder, Held { node, need, gpus });
+        Some((node, ordinals))
     }
 
     /// Releases what `holder` reserved; true if it held anything.
     pub fn release(&mut self, holder: &Holder) -> bool {
-        self.held.remove(holder).is_some()
+        match self.held.remove(holder) {
+            Some(held) => {
+                self.give_back(&held);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Releases everything of job `job`; true if it held anything.
     pub fn release_job(&mut self, job: &str) -> bool {
-        let before = self.held.len();
-        self.held.retain(|holder, _| holder.job != job);
-        self.held.len() != before
+        let holders: Vec<Holder> = self.held.keys().filter(|holder| holder.job == job).cloned().collect();
+        for holder in &holders {
+            self.release(holder);
+        }
+        !holders.is_empty()
     }
 
     /// Releases everything reserved on `node` (it was lost).
     pub fn release_node(&mut self, node: NodeId) {
-        self.held.retain(|_, (on, _)| *on != node);
+        self.held.retain(|_, held| held.node != node);
+        self.devices.remove(&node);
     }
+
+    /// The devices of `member` as leased now.
+    fn devices_of(&self, member: &Member) -> GpuDevices {
+        self.devices.get(&member.id).cloned().unwrap_or_else(|| GpuDevices::new(whole_gpus(member)))
+    }
+
+    fn give_back(&mut self, held: &Held) {
+        if let Some(devices) = self.devices.get_mut(&held.node) {
+            devices.release(&held.gpus);
+        }
+    }
+}
+
+/// A worker's GPU devices: only whole ones are devices.
+fn whole_gpus(member: &Member) -> u32 {
+    member.resources.gpus.max(0.0).floor() as u32
 }
 
 #[cfg(test)]
@@ -146,5 +192,32 @@ mod tests {
         assert_eq!(ledger.used().get(&NodeId(1)).map(|r| r.cpus), Some(1.0));
         ledger.release_node(NodeId(1));
         assert!(ledger.used().is_empty());
+    }
+
+    #[test]
+    fn gpu_appliers_lease_distinct_devices_and_reuse_released_ones() {
+        let m = members(&[8.0, 8.0], &[2.0, 0.0]);
+        let mut ledger = Reservations::default();
+        let holder = |index| Holder { job: "gpu".into(), index };
+        assert_eq!(ledger.reserve(&m, holder(0), need(1.0, 1.0)), Some((NodeId(1), vec![0])));
+        assert_eq!(ledger.reserve(&m, holder(1), need(1.0, 1.0)), Some((NodeId(1), vec![1])));
+        assert_eq!(ledger.reserve(&m, holder(2), need(1.0, 1.0)), None, "both devices are leased");
+        assert_eq!(ledger.reserve(&m, holder(3), need(1.0, 0.0)).map(|(_, gpus)| gpus), Some(vec![]), "CPU appliers lease none");
+        assert!(ledger.release(&holder(0)));
+        assert_eq!(ledger.reserve(&m, holder(2), need(1.0, 1.0)), Some((NodeId(1), vec![0])), "device 0 is reused");
+    }
+
+    #[test]
+    fn fractions_that_fit_by_sum_but_not_by_device_wait() {
+        // 0.6 + 0.6 + 0.6 is under 2 GPUs, but no device holds two of them.
+        let m = members(&[8.0], &[2.0]);
+        let mut ledger = Reservations::default();
+        let holder = |index| Holder { job: "f".into(), index };
+        assert_eq!(ledger.reserve(&m, holder(0), need(1.0, 0.6)), Some((NodeId(1), vec![0])));
+        assert_eq!(ledger.reserve(&m, holder(1), need(1.0, 0.6)), Some((NodeId(1), vec![1])));
+        assert_eq!(ledger.reserve(&m, holder(2), need(1.0, 0.6)), None);
+        assert_eq!(ledger.reserve(&m, holder(3), need(1.0, 0.4)), Some((NodeId(1), vec![0])));
+        ledger.release_job("f");
+        assert_eq!(ledger.reserve(&m, holder(4), need(1.0, 2.0)), Some((NodeId(1), vec![0, 1])), "all released");
     }
 }

@@ -9,7 +9,8 @@
 //! advertise their pod IP and are probed over plain HTTP (`/livez`,
 //! `/readyz`), since the kubelet cannot probe QUIC. Requests equal limits,
 //! GPUs included, and pods without GPUs see none
-//! (`NVIDIA_VISIBLE_DEVICES=none`).
+//! (`NVIDIA_VISIBLE_DEVICES=none`). Pods listen on `0.0.0.0`: the
+//! manifests are for IPv4 pod networks.
 
 use std::path::Path;
 
@@ -344,8 +345,9 @@ impl Renderer<'_> {
         let mut pod = json!({
             "serviceAccountName": self.spec.service_account(),
             "containers": [container],
-            // Owner read-only: the node key is in it.
-            "volumes": [{ "name": "certs", "secret": { "secretName": self.spec.certs_secret(), "defaultMode": 0o400 } }],
+            // Read-only, and readable by whatever user the image runs as:
+            // the files are seen by this pod's container alone.
+            "volumes": [{ "name": "certs", "secret": { "secretName": self.spec.certs_secret(), "defaultMode": 0o444 } }],
         });
         if !c.image_pull_secrets.is_empty() {
             pod["imagePullSecrets"] = c.image_pull_secrets.iter().map(|name| json!({ "name": name })).collect();

@@ -63,8 +63,14 @@ fn unexpected(peer: SocketAddr, answer: HeadResponse) -> NodeError {
     NodeError::Unexpected { peer, answer: format!("{answer:?}") }
 }
 
-/// An ephemeral port on every address of `peer`'s family, for a node that
-/// only makes requests: the system picks the route to the peer.
+/// An ephemeral port for a node that only makes requests: on the loopback
+/// address for a peer on loopback, else on every address of the peer's
+/// family, so the system picks the route.
 fn any_port_of(peer: SocketAddr) -> SocketAddr {
-    if peer.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() }
+    match (peer.is_ipv4(), peer.ip().is_loopback()) {
+        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
+        (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
+        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    }
 }

@@ -86,10 +86,17 @@ impl Discovery {
                 // Lowest priority first; of equal priority, the heaviest.
                 targets.sort_by_key(|srv| (srv.priority, std::cmp::Reverse(srv.weight)));
                 let mut addresses = Vec::new();
+                let mut failed = None;
                 for srv in targets {
-                    // A target without addresses is skipped; none at all is
-                    // the empty answer below.
-                    addresses.extend(self.ips(resolver, &srv.target.to_utf8(), srv.port).await.unwrap_or_default());
+                    // A target that does not resolve is skipped; if none
+                    // does, its error says why.
+                    match self.ips(resolver, &srv.target.to_utf8(), srv.port).await {
+                        Ok(found) => addresses.extend(found),
+                        Err(error) => failed = Some(error),
+                    }
+                }
+                if let (true, Some(error)) = (addresses.is_empty(), failed) {
+                    return Err(error);
                 }
                 addresses
             }

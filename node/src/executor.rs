@@ -128,7 +128,7 @@ impl JobExecutor for ClusterJob {
     fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'_, leman_engine::Result<Option<Arc<dyn ApplierHandle>>>> {
         Box::pin(async move {
             let holder = self.holder(index);
-            let Some(member) = self.view.reserve(holder.clone(), self.needs) else {
+            let Some((member, gpus)) = self.view.reserve(holder.clone(), self.needs) else {
                 return Ok(None);
             };
             let Ok(addr) = member.addr.parse::<SocketAddr>() else {
@@ -136,7 +136,7 @@ impl JobExecutor for ClusterJob {
                 self.view.cancel(&holder);
                 return Ok(None);
             };
-            let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation };
+            let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation, gpus };
             let refused = match self.view.node.request::<_, WorkerResponse>(addr, &request).await {
                 Ok(WorkerResponse::Spawned) => None,
                 Ok(other) => Some(format!("{other:?}")),

@@ -85,7 +85,10 @@ impl Service for HeadService {
                 }
             }
             HeadRequest::Join(join) => {
-                let addr = join.advertise.unwrap_or_else(|| peer.to_string());
+                let addr = match advertised_or_seen(join.advertise.as_deref(), peer) {
+                    Ok(addr) => addr,
+                    Err(reason) => return HeadResponse::Refused { reason },
+                };
                 let mut members = self.members();
                 let node = members.join(Instant::now(), addr, join.resources);
                 self.figures.workers_live.set(members.members().count() as i64);
@@ -119,6 +122,16 @@ impl Service for HeadService {
                 }
             }
         }
+    }
+}
+
+/// Where a joining worker is reached: the address it advertises, which
+/// must be one a peer can reach, or else the one its join came from.
+fn advertised_or_seen(advertise: Option<&str>, peer: SocketAddr) -> std::result::Result<String, String> {
+    let Some(advertise) = advertise else { return Ok(peer.to_string()) };
+    match advertise.parse::<SocketAddr>() {
+        Ok(addr) if !addr.ip().is_unspecified() && addr.port() != 0 => Ok(addr.to_string()),
+        _ => Err(format!("the worker advertises {advertise:?}, which no peer can reach; give --advertise IP:PORT of this worker")),
     }
 }
 

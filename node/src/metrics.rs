@@ -20,7 +20,8 @@ pub struct HeadMetrics {
     pub jobs_running: Gauge,
     /// Commits of new column data to tables.
     pub commits: Counter,
-    /// Appliers that stopped on their own and were placed again.
+    /// Appliers that stopped on their own (each is placed again while its
+    /// job runs).
     pub applier_restarts: Counter,
 }
 
@@ -68,7 +69,7 @@ impl Metrics {
         registry.register("workers_live", "Workers that are members of the cluster", figures.workers_live.clone());
         registry.register("jobs_running", "Jobs whose driver runs on this head", figures.jobs_running.clone());
         registry.register("commits", "Commits of new column data to tables", figures.commits.clone());
-        registry.register("applier_restarts", "Appliers that stopped on their own and were placed again", figures.applier_restarts.clone());
+        registry.register("applier_restarts", "Appliers that stopped on their own; each is placed again while its job runs", figures.applier_restarts.clone());
         Self { registry }
     }
 

@@ -15,9 +15,10 @@ pub use leman_engine::JobSpec;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WorkerRequest {
     /// Start incarnation `incarnation` of applier `index` of a job
-    /// (replacing an older one of that index, if any). If it stops without
+    /// (replacing an older one of that index, if any), on the GPU devices
+    /// `gpus` that the head's ledger leased for it. If it stops without
     /// being asked to, the head is told ([`HeadRequest::ApplierExited`]).
-    SpawnApplier { job: JobSpec, index: usize, incarnation: u64 },
+    SpawnApplier { job: JobSpec, index: usize, incarnation: u64, gpus: Vec<u32> },
     /// Run a task on applier `index` of job `job_id`.
     RunTask { job_id: String, index: usize, task: TaskSpec },
     /// Write a fragment's data file from its checkpoints.

@@ -47,11 +47,12 @@ impl ClusterView {
         self.members().iter().any(|m| m.id == node)
     }
 
-    /// Reserves `need` for `holder` on the freest worker it fits on.
-    pub fn reserve(&self, holder: Holder, need: Resources) -> Option<Member> {
+    /// Reserves `need` for `holder` on the freest worker it fits on;
+    /// returns the worker and the GPU device ordinals leased there.
+    pub fn reserve(&self, holder: Holder, need: Resources) -> Option<(Member, Vec<u32>)> {
         let members = self.members();
-        let node = self.ledger().reserve(&members, holder, need)?;
-        members.into_iter().find(|m| m.id == node)
+        let (node, gpus) = self.ledger().reserve(&members, holder, need)?;
+        members.into_iter().find(|m| m.id == node).map(|member| (member, gpus))
     }
 
     /// Releases what `holder` holds, and says so to waiting jobs.

@@ -21,8 +21,9 @@ pub(crate) struct HeadArgs {
     /// Address to listen on (UDP).
     #[arg(long, default_value = "0.0.0.0:7070")]
     listen: SocketAddr,
-    /// The address workers and clients reach this head at, when not the
-    /// one it listens on (behind NAT, or listening on 0.0.0.0).
+    /// The address to give workers and clients (for their --join and
+    /// --cluster), when not the one it listens on (behind NAT, or listening
+    /// on 0.0.0.0); printed at start.
     #[arg(long)]
     advertise: Option<SocketAddr>,
     /// Directory of the cluster's certificates (`leman cluster init`).
@@ -62,7 +63,8 @@ pub(crate) struct WorkerArgs {
     /// CPU cores offered (default: all of this machine's).
     #[arg(long)]
     cpus: Option<f64>,
-    /// GPUs offered: a number, or `auto` to count this machine's NVIDIA GPUs.
+    /// GPUs offered: a whole number, or `auto` to count this machine's
+    /// NVIDIA GPUs (those in CUDA_VISIBLE_DEVICES, if set).
     #[arg(long, default_value = "0")]
     gpus: GpuCount,
     /// Bytes of memory offered (default: this machine's).
@@ -77,10 +79,10 @@ pub(crate) struct WorkerArgs {
 }
 
 /// `--gpus`: a count, or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GpuCount {
     Auto,
-    Exactly(f64),
+    Exactly(u32),
 }
 
 impl FromStr for GpuCount {
@@ -90,9 +92,9 @@ impl FromStr for GpuCount {
         if given == "auto" {
             return Ok(Self::Auto);
         }
-        match given.parse::<f64>() {
-            Ok(count) if count.is_finite() && count >= 0.0 => Ok(Self::Exactly(count)),
-            _ => Err(format!("expected a number of GPUs or `auto`, got {given:?}")),
+        match given.parse::<u32>() {
+            Ok(count) => Ok(Self::Exactly(count)),
+            Err(_) => Err(format!("expected a whole number of GPUs (each is a device) or `auto`, got {given:?}")),
         }
     }
 }
@@ -101,7 +103,7 @@ impl GpuCount {
     fn resolve(self) -> f64 {
         match self {
             Self::Auto => f64::from(machine::nvidia_gpus()),
-            Self::Exactly(count) => count,
+            Self::Exactly(count) => f64::from(count),
         }
     }
 }
@@ -184,7 +186,15 @@ pub(crate) fn manifests(spec: &Path, embed_certs: Option<&Path>, output: Option<
     let yaml = leman_deploy::render(&cluster, certs.as_ref()).map_err(Error::cluster)?;
     // Nothing is printed until the whole spec rendered.
     match output {
-        Some(path) => std::fs::write(path, yaml)?,
+        Some(path) => {
+            let mut file = std::fs::OpenOptions::new();
+            file.write(true).create(true).truncate(true);
+            if certs.is_some() {
+                // The node's private key is in it: its owner's eyes only.
+                std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+            }
+            file.open(path)?.write_all(yaml.as_bytes())?;
+        }
         None => std::io::stdout().write_all(yaml.as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)

@@ -22,15 +22,25 @@ pub(crate) fn memory() -> u64 {
         .unwrap_or(0)
 }
 
-/// NVIDIA GPUs of this machine: the `GPU n: ...` lines of `nvidia-smi -L`
+/// NVIDIA GPUs this process may use: the devices `CUDA_VISIBLE_DEVICES`
+/// names when it is set, else the `GPU n: ...` lines of `nvidia-smi -L`
 /// where it runs, else the entries of `/proc/driver/nvidia/gpus`; 0 when
-/// neither is there.
+/// none of these is there.
 pub(crate) fn nvidia_gpus() -> u32 {
+    if let Ok(visible) = std::env::var("CUDA_VISIBLE_DEVICES") {
+        return count_visible(&visible);
+    }
     let listed = Command::new("nvidia-smi").arg("-L").output().ok().filter(|output| output.status.success());
     if let Some(output) = listed {
         return count_listed_gpus(&String::from_utf8_lossy(&output.stdout));
     }
     count_entries(Path::new("/proc/driver/nvidia/gpus"))
+}
+
+/// Devices named in a `CUDA_VISIBLE_DEVICES` list; CUDA stops at the first
+/// entry that is not a device (`-1`, `none`, an empty one).
+fn count_visible(list: &str) -> u32 {
+    list.split(',').map(str::trim).take_while(|entry| !entry.is_empty() && !entry.starts_with('-') && *entry != "none").count() as u32
 }
 
 fn count_listed_gpus(listing: &str) -> u32 {
@@ -53,6 +63,15 @@ GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)
 ";
         assert_eq!(count_listed_gpus(listing), 2);
         assert_eq!(count_listed_gpus(""), 0);
+    }
+
+    #[test]
+    fn counts_the_devices_cuda_may_see() {
+        assert_eq!(count_visible("0,1"), 2);
+        assert_eq!(count_visible("GPU-8f3c,GPU-1a2b,GPU-77d0"), 3);
+        assert_eq!(count_visible(""), 0);
+        assert_eq!(count_visible("-1"), 0);
+        assert_eq!(count_visible("0,-1,2"), 1, "CUDA stops at the first invalid entry");
     }
 
     #[test]

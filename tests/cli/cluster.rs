@@ -169,10 +169,10 @@ fn workers_join_and_a_killed_worker_is_lost_within_five_seconds() {
     assert_eq!(members(&head, certs).len(), 2, "the stranger did not join");
 
     // A worker of another cluster name is refused at once, both names said.
-    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--cluster-name", "staging"]));
+    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--cluster-name", "staging", "--join-timeout-secs", "10"]));
     assert!(line.contains("\"leman\"") && line.contains("\"staging\"") && line.contains("--cluster-name"), "{line}");
     // Nobody can reach an unspecified address: never advertised.
-    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--advertise", "0.0.0.0:7071"]));
+    let line = fails(leman(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--certs", certs, "--advertise", "0.0.0.0:7071", "--join-timeout-secs", "10"]));
     assert!(line.contains("cannot advertise 0.0.0.0:7071"), "{line}");
     assert_eq!(members(&head, certs).len(), 2, "neither joined");
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, Recor
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
-use crate::{backfill_until, leman, ok};
+use crate::{backfill_until, leman};
 
 const ZONE: &str = "cluster.test.";
 const HEAD: &str = "leman-head.ml.cluster.test.";
@@ -89,10 +89,10 @@ impl DnsServer {
     }
 }
 
-/// A `leman` process and its stdout, killed when dropped.
+/// A `leman` process and the lines it prints, killed when dropped.
 struct Process {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    stdout: mpsc::Receiver<String>,
 }
 
 impl Process {
@@ -109,23 +109,19 @@ impl Process {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (lines, log) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                // Nobody listening any more is fine.
-                let _ = lines.send(line);
-            }
-        });
+        let stdout = lines_of(BufReader::new(child.stdout.take().unwrap()));
+        let log = lines_of(BufReader::new(child.stderr.take().unwrap()));
         (Self { child, stdout }, log)
     }
 
-    /// The next line it prints (empty once it exited).
+    /// The next line it prints, waiting at most 30 seconds (empty once it
+    /// exited).
     fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        line.trim().to_string()
+        match self.stdout.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line.trim().to_string(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => String::new(),
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("leman printed nothing within 30 s"),
+        }
     }
 
     /// The address at the end of its next line.
@@ -145,6 +141,18 @@ impl Drop for Process {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The lines `reader` gives, as they come, from a thread of their own.
+fn lines_of(reader: impl BufRead + Send + 'static) -> mpsc::Receiver<String> {
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in reader.lines().map_while(Result::ok) {
+            // Nobody listening any more is fine.
+            let _ = lines.send(line);
+        }
+    });
+    received
 }
 
 /// A UDP port free on 127.0.0.2 and 127.0.0.5, where the head and its
@@ -283,7 +291,10 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
         assert_eq!(http_get(*http, "/readyz").0, 200);
     }
     let args = ["backfill", "--table", &path, "--column", "e", "--cluster", by_srv, "--dns-server", dns, "--certs", certs, "--json"];
-    let summary: serde_json::Value = serde_json::from_str(ok(leman(&args)).trim()).unwrap();
+    let client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let (status, stdout) = crate::cluster::wait_for(client);
+    assert!(status.success(), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
     assert_eq!(summary["rows_computed"], 4000, "{summary}");
     drop(workers);

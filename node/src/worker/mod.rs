@@ -108,9 +108,7 @@ impl Worker {
         let certs = ClusterCerts::load(&config.certs)?;
         let discovery = Discovery::new(config.head.clone(), config.dns_server)?;
         let figures = Arc::new(WorkerMetrics::default());
-        // Whole devices only: a fraction of a GPU offered is no device.
-        let devices = config.resources.gpus.max(0.0).floor() as u32;
-        let service = Arc::new(WorkerService::new(config.registry.clone(), figures.clone(), devices));
+        let service = Arc::new(WorkerService::new(config.registry.clone(), figures.clone()));
         let node = Arc::new(Node::serve(config.listen, &certs, NodeConfig::default(), service.clone())?);
         let advertise = advertised(config.advertise, node.local_addr()?)?;
         let readiness = Arc::new(Readiness::default());

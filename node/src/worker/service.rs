@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskError, TaskOutput};
-use leman_cluster::{GpuDevices, GpuLease};
 use leman_engine::{JobSpec, UdfRegistry, write_locally};
 use leman_runtime::Service;
 use leman_writer::WriterContext;
@@ -33,15 +32,12 @@ struct HostedJob {
 struct RunningApplier {
     incarnation: u64,
     actor: ActorRef<ApplierMsg>,
-    gpus: GpuLease,
 }
 
 /// What a worker serves: the jobs' appliers and writers.
 pub(super) struct WorkerService {
     registry: UdfRegistry,
     figures: Arc<WorkerMetrics>,
-    /// Which GPU devices the appliers hold.
-    gpus: std::sync::Mutex<GpuDevices>,
     jobs: Mutex<HashMap<String, HostedJob>>,
     /// Parent of every applier, set once the supervisor runs.
     supervisor: OnceLock<ActorRef<()>>,
@@ -59,7 +55,7 @@ impl Service for WorkerService {
 
     async fn call(&self, _peer: SocketAddr, request: WorkerRequest) -> WorkerResponse {
         match request {
-            WorkerRequest::SpawnApplier { job, index, incarnation } => match self.spawn_applier(job, index, incarnation).await {
+            WorkerRequest::SpawnApplier { job, index, incarnation, gpus } => match self.spawn_applier(job, index, incarnation, gpus).await {
                 Ok(()) => WorkerResponse::Spawned,
                 Err(reason) => WorkerResponse::Refused { reason },
             },
@@ -94,7 +90,7 @@ impl Service for WorkerService {
                     && job.appliers.get(&index).is_some_and(|a| a.incarnation == incarnation)
                     && let Some(applier) = job.appliers.remove(&index)
                 {
-                    self.stop_applier(applier);
+                    applier.actor.stop(None);
                 }
                 WorkerResponse::Stopped
             }
@@ -122,25 +118,8 @@ impl Service for WorkerService {
 }
 
 impl WorkerService {
-    /// A service offering `gpus` GPU devices (ordinals 0 to `gpus - 1`).
-    pub(super) fn new(registry: UdfRegistry, figures: Arc<WorkerMetrics>, gpus: u32) -> Self {
-        Self {
-            registry,
-            figures,
-            gpus: std::sync::Mutex::new(GpuDevices::new(gpus)),
-            jobs: Mutex::new(HashMap::new()),
-            supervisor: OnceLock::new(),
-        }
-    }
-
-    fn devices(&self) -> std::sync::MutexGuard<'_, GpuDevices> {
-        self.gpus.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Stops an applier that was forgotten, and frees its devices.
-    fn stop_applier(&self, applier: RunningApplier) {
-        applier.actor.stop(None);
-        self.devices().release(&applier.gpus);
+    pub(super) fn new(registry: UdfRegistry, figures: Arc<WorkerMetrics>) -> Self {
+        Self { registry, figures, jobs: Mutex::new(HashMap::new()), supervisor: OnceLock::new() }
     }
 
     fn count_task(&self, outcome: &Result<TaskOutput, TaskError>) {
@@ -181,7 +160,7 @@ impl WorkerService {
         Ok(job.writer.clone())
     }
 
-    async fn spawn_applier(&self, spec: JobSpec, index: usize, incarnation: u64) -> std::result::Result<(), String> {
+    async fn spawn_applier(&self, spec: JobSpec, index: usize, incarnation: u64, gpus: Vec<u32>) -> std::result::Result<(), String> {
         self.job_writer(&spec).await?;
         let supervisor = self.supervisor.get().ok_or("the worker is still starting")?.get_cell();
         let mut jobs = self.jobs.lock().await;
@@ -191,27 +170,16 @@ impl WorkerService {
             Some(_) => {
                 // Forgotten first, so its stop is not reported as an exit.
                 if let Some(older) = job.appliers.remove(&index) {
-                    self.stop_applier(older);
+                    older.actor.stop(None);
                 }
             }
             None => {}
         }
-        let wanted = job.context.udf().resources().gpus;
-        let gpus = self
-            .devices()
-            .reserve(wanted)
-            .ok_or_else(|| format!("no free GPU device on this worker for {wanted} GPUs"))?;
         let name = format!("applier-{}-{index}.{incarnation}", spec.job_id);
-        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus: gpus.ordinals().to_vec() };
-        let actor = match Actor::spawn_linked(Some(name), Applier, args, supervisor).await {
-            Ok((actor, _)) => actor,
-            Err(error) => {
-                self.devices().release(&gpus);
-                return Err(error.to_string());
-            }
-        };
-        tracing::info!(job = %spec.job_id, index, incarnation, gpus = ?gpus.ordinals(), "applier started");
-        job.appliers.insert(index, RunningApplier { incarnation, actor, gpus });
+        tracing::info!(job = %spec.job_id, index, incarnation, ?gpus, "starting an applier");
+        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus };
+        let (actor, _) = Actor::spawn_linked(Some(name), Applier, args, supervisor).await.map_err(|e| e.to_string())?;
+        job.appliers.insert(index, RunningApplier { incarnation, actor });
         Ok(())
     }
 
@@ -221,8 +189,8 @@ impl WorkerService {
         let ids: Vec<String> = jobs.keys().filter(|id| which(id)).cloned().collect();
         for id in &ids {
             if let Some(job) = jobs.remove(id) {
-                for applier in job.appliers.into_values() {
-                    self.stop_applier(applier);
+                for applier in job.appliers.values() {
+                    applier.actor.stop(None);
                 }
             }
         }
@@ -236,9 +204,7 @@ impl WorkerService {
         for (job_id, job) in jobs.iter_mut() {
             let found = job.appliers.iter().find(|(_, a)| a.actor.get_id() == actor).map(|(index, a)| (*index, a.incarnation));
             if let Some((index, incarnation)) = found {
-                if let Some(gone) = job.appliers.remove(&index) {
-                    self.devices().release(&gone.gpus);
-                }
+                job.appliers.remove(&index);
                 return Some(HostedApplier { job_id: job_id.clone(), index, incarnation });
             }
         }

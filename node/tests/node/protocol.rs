@@ -64,7 +64,7 @@ fn every_message_round_trips_through_frames() {
         base_output_file: Some("b.lance".into()),
     };
     let requests = [
-        WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3 },
+        WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3, gpus: vec![0, 2] },
         WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10) } },
         WorkerRequest::WriteFragment { job: spec.clone(), write },
         WorkerRequest::StopJob { job_id: "j".into() },

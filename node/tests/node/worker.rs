@@ -87,7 +87,13 @@ impl Setup {
     }
 
     async fn spawn(&self, index: usize, incarnation: u64) {
-        let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation };
+        self.spawn_on(index, incarnation, Vec::new()).await;
+    }
+
+    /// Starts an applier on the GPU devices `gpus`, as the head's ledger
+    /// leased them.
+    async fn spawn_on(&self, index: usize, incarnation: u64, gpus: Vec<u32>) {
+        let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation, gpus };
         assert_eq!(self.ask(request).await, WorkerResponse::Spawned);
     }
 
@@ -179,46 +185,30 @@ impl StatefulUdf for OnDevice {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gpu_appliers_get_distinct_device_ordinals_which_are_reused_once_released() {
+async fn a_stateful_udf_loads_on_the_devices_leased_to_its_applier() {
     let seen: Arc<std::sync::Mutex<Vec<InstanceContext>>> = Arc::default();
     let contexts = seen.clone();
     let udf = Udf::stateful_with_context("device_ordinal", Field::new("n", DataType::Int32, true), &["text"], move |ctx| {
         contexts.lock().unwrap().push(ctx.clone());
-        let ordinal = ctx.gpus.first().copied().ok_or_else(|| UdfError::new("no GPU reserved"))?;
+        let ordinal = ctx.gpus.first().copied().ok_or_else(|| UdfError::new("no GPU leased"))?;
         Ok(Box::new(OnDevice(ordinal as i32)) as Box<dyn StatefulUdf>)
     })
     .with_version("1")
     .with_resources(leman_engine::Resources { cpus: 0.5, gpus: 1.0, memory: 0 });
-    let s = setup_with("gpu", udf_table_with(100, 100, udf).await.unwrap(), 2.0).await;
-    let started = |count: usize| {
-        let seen = seen.clone();
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let contexts = seen.lock().unwrap().clone();
-                if contexts.len() >= count {
-                    return contexts;
-                }
-                assert!(Instant::now() < deadline, "{count} factories did not run: {contexts:?}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+    let mut s = setup_with("gpu", udf_table_with(100, 100, udf).await.unwrap(), 2.0).await;
+    s.spec.threads = 2;
+    s.spawn_on(0, 1, vec![1]).await;
+    s.spawn_on(1, 1, vec![0]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut contexts = loop {
+        let contexts = seen.lock().unwrap().clone();
+        if contexts.len() == 4 {
+            break contexts;
         }
+        assert!(Instant::now() < deadline, "the factories did not run once per thread: {contexts:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     };
-
-    s.spawn(0, 1).await;
-    s.spawn(1, 1).await;
-    let mut contexts = started(2).await;
-    contexts.sort_by_key(|c| c.applier);
-    let expected = |applier: usize, gpu: u32| InstanceContext { applier, thread: 0, gpus: vec![gpu] };
-    assert_eq!(contexts, [expected(0, 0), expected(1, 1)], "each applier on a device of its own");
-
-    // Both devices are held: a third applier does not start.
-    let refused = s.ask(WorkerRequest::SpawnApplier { job: s.spec.clone(), index: 2, incarnation: 1 }).await;
-    assert!(matches!(&refused, WorkerResponse::Refused { reason } if reason.contains("no free GPU device")), "{refused:?}");
-
-    // Stopping applier 0 frees device 0 for the next.
-    assert_eq!(s.ask(WorkerRequest::StopApplier { job_id: "gpu".into(), index: 0, incarnation: 1 }).await, WorkerResponse::Stopped);
-    s.spawn(2, 1).await;
-    let contexts = started(3).await;
-    assert_eq!(contexts[2], expected(2, 0));
+    contexts.sort_by_key(|c| (c.applier, c.thread));
+    let on = |applier: usize, thread: usize, gpu: u32| InstanceContext { applier, thread, gpus: vec![gpu] };
+    assert_eq!(contexts, [on(0, 0, 1), on(0, 1, 1), on(1, 0, 0), on(1, 1, 0)]);
 }
