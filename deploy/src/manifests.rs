@@ -197,17 +197,7 @@ impl Renderer<'_> {
     fn head(&self) -> Value {
         let c = &self.spec.cluster;
         let head = &self.spec.head;
-        let args = vec![
-            "head".to_string(),
-            "--listen".into(),
-            format!("0.0.0.0:{}", c.port),
-            "--http".into(),
-            format!("0.0.0.0:{}", c.http_port),
-            "--certs".into(),
-            CERTS_DIR.into(),
-            "--cluster-name".into(),
-            c.name.clone(),
-        ];
+        let args = self.args("head");
         let resources = json!({ "cpu": head.cpus.as_str(), "memory": head.memory.as_str() });
         let mut pod = self.pod(&c.image, args, resources, false, &head.node_selector, &head.tolerations);
         if let Some(class) = &head.priority_class {
@@ -236,27 +226,19 @@ impl Renderer<'_> {
 
     fn worker_group(&self, group: &WorkerGroup) -> Result<Value, SpecError> {
         let c = &self.spec.cluster;
-        let args = vec![
-            "worker".to_string(),
+        let mut args = self.args("worker");
+        args.extend([
             "--join".into(),
             self.spec.join_target(),
-            "--listen".into(),
-            format!("0.0.0.0:{}", c.port),
             "--advertise".into(),
             format!("$(POD_IP):{}", c.port),
-            "--http".into(),
-            format!("0.0.0.0:{}", c.http_port),
-            "--certs".into(),
-            CERTS_DIR.into(),
-            "--cluster-name".into(),
-            c.name.clone(),
             "--cpus".into(),
             group.cpus.value().to_string(),
             "--memory".into(),
             group.memory.bytes().to_string(),
             "--gpus".into(),
             group.gpus.to_string(),
-        ];
+        ]);
         let mut resources = json!({ "cpu": group.cpus.as_str(), "memory": group.memory.as_str() });
         if group.gpus > 0 {
             resources[&group.gpu_resource] = json!(group.gpus.to_string());
@@ -292,6 +274,23 @@ impl Renderer<'_> {
                 },
             }),
         ))
+    }
+
+    /// The arguments of `leman ROLE` that every node takes: where it
+    /// listens, serves HTTP, finds its certificates, and its cluster.
+    fn args(&self, role: &str) -> Vec<String> {
+        let c = &self.spec.cluster;
+        vec![
+            role.to_string(),
+            "--listen".into(),
+            format!("0.0.0.0:{}", c.port),
+            "--http".into(),
+            format!("0.0.0.0:{}", c.http_port),
+            "--certs".into(),
+            CERTS_DIR.into(),
+            "--cluster-name".into(),
+            c.name.clone(),
+        ]
     }
 
     fn pod_metadata(&self, labels: Map<String, Value>) -> Value {

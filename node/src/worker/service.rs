@@ -176,10 +176,10 @@ impl WorkerService {
             None => {}
         }
         let name = format!("applier-{}-{index}.{incarnation}", spec.job_id);
-        tracing::info!(job = %spec.job_id, index, incarnation, ?gpus, "starting an applier");
-        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus };
+        let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus: gpus.clone() };
         let (actor, _) = Actor::spawn_linked(Some(name), Applier, args, supervisor).await.map_err(|e| e.to_string())?;
         job.appliers.insert(index, RunningApplier { incarnation, actor });
+        tracing::info!(job = %spec.job_id, index, incarnation, ?gpus, "applier started");
         Ok(())
     }
 
