@@ -144,11 +144,19 @@ impl Renderer<'_> {
     }
 
     fn head_selector(&self) -> Map<String, Value> {
-        self.selector(&[("app.kubernetes.io/component", "head")])
+        self.selector(&HEAD)
+    }
+
+    fn head_labels(&self) -> Map<String, Value> {
+        self.labels(&HEAD)
     }
 
     fn worker_selector(&self, group: &WorkerGroup) -> Map<String, Value> {
-        self.selector(&[("app.kubernetes.io/component", "worker"), ("leman.dev/worker-group", &group.name)])
+        self.selector(&worker(group))
+    }
+
+    fn worker_labels(&self, group: &WorkerGroup) -> Map<String, Value> {
+        self.labels(&worker(group))
     }
 
     fn head_service(&self) -> Value {
@@ -157,7 +165,7 @@ impl Renderer<'_> {
             "v1",
             "Service",
             &self.spec.head_service(),
-            self.labels(&[("app.kubernetes.io/component", "head")]),
+            self.head_labels(),
             json!({
                 "spec": {
                     // Headless: DNS answers with the head pod's own IP.
@@ -183,7 +191,7 @@ impl Renderer<'_> {
             "v1",
             "Service",
             &format!("{}-external", self.spec.head_service()),
-            self.labels(&[("app.kubernetes.io/component", "head")]),
+            self.head_labels(),
             json!({
                 "spec": {
                     "type": kind,
@@ -208,7 +216,7 @@ impl Renderer<'_> {
             "apps/v1",
             "StatefulSet",
             &name,
-            self.labels(&[("app.kubernetes.io/component", "head")]),
+            self.head_labels(),
             json!({
                 "spec": {
                     "serviceName": name,
@@ -216,7 +224,7 @@ impl Renderer<'_> {
                     "replicas": 1,
                     "selector": { "matchLabels": self.head_selector() },
                     "template": {
-                        "metadata": self.pod_metadata(self.labels(&[("app.kubernetes.io/component", "head")])),
+                        "metadata": self.pod_metadata(self.head_labels()),
                         "spec": pod,
                     },
                 },
@@ -260,7 +268,7 @@ impl Renderer<'_> {
             })?;
             deep_merge(&mut pod, fragment);
         }
-        let labels = self.labels(&[("app.kubernetes.io/component", "worker"), ("leman.dev/worker-group", &group.name)]);
+        let labels = self.worker_labels(group);
         Ok(self.object(
             "apps/v1",
             "Deployment",
@@ -386,7 +394,7 @@ impl Renderer<'_> {
                 "networking.k8s.io/v1",
                 "NetworkPolicy",
                 &format!("{}-clients", self.spec.head_service()),
-                self.labels(&[("app.kubernetes.io/component", "head")]),
+                self.head_labels(),
                 json!({
                     "spec": {
                         "podSelector": { "matchLabels": self.head_selector() },
@@ -403,10 +411,18 @@ impl Renderer<'_> {
             "policy/v1",
             "PodDisruptionBudget",
             &self.spec.worker_deployment(group),
-            self.labels(&[("app.kubernetes.io/component", "worker"), ("leman.dev/worker-group", &group.name)]),
+            self.worker_labels(group),
             json!({ "spec": { "maxUnavailable": 1, "selector": { "matchLabels": self.worker_selector(group) } } }),
         )
     }
+}
+
+/// The labels that tell the head's pod from the others.
+const HEAD: [(&str, &str); 1] = [("app.kubernetes.io/component", "head")];
+
+/// The labels that tell a worker group's pods from the others.
+fn worker(group: &WorkerGroup) -> [(&str, &str); 2] {
+    [("app.kubernetes.io/component", "worker"), ("leman.dev/worker-group", &group.name)]
 }
 
 fn toleration(t: &Toleration) -> Value {

@@ -105,20 +105,17 @@ impl PullPolicy {
 }
 
 /// `[head]`.
+/// Keys left out take their value from [`HeadGroup::default`].
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HeadGroup {
-    /// CPU of the head pod (request and limit).
-    #[serde(default = "one_cpu")]
+    /// CPU of the head pod (request and limit; 1 by default).
     pub cpus: Quantity,
-    /// Memory of the head pod (request and limit).
-    #[serde(default = "two_gib")]
+    /// Memory of the head pod (request and limit; 2Gi by default).
     pub memory: Quantity,
     /// Node labels the head pod needs.
-    #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
     /// Taints the head pod tolerates.
-    #[serde(default)]
     pub tolerations: Vec<Toleration>,
     /// Priority class of the head pod.
     pub priority_class: Option<String>,
@@ -130,8 +127,8 @@ pub struct HeadGroup {
 impl Default for HeadGroup {
     fn default() -> Self {
         Self {
-            cpus: one_cpu(),
-            memory: two_gib(),
+            cpus: Quantity::exact("1", 1.0),
+            memory: Quantity::exact("2Gi", 2.0 * 1024.0 * 1024.0 * 1024.0),
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             priority_class: None,
@@ -238,12 +235,6 @@ fn yes() -> bool {
 }
 fn one() -> u32 {
     1
-}
-fn one_cpu() -> Quantity {
-    Quantity::exact("1", 1.0)
-}
-fn two_gib() -> Quantity {
-    Quantity::exact("2Gi", 2.0 * 1024.0 * 1024.0 * 1024.0)
 }
 
 impl ClusterSpec {

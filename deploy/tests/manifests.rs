@@ -197,7 +197,10 @@ memory = "8Gi"
 
 #[test]
 fn bad_specs_are_refused_naming_the_key() {
-    assert!(ClusterSpec::parse(GOOD).is_ok());
+    let spec = ClusterSpec::parse(GOOD).unwrap();
+    assert_eq!((spec.head.cpus.as_str(), spec.head.memory.as_str()), ("1", "2Gi"), "the head's defaults");
+    let spec = ClusterSpec::parse(&GOOD.replace("[[workers]]", "[head]\ncpus = 4\n\n[[workers]]")).unwrap();
+    assert_eq!((spec.head.cpus.as_str(), spec.head.memory.as_str()), ("4", "2Gi"), "a key left out keeps its default");
     let error = refused(&GOOD.replace("memory = \"8Gi\"", "memory = \"8Gx\""));
     assert!(error.contains("workers[0].memory") && error.contains("\"8Gx\""), "{error}");
     let error = refused(&GOOD.replace("cpus = 2", "cpus = 2\ngpu = 1"));
