@@ -1,11 +1,12 @@
-//! A database: a directory of Lance tables, `<name>.lance` each.
+//! A database: a directory of Lance tables, `<name>.lance` each, on local
+//! disk or in an object store (`s3://bucket/path`).
 
 use std::path::Path as StdPath;
 
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use lance::Dataset;
 use lance::dataset::{WriteMode, WriteParams};
-use leman_engine::{Error, Result, Udf, UdfRegistry, normalize_uri};
+use leman_engine::{Error, Result, StorageOptions, TableLocation, Udf, UdfRegistry};
 
 use crate::table::Table;
 
@@ -22,12 +23,31 @@ impl Default for CreateTableOptions {
     }
 }
 
-/// Opens the database at `uri`: a local directory, a `file://` URI, or an
-/// object store URI when its cargo feature (`aws`, `gcp`) is enabled.
+/// Opens the database at `uri`: a local directory, a `file://` URI, an
+/// `s3://bucket/path` URI, or a `gs://` or `az://` one when its cargo
+/// feature (`gcp`, `azure`) is enabled. An object store is reached with what
+/// the environment sets (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, ...); pass
+/// options with [`connect_with`].
 pub async fn connect(uri: &str) -> Result<Database> {
-    let root = normalize_uri(uri)?;
-    if is_local(&root) {
-        std::fs::create_dir_all(local_path(&root))?;
+    connect_with(uri, StorageOptions::new()).await
+}
+
+/// Opens the database at `uri`, reaching its object store with
+/// `storage_options` (lance's keys: `aws_endpoint`, `aws_region`,
+/// `aws_access_key_id`, `aws_secret_access_key`, `allow_http`, ...), which
+/// take precedence over the environment. Every table of the database, and
+/// every job on it, uses them.
+///
+/// ```no_run
+/// # async fn demo() -> leman::Result<()> {
+/// let options = leman::StorageOptions::new().with("aws_endpoint", "http://127.0.0.1:9000").with("allow_http", "true");
+/// let db = leman::connect_with("s3://bucket/db", options).await?;
+/// # Ok(()) }
+/// ```
+pub async fn connect_with(uri: &str, storage_options: StorageOptions) -> Result<Database> {
+    let root = TableLocation::new(uri, storage_options)?;
+    if root.is_local() {
+        std::fs::create_dir_all(local_path(&root.uri))?;
     }
     Ok(Database { root, registry: UdfRegistry::new() })
 }
@@ -35,14 +55,14 @@ pub async fn connect(uri: &str) -> Result<Database> {
 /// A directory of tables sharing one UDF registry.
 #[derive(Debug, Clone)]
 pub struct Database {
-    root: String,
+    root: TableLocation,
     registry: UdfRegistry,
 }
 
 impl Database {
     /// Where the tables are.
     pub fn uri(&self) -> &str {
-        &self.root
+        &self.root.uri
     }
 
     /// Registers a UDF by name, for columns that record it.
@@ -57,9 +77,11 @@ impl Database {
 
     /// Creates table `name` from `batches` (at least one, all of one schema).
     pub async fn create_table(&self, name: &str, batches: Vec<RecordBatch>, options: CreateTableOptions) -> Result<Table> {
-        let uri = self.table_uri(name);
-        if Dataset::open(&uri).await.is_ok() {
-            return Err(Error::TableExists { uri });
+        let table = self.root.join(&format!("{name}.lance"));
+        match table.open_dataset().await {
+            Ok(_) => return Err(Error::TableExists { uri: table.uri }),
+            Err(error @ Error::Storage { .. }) => return Err(error),
+            Err(_) => {}
         }
         let Some(first) = batches.first() else {
             return Err(Error::InvalidOptions { reason: "create_table needs at least one batch".to_string() });
@@ -68,17 +90,19 @@ impl Database {
         let params = WriteParams {
             mode: WriteMode::Create,
             max_rows_per_file: options.max_rows_per_file,
+            store_params: Some(table.store_params()),
             ..WriteParams::default()
         };
-        Dataset::write(reader, uri.as_str(), Some(params)).await?;
-        Ok(Table::new_unchecked(uri, self.registry.clone()))
+        Dataset::write(reader, table.uri.as_str(), Some(params)).await?;
+        Ok(Table::new_unchecked(table, self.registry.clone()))
     }
 
     /// Opens table `name` (`<name>.lance`, or `<name>` if that is a dataset).
     pub async fn open_table(&self, name: &str) -> Result<Table> {
-        match Table::open(&self.table_uri(name), self.registry.clone()).await {
+        match Table::open_at(self.root.join(&format!("{name}.lance")), self.registry.clone()).await {
             Ok(table) => Ok(table),
-            Err(error) => match Table::open(&join(&self.root, name), self.registry.clone()).await {
+            Err(error @ Error::Storage { .. }) => Err(error),
+            Err(error) => match Table::open_at(self.root.join(name), self.registry.clone()).await {
                 Ok(table) => Ok(table),
                 Err(_) => Err(error),
             },
@@ -87,14 +111,14 @@ impl Database {
 
     /// Names of the `<name>.lance` tables of a local database.
     pub fn table_names(&self) -> Result<Vec<String>> {
-        if !is_local(&self.root) {
+        if !self.root.is_local() {
             return Err(Error::InvalidUri {
-                uri: self.root.clone(),
+                uri: self.root.uri.clone(),
                 reason: "listing tables is supported for local directories".to_string(),
             });
         }
         let mut names = Vec::new();
-        for entry in std::fs::read_dir(local_path(&self.root))? {
+        for entry in std::fs::read_dir(local_path(&self.root.uri))? {
             let name = entry?.file_name().to_string_lossy().into_owned();
             if let Some(table) = name.strip_suffix(".lance") {
                 names.push(table.to_string());
@@ -104,17 +128,6 @@ impl Database {
         Ok(names)
     }
 
-    fn table_uri(&self, name: &str) -> String {
-        join(&self.root, &format!("{name}.lance"))
-    }
-}
-
-fn join(root: &str, name: &str) -> String {
-    format!("{}/{name}", root.trim_end_matches('/'))
-}
-
-fn is_local(uri: &str) -> bool {
-    !uri.contains("://") || uri.starts_with("file://")
 }
 
 fn local_path(uri: &str) -> &StdPath {

@@ -39,8 +39,10 @@
 //! [`distributed`].
 //!
 //! # Features
-//! - `aws`: `s3://` tables.
+//! - `aws` (on by default): `s3://` tables, on Amazon S3 or any
+//!   S3-compatible store (MinIO, Ceph, R2).
 //! - `gcp`: `gs://` tables.
+//! - `azure`: `az://` tables.
 
 pub mod bench;
 pub mod builtins;
@@ -49,10 +51,10 @@ pub mod demo;
 mod db;
 mod table;
 
-pub use db::{CreateTableOptions, Database, connect};
+pub use db::{CreateTableOptions, Database, connect, connect_with};
 pub use leman_engine::{
     BackfillOptions, Error, ErrorPolicy, InstanceContext, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress,
-    Resources, Result, RowError, StatefulUdf, Summary, Udf, UdfError, UdfRecord, UdfRegistry,
+    Resources, Result, RowError, StatefulUdf, StorageOptions, Summary, TableLocation, Udf, UdfError, UdfRecord, UdfRegistry,
 };
 pub use table::{AddColumnsOptions, Table};
 

@@ -7,7 +7,8 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
 use leman_engine::{
-    BackfillOptions, Error, Job, JobRecord, LocalExecutor, Result, Summary, TableStores, Udf, UdfRecord, UdfRegistry,
+    BackfillOptions, Error, Job, JobRecord, LocalExecutor, Result, StorageOptions, Summary, TableLocation, TableStores, Udf,
+    UdfRecord, UdfRegistry,
 };
 
 /// How `add_columns` goes on after declaring the columns.
@@ -20,27 +21,43 @@ pub struct AddColumnsOptions {
 /// A Lance table. Cheap to clone; every call reads the latest version.
 #[derive(Debug, Clone)]
 pub struct Table {
-    uri: String,
+    location: TableLocation,
     registry: UdfRegistry,
 }
 
 impl Table {
     /// Opens the Lance dataset at `uri` (a directory such as pylance writes,
-    /// or a `file://` URI), resolving UDF names in `registry`.
+    /// a `file://` URI, or an `s3://` one reached with what the environment
+    /// sets), resolving UDF names in `registry`.
     pub async fn open(uri: &str, registry: UdfRegistry) -> Result<Self> {
-        let uri = leman_engine::normalize_uri(uri)?;
-        let table = Self { uri, registry };
+        Self::open_with(uri, StorageOptions::new(), registry).await
+    }
+
+    /// Opens the Lance dataset at `uri`, reaching its object store with
+    /// `storage_options` (see [`connect_with`](crate::connect_with)).
+    pub async fn open_with(uri: &str, storage_options: StorageOptions, registry: UdfRegistry) -> Result<Self> {
+        Self::open_at(TableLocation::new(uri, storage_options)?, registry).await
+    }
+
+    /// Opens the table at `location`.
+    pub async fn open_at(location: TableLocation, registry: UdfRegistry) -> Result<Self> {
+        let table = Self { location, registry };
         table.dataset().await?;
         Ok(table)
     }
 
-    pub(crate) fn new_unchecked(uri: String, registry: UdfRegistry) -> Self {
-        Self { uri, registry }
+    pub(crate) fn new_unchecked(location: TableLocation, registry: UdfRegistry) -> Self {
+        Self { location, registry }
     }
 
     /// The table's URI.
     pub fn uri(&self) -> &str {
-        &self.uri
+        &self.location.uri
+    }
+
+    /// Where the table is and how its store is reached.
+    pub fn location(&self) -> &TableLocation {
+        &self.location
     }
 
     /// The UDFs this table resolves names in.
@@ -50,7 +67,7 @@ impl Table {
 
     /// The latest version of the dataset, freshly opened.
     pub async fn dataset(&self) -> Result<Dataset> {
-        leman_engine::open_dataset(&self.uri).await
+        self.location.open_dataset().await
     }
 
     /// The latest version number.
@@ -73,7 +90,8 @@ impl Table {
         let mut dataset = self.dataset().await?;
         let Some(first) = batches.first() else { return Ok(dataset.version().version) };
         let reader = RecordBatchIterator::new(batches.clone().into_iter().map(Ok), first.schema());
-        let params = WriteParams { mode: WriteMode::Append, ..WriteParams::default() };
+        let params =
+            WriteParams { mode: WriteMode::Append, store_params: Some(self.location.store_params()), ..WriteParams::default() };
         dataset.append(reader, Some(params)).await?;
         Ok(dataset.version().version)
     }
@@ -101,14 +119,14 @@ impl Table {
         let mut fields = Vec::with_capacity(columns.len());
         for (name, udf) in &columns {
             if dataset.schema().field(name).is_some() {
-                return Err(Error::ColumnExists { table: self.uri.clone(), column: name.clone() });
+                return Err(Error::ColumnExists { table: self.uri().to_string(), column: name.clone() });
             }
             for input in udf.inputs() {
                 if dataset.schema().field(input).is_none() {
                     return Err(Error::InputNotFound {
                         udf: udf.name().to_string(),
                         input: input.clone(),
-                        table: self.uri.clone(),
+                        table: self.uri().to_string(),
                     });
                 }
             }
@@ -135,18 +153,18 @@ impl Table {
     /// checked before this returns: an unknown column, a bad filter or a
     /// UDF of the wrong type is an `Err` here and the table is untouched.
     pub async fn backfill(&self, column: &str, options: BackfillOptions) -> Result<Job> {
-        leman_engine::start(&self.uri, column, options, &self.registry, &LocalExecutor).await
+        leman_engine::start(&self.location, column, options, &self.registry, &LocalExecutor).await
     }
 
     /// The table's jobs, oldest first. A job recorded as running whose
     /// process stopped renewing its lease is reported as interrupted.
     pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
-        TableStores::open(&self.uri).await?.job_records().await
+        TableStores::open(&self.location).await?.job_records().await
     }
 
     /// The record of one job.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
-        TableStores::open(&self.uri).await?.job_record(id).await
+        TableStores::open(&self.location).await?.job_record(id).await
     }
 
     /// The UDF recorded for `column`, if it is a UDF column.
@@ -155,7 +173,7 @@ impl Table {
         let field = dataset
             .schema()
             .field(column)
-            .ok_or_else(|| Error::ColumnNotFound { table: self.uri.clone(), column: column.to_string() })?;
+            .ok_or_else(|| Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() })?;
         Ok(UdfRecord::from_metadata(&field.metadata))
     }
 }

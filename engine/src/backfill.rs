@@ -15,6 +15,7 @@ use crate::driver::{Driver, JobChannels};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobSetup, JobSpec};
 use crate::job::Job;
+use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::plan::plan;
 use crate::registry::UdfRegistry;
@@ -22,26 +23,24 @@ use crate::resolve::resolve;
 use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
-/// Validates, plans and starts a backfill of `column` of the table at
-/// `table_uri` (as [`normalize_uri`](crate::normalize_uri) gives it),
-/// building the column's UDF from `registry` and running its work on
+/// Validates, plans and starts a backfill of `column` of `table`, building the column's UDF from `registry` and running its work on
 /// `executor`. Returns once the job runs; the [`Job`] tells how it goes.
 pub async fn start(
-    table_uri: &str,
+    table: &TableLocation,
     column: &str,
     options: BackfillOptions,
     registry: &UdfRegistry,
     executor: &dyn Executor,
 ) -> Result<Job> {
-    let resolved = resolve(table_uri, registry, column, &options).await?;
-    let stores = TableStores::open(table_uri).await?;
+    let resolved = resolve(table, registry, column, &options).await?;
+    let stores = TableStores::open(table).await?;
     let id = new_job_id();
     let lease = stores.lease(column, &id).await?;
     let prepared = async {
         let plan = plan(&resolved, &stores.checkpoints, &options).await?;
         let spec = JobSpec {
             job_id: id.clone(),
-            table_uri: resolved.table_uri.clone(),
+            table: resolved.table.clone(),
             read_version: resolved.dataset.version().version,
             column: resolved.column.clone(),
             udf: UdfRecord::of(&resolved.udf),

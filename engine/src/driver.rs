@@ -121,6 +121,7 @@ impl Driver {
             udf_version: spec.udf.version.clone(),
             filter: spec.filter.clone(),
             read_version: spec.read_version,
+            storage_options: spec.table.storage_options.redacted(),
             status: JobStatus::Running,
             started_at_ms: unix_millis(),
             finished_at_ms: None,

@@ -18,6 +18,10 @@ pub enum Error {
         #[source]
         source: lance::Error,
     },
+    /// The table's object store refused the credentials, has no such
+    /// bucket, or could not be reached.
+    #[error("{}", .problem.describe(.uri, .detail))]
+    Storage { uri: String, problem: crate::storage::StorageProblem, detail: String },
     /// `create_table` found one already.
     #[error("table {uri} already exists; open it with open_table")]
     TableExists { uri: String },

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::registry::UdfRegistry;
 use crate::stores::TableStores;
+use crate::location::TableLocation;
 use crate::udf_record::UdfRecord;
-use crate::uri::open_dataset;
 
 /// Where jobs' appliers run and their fragments are written.
 pub trait Executor: Send + Sync + fmt::Debug {
@@ -163,8 +163,10 @@ impl JobSetup {
 pub struct JobSpec {
     /// Job id.
     pub job_id: String,
-    /// The table's URI, reachable from every process that runs the job.
-    pub table_uri: String,
+    /// The table, reachable from every process that runs the job with its
+    /// storage options (secrets included: a spec travels only over the
+    /// cluster's TLS, and its `Debug` form redacts them).
+    pub table: TableLocation,
     /// Version the job reads.
     pub read_version: u64,
     /// Output column.
@@ -182,9 +184,9 @@ impl JobSpec {
     /// the UDF from `registry` (which must build the job's version of it),
     /// the filter, the checkpoint store.
     pub async fn open(&self, registry: &UdfRegistry) -> Result<JobSetup> {
-        let dataset = open_dataset(&self.table_uri).await?;
+        let dataset = self.table.open_dataset().await?;
         let dataset = dataset.checkout_version(self.read_version).await.map_err(|source| Error::VersionNotFound {
-            table: self.table_uri.clone(),
+            table: self.table.uri.clone(),
             version: self.read_version,
             source,
         })?;
@@ -197,7 +199,7 @@ impl JobSpec {
             });
         }
         let filter = RowFilter::compile(&self.filter, &ArrowSchema::from(dataset.schema())).map_err(Error::InvalidFilter)?;
-        let checkpoints = TableStores::open(&self.table_uri).await?.checkpoints;
+        let checkpoints = TableStores::open(&self.table).await?.checkpoints;
         Ok(JobSetup { spec: self.clone(), dataset: Arc::new(dataset), udf, filter, checkpoints })
     }
 }

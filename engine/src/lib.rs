@@ -25,15 +25,17 @@
 //! // The column `len` was declared with its UDF (pylance or `leman add-column`);
 //! // its UDF is registered in `registry` by name.
 //! let options = BackfillOptions::default().filter("text IS NOT NULL").concurrency(4);
-//! let job = leman_engine::start("/data/docs.lance", "len", options, &registry, &LocalExecutor).await?;
+//! let table = leman_engine::TableLocation::new("/data/docs.lance", Default::default())?;
+//! let job = leman_engine::start(&table, "len", options, &registry, &LocalExecutor).await?;
 //! let summary = job.wait().await?;
 //! println!("{} rows computed in {} commits", summary.rows_computed, summary.commits);
 //! # Ok(()) }
 //! ```
 //!
 //! # Features
-//! - `aws`: `s3://` tables.
+//! - `aws`: `s3://` tables (the `leman` crate turns it on by default).
 //! - `gcp`: `gs://` tables.
+//! - `azure`: `az://` tables.
 //! - `testing`: the `testing` module, real tables for the tests of the
 //!   crates above.
 
@@ -45,16 +47,17 @@ mod executor;
 mod job;
 mod lease;
 mod local;
+mod location;
 mod options;
 mod plan;
 mod records;
 mod registry;
 mod resolve;
+mod storage;
 mod stores;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod udf_record;
-mod uri;
 
 pub use backfill::start;
 pub use error::{Error, Result};
@@ -74,4 +77,5 @@ pub use records::JobStore;
 pub use registry::UdfRegistry;
 pub use stores::TableStores;
 pub use udf_record::UdfRecord;
-pub use uri::{normalize_uri, open_dataset};
+pub use location::{TableLocation, normalize_uri};
+pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};

@@ -79,7 +79,7 @@ async fn inspect(
         udf_version: resolved.udf.version(),
         column: &resolved.column,
         filter: resolved.filter.sql(),
-        table: &resolved.table_uri,
+        table: &resolved.table.uri,
         fragment_id: id,
         data_files,
     };

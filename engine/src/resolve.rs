@@ -9,14 +9,14 @@ use leman_applier::{RowFilter, Udf, default_filter};
 use crate::error::{Error, Result};
 use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
+use crate::location::TableLocation;
 use crate::udf_record::UdfRecord;
-use crate::uri::open_dataset;
 
 /// A backfill with every name resolved and checked.
 #[derive(Debug)]
 pub(crate) struct Resolved {
-    /// The table's URI, as checkpoints key it.
-    pub table_uri: String,
+    /// The table, whose URI checkpoints key.
+    pub table: TableLocation,
     /// The dataset at the job's read version.
     pub dataset: Arc<Dataset>,
     /// The output column.
@@ -29,26 +29,25 @@ pub(crate) struct Resolved {
     pub filter: RowFilter,
 }
 
-/// Resolves a backfill of `column` of the table at `table_uri`, finding
-/// UDFs in `registry`.
+/// Resolves a backfill of `column` of `table`, finding UDFs in `registry`.
 pub(crate) async fn resolve(
-    table_uri: &str,
+    table: &TableLocation,
     registry: &UdfRegistry,
     column: &str,
     options: &BackfillOptions,
 ) -> Result<Resolved> {
     options.validate()?;
-    let latest = open_dataset(table_uri).await?;
+    let latest = table.open_dataset().await?;
     let dataset = match options.read_version {
         Some(version) => latest.checkout_version(version).await.map_err(|source| Error::VersionNotFound {
-            table: table_uri.to_string(),
+            table: table.uri.clone(),
             version,
             source,
         })?,
         None => latest,
     };
     let field = dataset.schema().field(column).ok_or_else(|| Error::ColumnNotFound {
-        table: table_uri.to_string(),
+        table: table.uri.clone(),
         column: column.to_string(),
     })?;
     let field_id = field.id;
@@ -73,7 +72,7 @@ pub(crate) async fn resolve(
             return Err(Error::InputNotFound {
                 udf: udf.name().to_string(),
                 input: input.clone(),
-                table: table_uri.to_string(),
+                table: table.uri.clone(),
             });
         }
     }
@@ -89,7 +88,7 @@ pub(crate) async fn resolve(
     let sql = options.filter.clone().unwrap_or_else(|| default_filter(column));
     let filter = RowFilter::compile(&sql, &schema).map_err(Error::InvalidFilter)?;
     Ok(Resolved {
-        table_uri: table_uri.to_string(),
+        table: table.clone(),
         dataset: Arc::new(dataset),
         column: column.to_string(),
         field_id,

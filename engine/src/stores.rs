@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use lance::io::ObjectStore as LanceObjectStore;
+use lance::io::{ObjectStore as LanceObjectStore, ObjectStoreRegistry};
 use leman_checkpoint::CheckpointStore;
 use leman_scheduler::{JobRecord, JobStatus};
 
-use crate::lease::{self, ColumnLease};
-use crate::records::JobStore;
 use crate::error::{Error, Result};
+use crate::lease::{self, ColumnLease};
+use crate::location::TableLocation;
+use crate::records::JobStore;
+use crate::storage::storage_error;
 
 /// Storage beside a table: checkpoints, job records and leases.
 #[derive(Debug, Clone)]
@@ -23,11 +25,15 @@ pub struct TableStores {
 }
 
 impl TableStores {
-    /// The stores of the table at `uri`.
-    pub async fn open(uri: &str) -> Result<Self> {
-        let (store, dir) = LanceObjectStore::from_uri(uri)
+    /// The stores of the table at `table`, in its object store.
+    pub async fn open(table: &TableLocation) -> Result<Self> {
+        let registry = Arc::new(ObjectStoreRegistry::default());
+        let (store, dir) = LanceObjectStore::from_uri_and_params(registry, &table.uri, &table.store_params())
             .await
-            .map_err(|e| Error::InvalidUri { uri: uri.to_string(), reason: e.to_string() })?;
+            .map_err(|error| {
+                storage_error(&table.uri, &error)
+                    .unwrap_or_else(|| Error::InvalidUri { uri: table.uri.clone(), reason: error.to_string() })
+            })?;
         Ok(Self {
             checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
             jobs: JobStore::new(store.inner.clone(), &dir),

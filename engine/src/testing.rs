@@ -13,7 +13,9 @@ use leman_applier::Udf;
 use tempfile::TempDir;
 
 use crate::error::Result;
+use crate::location::TableLocation;
 use crate::registry::UdfRegistry;
+use crate::storage::StorageOptions;
 use crate::udf_record::UdfRecord;
 
 /// A table with `id` (int64, 0..rows), `text` (`"row <id>"`) and a column
@@ -31,6 +33,13 @@ pub struct UdfTable {
     pub udf: Udf,
     /// A registry holding that UDF.
     pub registry: UdfRegistry,
+}
+
+impl UdfTable {
+    /// Where the table is, as the engine takes it.
+    pub fn location(&self) -> TableLocation {
+        TableLocation { uri: self.uri.clone(), storage_options: StorageOptions::new(), store_wrapper: None }
+    }
 }
 
 /// `rows` rows in fragments of `rows_per_fragment`.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leman_cluster::{Membership, MembershipEvent};
-use leman_engine::{Error as EngineError, JobEvent, JobStatus, UdfRegistry};
+use leman_engine::{Error as EngineError, JobEvent, JobStatus, TableLocation, UdfRegistry};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 use tokio::sync::broadcast;
 
@@ -142,7 +142,7 @@ impl HeadService {
 
     /// Starts a submitted job on the cluster and follows it.
     async fn submit(&self, submission: Submission) -> leman_engine::Result<String> {
-        let table = leman_engine::normalize_uri(&submission.table)?;
+        let table = TableLocation::new(&submission.table.uri, submission.table.storage_options)?;
         let executor = ClusterExecutor { view: self.cluster.clone() };
         let job = leman_engine::start(&table, &submission.column, submission.options, &self.registry, &executor).await?;
         let job_id = job.id().to_string();

@@ -5,7 +5,7 @@
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, JobStatus, Progress, Summary};
+use leman_engine::{BackfillOptions, JobStatus, Progress, Summary, TableLocation};
 use leman_writer::FragmentWrite;
 use serde::{Deserialize, Serialize};
 
@@ -94,8 +94,9 @@ pub struct ApplierExit {
 /// A backfill submitted to the head.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Submission {
-    /// The table's URI, reachable from the head and every worker.
-    pub table: String,
+    /// The table, reachable from the head and every worker; its storage
+    /// options travel on to the workers that run the job.
+    pub table: TableLocation,
     /// The UDF column to compute.
     pub column: String,
     /// The options; a UDF override does not travel (UDFs are code).

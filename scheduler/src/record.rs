@@ -2,6 +2,7 @@
 //! the record kept in the table's directory so that other processes can list
 //! jobs. Pure data, serde-serializable.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -128,6 +129,10 @@ pub struct JobRecord {
     pub filter: String,
     /// Table version the job read.
     pub read_version: u64,
+    /// The storage options the job reached the table with, every secret
+    /// shown as `***` (a record never holds one).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_options: BTreeMap<String, String>,
     /// Where the job stands.
     pub status: JobStatus,
     /// Unix time in milliseconds.

@@ -3,16 +3,20 @@
 //! against, in the same run, and reports every figure as a ratio with the
 //! target it must meet.
 //!
-//! The seven measurements: a cheap UDF against a hand-written lance
+//! The eight measurements: a cheap UDF against a hand-written lance
 //! pipeline ([`raw`]); the speed-up of a CPU-bound UDF from threads and
 //! from appliers; a local cluster of two worker processes against embedded;
 //! a re-run with nothing to do; peak memory at two table sizes; the cold
-//! start of `--local-workers 2`; and the wire on loopback against bare
-//! sockets. Process-level figures run the `leman` binary given in
+//! start of `--local-workers 2`; the wire on loopback against bare
+//! sockets; and a table on S3 (a local server, [`s3`]) against local disk,
+//! with the object store requests it takes ([`requests`]). Process-level figures run the `leman` binary given in
 //! [`BenchOptions::exe`] ([`process`]).
 
+mod object_store;
 pub mod process;
 pub mod raw;
+pub mod requests;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +43,7 @@ pub struct BenchOptions {
     /// Small tables: checks that the suite works, in seconds; its figures
     /// mean little.
     pub quick: bool,
-    /// The measurements to report (1 to 7); empty means all. One that needs
+    /// The measurements to report (1 to 8); empty means all. One that needs
     /// another's baseline or table runs that one too, unreported.
     pub only: Vec<u8>,
 }
@@ -53,7 +57,7 @@ impl BenchOptions {
 /// One figure of the suite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Figure {
-    /// Its number in the suite (1 to 7).
+    /// Its number in the suite (1 to 8).
     pub number: u8,
     /// What is measured.
     pub what: String,
@@ -82,6 +86,7 @@ struct Sizes {
     rows_per_fragment: usize,
     cold_rows: usize,
     wire: LoopbackLoad,
+    s3_rows: usize,
 }
 
 impl Sizes {
@@ -96,6 +101,7 @@ impl Sizes {
                 rows_per_fragment: 25_000,
                 cold_rows: 10_000,
                 wire: LoopbackLoad { round_trips: 200, messages: 16 },
+                s3_rows: 40_000,
             }
         } else {
             Sizes {
@@ -107,6 +113,7 @@ impl Sizes {
                 rows_per_fragment: 250_000,
                 cold_rows: 100_000,
                 wire: LoopbackLoad::default(),
+                s3_rows: 1_000_000,
             }
         }
     }
@@ -176,6 +183,9 @@ async fn run_in(options: &BenchOptions, root: &Path, sizes: Sizes, report: &mut 
     }
     if options.wants(7) {
         keep(wire(root, sizes.wire).await?);
+    }
+    if options.wants(8) {
+        keep(object_store::figures(&db, sizes).await?);
     }
     Ok(figures)
 }
@@ -338,7 +348,7 @@ async fn on_local_cluster(table: &Table, exe: &Path, embedded: Duration) -> Resu
     let cluster = LocalCluster::start(exe, 2)?;
     let certs = ClusterCerts::load(cluster.certs()).map_err(Error::cluster)?;
     let options = BackfillOptions::default().concurrency(2).intra_applier_concurrency(1).batch_size(1024);
-    let submission = Submission { table: table.uri().to_string(), column: "cluster".into(), options };
+    let submission = Submission { table: table.location().clone(), column: "cluster".into(), options };
     let job_id = leman_node::submit(cluster.head(), &certs, &submission).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let view = loop {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use leman_engine::{BackfillOptions, Error, JobStatus, Result, Summary};
+use leman_engine::{BackfillOptions, Error, JobStatus, Result, Summary, TableLocation};
 use leman_node::{JobView, JoinTarget, LocalCluster, Submission};
 use leman_runtime::ClusterCerts;
 
@@ -16,9 +16,12 @@ use crate::table::Table;
 
 #[derive(Debug, Args)]
 pub(crate) struct BackfillArgs {
-    /// Lance dataset directory.
+    /// The table: a Lance dataset directory or an s3:// URI (on a cluster,
+    /// one that the head and every worker reach).
     #[arg(long)]
     table: String,
+    #[command(flatten)]
+    storage: super::storage::StorageArgs,
     /// UDF column to compute.
     #[arg(long)]
     column: String,
@@ -100,7 +103,7 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
         cluster.stop();
         return outcome;
     }
-    let table = Table::open(&args.table, builtins::registry()).await?;
+    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
     if let Some(record) = table.udf_record(&args.column).await?
         && builtins::NAMES.contains(&record.name.as_str())
     {
@@ -150,7 +153,7 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
 /// Submits the job to the head and follows it until it ends.
 async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &ClusterCerts) -> Result<ExitCode> {
     let submission = Submission {
-        table: leman_engine::normalize_uri(&args.table)?,
+        table: TableLocation::new(&args.table, args.storage.options())?,
         column: args.column.clone(),
         options: args.options(),
     };

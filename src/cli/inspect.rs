@@ -4,13 +4,13 @@ use std::process::ExitCode;
 
 use arrow_schema::Schema as ArrowSchema;
 
-use leman_engine::{Result, UdfRecord, quote_identifier};
+use leman_engine::{Result, StorageOptions, UdfRecord, quote_identifier};
 
 use crate::builtins;
 use crate::table::Table;
 
-pub(crate) async fn run(path: &str) -> Result<ExitCode> {
-    let table = Table::open(path, builtins::registry()).await?;
+pub(crate) async fn run(path: &str, storage_options: StorageOptions) -> Result<ExitCode> {
+    let table = Table::open_with(path, storage_options, builtins::registry()).await?;
     let dataset = table.dataset().await?;
     println!("table {}", table.uri());
     println!("\nversions");

@@ -11,9 +11,11 @@ use crate::table::Table;
 
 #[derive(Debug, Args)]
 pub(crate) struct JobsArgs {
-    /// Lance dataset directory.
+    /// The table: a Lance dataset directory or an s3:// URI.
     #[arg(long, global = true)]
     table: Option<String>,
+    #[command(flatten)]
+    storage: super::storage::StorageArgs,
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
@@ -62,7 +64,7 @@ pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
     let Some(path) = &args.table else {
         return Err(Error::InvalidOptions { reason: "pass the table with --table PATH".to_string() });
     };
-    let table = Table::open(path, builtins::registry()).await?;
+    let table = Table::open_with(path, args.storage.options(), builtins::registry()).await?;
     match args.command {
         None => {
             let records = table.jobs().await?;
@@ -108,6 +110,9 @@ fn print_one(r: &JobRecord) {
     println!("udf        {} (version {})", r.udf, r.udf_version);
     println!("filter     {}", r.filter);
     println!("read       version {}", r.read_version);
+    for (key, value) in &r.storage_options {
+        println!("storage    {key}={value}");
+    }
     println!("status     {}", r.status);
     println!("started    {}", utc(r.started_at_ms));
     if let Some(finished) = r.finished_at_ms {

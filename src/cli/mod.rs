@@ -11,6 +11,7 @@ mod inspect;
 mod jobs;
 mod machine;
 mod progress;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -42,9 +43,11 @@ enum Command {
     },
     /// Declare a column computed by a built-in UDF (metadata only).
     AddColumn {
-        /// Lance dataset directory.
+        /// The table: a Lance dataset directory or an s3:// URI.
         #[arg(long)]
         table: String,
+        #[command(flatten)]
+        storage: storage::StorageArgs,
         /// New column name.
         #[arg(long)]
         column: String,
@@ -80,15 +83,17 @@ enum Command {
         /// Print the figures as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Only these measurements (1 to 7, comma-separated).
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=7))]
+        /// Only these measurements (1 to 8, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
         only: Vec<u8>,
     },
     /// Show a table's versions, fragments and columns.
     Inspect {
-        /// Lance dataset directory.
+        /// The table: a Lance dataset directory or an s3:// URI.
         #[arg(long)]
         table: String,
+        #[command(flatten)]
+        storage: storage::StorageArgs,
     },
 }
 
@@ -136,10 +141,16 @@ enum ClusterCommand {
 pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, rows } => demo(dir, rows).await,
-        Command::AddColumn { table, column, udf, input, udf_args } => add_column(&table, &column, &udf, &input, &udf_args).await,
+        Command::AddColumn { table, storage, column, udf, input, udf_args } => {
+            let table = Table::open_with(&table, storage.options(), builtins::registry()).await;
+            match table {
+                Ok(table) => add_column(&table, &column, &udf, &input, &udf_args).await,
+                Err(error) => Err(error),
+            }
+        }
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
-        Command::Inspect { table } => inspect::run(&table).await,
+        Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
         Command::Cluster(ClusterCommand::Manifests { spec, embed_certs, output }) => {
@@ -167,8 +178,7 @@ fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {arg:?}"))
 }
 
-async fn add_column(path: &str, column: &str, udf: &str, inputs: &[String], args: &[(String, String)]) -> Result<ExitCode> {
-    let table = Table::open(path, builtins::registry()).await?;
+async fn add_column(table: &Table, column: &str, udf: &str, inputs: &[String], args: &[(String, String)]) -> Result<ExitCode> {
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let udf = builtins::get(udf, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
     let schema = table.schema().await?;

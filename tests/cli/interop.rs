@@ -8,15 +8,16 @@ use std::process::Command;
 
 use crate::{leman, ok};
 
-fn python() -> String {
+pub(crate) fn python() -> String {
     std::env::var("LEMAN_PYTHON").unwrap_or_else(|_| {
         panic!("LEMAN_PYTHON must name a python with pylance 14 installed; scripts/test sets it up")
     })
 }
 
-fn run_python(script: &str, table: &Path) -> String {
+/// Runs `tests/interop/SCRIPT TABLE` with pylance, with `env` set.
+pub(crate) fn run_python(script: &str, table: &str, env: &[(&str, String)]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
-    let output = Command::new(python()).arg(&script).arg(table).output().expect("run python");
+    let output = Command::new(python()).arg(&script).arg(table).envs(env.iter().map(|(k, v)| (k, v))).output().expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -31,8 +32,8 @@ fn run_python(script: &str, table: &Path) -> String {
 fn pylance_reads_what_leman_computes_on_a_pylance_table() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("interop.lance");
-    run_python("make_table.py", &table);
     let path = table.to_str().unwrap();
+    run_python("make_table.py", path, &[]);
 
     for (column, udf, input) in [("n", "str_len", "text"), ("h", "sha256", "blob"), ("e", "hash_embed", "text")] {
         ok(leman(&["add-column", "--table", path, "--column", column, "--udf", udf, "--input", input]));
@@ -56,6 +57,6 @@ fn pylance_reads_what_leman_computes_on_a_pylance_table() {
     let shown = ok(leman(&["jobs", "show", id, "--table", path]));
     assert!(shown.contains("status     succeeded"), "{shown}");
 
-    let checked = run_python("check.py", &table);
+    let checked = run_python("check.py", path, &[]);
     assert!(checked.contains("checked"), "{checked}");
 }

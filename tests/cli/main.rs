@@ -9,6 +9,7 @@ mod errors;
 mod interop;
 mod manifests;
 mod resume;
+mod s3;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

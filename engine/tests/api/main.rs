@@ -5,5 +5,6 @@
 
 mod driver;
 mod handles;
+mod storage;
 mod udf_record;
 mod uri;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, JobStatus, Progress, Summary, UdfRecord};
+use leman_engine::{BackfillOptions, JobStatus, Progress, StorageOptions, Summary, TableLocation, UdfRecord};
 use leman_node::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, ShippedDataFile, Submission, WorkerRequest,
     WorkerResponse,
@@ -20,7 +20,7 @@ fn every_message_round_trips_through_frames() {
     .unwrap_or_else(|e| panic!("{e}"));
     let spec = JobSpec {
         job_id: "j".into(),
-        table_uri: "/t.lance".into(),
+        table: TableLocation::new("s3://bucket/t.lance", StorageOptions::new().with("aws_secret_access_key", "k")).unwrap(),
         read_version: 3,
         column: "c".into(),
         udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())] },
@@ -87,7 +87,7 @@ fn every_message_round_trips_through_frames() {
             reason: "killed".into(),
         }),
         HeadRequest::Submit(Box::new(Submission {
-            table: "/t".into(),
+            table: TableLocation::new("/t", StorageOptions::new()).unwrap(),
             column: "c".into(),
             options: BackfillOptions::default().filter("x > 1").num_frags(3),
         })),

@@ -62,7 +62,7 @@ async fn setup_with(job_id: &str, table: UdfTable, gpus: f64) -> Setup {
     let certs = ClusterCerts::load(&certs_dir).unwrap();
     let spec = JobSpec {
         job_id: job_id.into(),
-        table_uri: table.uri.clone(),
+        table: table.location(),
         read_version: table.version,
         column: "n".into(),
         udf: UdfRecord::of(&table.udf),
