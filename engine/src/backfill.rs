@@ -23,8 +23,8 @@ use crate::resolve::resolve;
 use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
-/// Validates, plans and starts a backfill of `column` of `table`, building the column's UDF from `registry` and running its work on
-/// `executor`. Returns once the job runs; the [`Job`] tells how it goes.
+/// Validates, plans and starts a backfill of `column` of `table`, building
+/// the column's UDF from `registry` and running its work on `executor`. Returns once the job runs; the [`Job`] tells how it goes.
 pub async fn start(
     table: &TableLocation,
     column: &str,

@@ -32,9 +32,9 @@ use leman_writer::{FragmentWrite, WriterContext};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::location::TableLocation;
 use crate::registry::UdfRegistry;
 use crate::stores::TableStores;
-use crate::location::TableLocation;
 use crate::udf_record::UdfRecord;
 
 /// Where jobs' appliers run and their fragments are written.

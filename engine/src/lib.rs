@@ -73,9 +73,9 @@ pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, r
 pub use leman_writer::FragmentWrite;
 pub use local::{LocalExecutor, write_locally};
 pub use options::BackfillOptions;
+pub use location::{TableLocation, normalize_uri};
 pub use records::JobStore;
 pub use registry::UdfRegistry;
+pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};
 pub use stores::TableStores;
 pub use udf_record::UdfRecord;
-pub use location::{TableLocation, normalize_uri};
-pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};

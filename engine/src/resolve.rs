@@ -7,9 +7,9 @@ use lance::Dataset;
 use leman_applier::{RowFilter, Udf, default_filter};
 
 use crate::error::{Error, Result};
+use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
-use crate::location::TableLocation;
 use crate::udf_record::UdfRecord;
 
 /// A backfill with every name resolved and checked.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::{backfill_until, fails, leman, ok};
 
 /// Child processes, killed when the test ends however it ends.
-struct Processes(Vec<Child>);
+pub(crate) struct Processes(pub(crate) Vec<Child>);
 
 impl Drop for Processes {
     fn drop(&mut self) {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use leman::bench::s3::LocalS3;
 
-use crate::cluster::wait_for;
+use crate::cluster::{Processes, wait_for};
 use crate::interop::{python, run_python};
 use crate::{backfill_until, fails, ok};
 
@@ -214,18 +214,6 @@ async fn a_wrong_key_a_missing_bucket_and_an_unreachable_endpoint_are_one_line_a
 
     assert_eq!(objects(&s3, &uri, None), before, "nothing was written");
     assert_eq!(table.count_rows(Some("n IS NULL")).await.unwrap(), 500);
-}
-
-/// Child processes, killed when the test ends however it ends.
-struct Processes(Vec<Child>);
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 /// A head and two workers of 2 CPUs on 127.0.0.1 with `env`, logging at
