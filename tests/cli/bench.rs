@@ -2,7 +2,7 @@
 //! reports every figure of the eight measurements (the eighth on moto's S3
 //! server, which `scripts/test` installs and names in `LEMAN_PYTHON`).
 
-use crate::{leman, ok};
+use crate::cli::{leman, ok};
 
 #[test]
 fn the_quick_suite_reports_every_figure_against_its_baseline() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{backfill_until, fails, leman, ok};
+use crate::cli::{backfill_until, fails, leman, ok};
 
 /// Child processes, killed when the test ends however it ends.
 pub(crate) struct Processes(pub(crate) Vec<Child>);

@@ -20,7 +20,7 @@ use hickory_server::proto::rr::{LowerName, Name, RData, Record, RecordSet, Recor
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 
-use crate::{backfill_until, leman};
+use crate::cli::{backfill_until, leman};
 
 const ZONE: &str = "cluster.test.";
 const HEAD: &str = "leman-head.ml.cluster.test.";
@@ -215,7 +215,7 @@ fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 #[test]
 fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = &crate::cluster::init_certs(dir.path());
+    let certs = &crate::cli::cluster::init_certs(dir.path());
     let dns_server = DnsServer::start();
     let dns = &dns_server.addr.to_string();
     let port = head_port();
@@ -258,7 +258,7 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
 
     // A backfill submitted through the name, watched over HTTP as it runs.
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (table, embedded) = runtime.block_on(crate::cluster::twin_tables(dir.path()));
+    let (table, embedded) = runtime.block_on(crate::cli::cluster::twin_tables(dir.path()));
     runtime.block_on(async { embedded.backfill("slow", leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap() });
     let path = table.uri().to_string();
     let args = ["backfill", "--table", &path, "--column", "slow", "--cluster", by_name, "--dns-server", dns, "--certs", certs, "--concurrency", "4", "--batch-size", "50", "--refresh-status-secs", "0.1", "--json"];
@@ -266,7 +266,7 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
     let first = rows_computed(&worker_http);
     assert_eq!(sample(&http_get(head_http, "/metrics").1, "leman_jobs_running"), 1.0);
     wait_until("the workers' row counters grow during the job", Duration::from_secs(30), || rows_computed(&worker_http) > first);
-    let (status, stdout) = crate::cluster::wait_for(client);
+    let (status, stdout) = crate::cli::cluster::wait_for(client);
     assert!(status.success(), "{stdout}");
     assert_eq!(rows_computed(&worker_http), 4000.0, "every row counted once, by the worker that computed it");
     let metrics: Vec<String> = worker_http.iter().map(|http| http_get(*http, "/metrics").1).collect();
@@ -276,7 +276,7 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
     assert!(sample(&head_metrics, "leman_commits_total") >= 1.0);
     assert_eq!(sample(&head_metrics, "leman_jobs_running"), 0.0);
     runtime.block_on(async {
-        assert_eq!(crate::cluster::column(&table, "slow").await, crate::cluster::column(&embedded, "slow").await);
+        assert_eq!(crate::cli::cluster::column(&table, "slow").await, crate::cli::cluster::column(&embedded, "slow").await);
     });
 
     // The head dies; its Service's records move to 127.0.0.5, where a new
@@ -292,7 +292,7 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
     }
     let args = ["backfill", "--table", &path, "--column", "e", "--cluster", by_srv, "--dns-server", dns, "--certs", certs, "--json"];
     let client = Command::new(env!("CARGO_BIN_EXE_leman")).args(args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let (status, stdout) = crate::cluster::wait_for(client);
+    let (status, stdout) = crate::cli::cluster::wait_for(client);
     assert!(status.success(), "{stdout}");
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
@@ -303,7 +303,7 @@ fn workers_find_the_head_by_dns_and_find_it_again_at_its_new_address() {
 #[test]
 fn a_worker_waits_through_an_empty_answer_and_joins_once_the_name_has_an_address() {
     let dir = tempfile::tempdir().unwrap();
-    let certs = &crate::cluster::init_certs(dir.path());
+    let certs = &crate::cli::cluster::init_certs(dir.path());
     let dns_server = DnsServer::start();
     let dns = &dns_server.addr.to_string();
     let port = head_port();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use leman::{AddColumnsOptions, BackfillOptions, CreateTableOptions, JobEvent, builtins};
 
-use crate::{fails, leman, ok};
+use crate::cli::{fails, leman, ok};
 
 async fn table(dir: &tempfile::TempDir, rows: i64) -> leman::Table {
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();

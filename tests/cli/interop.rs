@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::{leman, ok};
+use crate::cli::{leman, ok};
 
 pub(crate) fn python() -> String {
     std::env::var("LEMAN_PYTHON").unwrap_or_else(|_| {

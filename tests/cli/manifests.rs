@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{fails, leman, ok};
+use crate::cli::{fails, leman, ok};
 
 /// The Kubernetes versions the manifests must be valid for: the oldest we
 /// support and the newest the validator bundles.

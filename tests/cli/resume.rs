@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::{backfill_until, leman, ok};
+use crate::cli::{backfill_until, leman, ok};
 
 fn jobs(path: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["jobs", "--table", path, "--json"])).trim()).unwrap()

@@ -11,9 +11,9 @@ use std::process::{Child, Command, Output, Stdio};
 
 use leman::bench::s3::LocalS3;
 
-use crate::cluster::{Processes, wait_for};
-use crate::interop::{python, run_python};
-use crate::{backfill_until, fails, ok};
+use crate::cli::cluster::{Processes, wait_for};
+use crate::cli::interop::{python, run_python};
+use crate::cli::{backfill_until, fails, ok};
 
 fn server() -> LocalS3 {
     LocalS3::start(std::path::Path::new(&python())).unwrap_or_else(|e| panic!("{e}"))
@@ -220,7 +220,7 @@ async fn a_wrong_key_a_missing_bucket_and_an_unreachable_endpoint_are_one_line_a
 /// info into `dir/logs`; returns them, the head's address and the
 /// certificates' directory.
 fn cluster(dir: &std::path::Path, env: &[(&str, String)]) -> (Processes, String, String) {
-    let certs = crate::cluster::init_certs(dir);
+    let certs = crate::cli::cluster::init_certs(dir);
     std::fs::create_dir_all(dir.join("logs")).unwrap();
     let log = |name: &str| std::fs::File::create(dir.join("logs").join(name)).unwrap();
     let mut processes = Processes(Vec::new());

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus};
 
-use crate::support::{Calls, Gate, column, doubling, fixture, run, within};
+use crate::engine::support::{Calls, Gate, column, doubling, fixture, run, within};
 
 fn snapshot(calls: &Calls, ids: std::ops::Range<i64>) -> HashMap<i64, usize> {
     ids.map(|id| (id, calls.of(id))).collect()

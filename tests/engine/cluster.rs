@@ -12,7 +12,7 @@ use leman::distributed::{
 use leman::{BackfillOptions, JobStatus, Table};
 use leman_runtime::{ClusterCerts, Node, NodeConfig};
 
-use crate::support::column;
+use crate::engine::support::column;
 
 struct Cluster {
     dir: tempfile::TempDir,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, JobEvent};
 
-use crate::support::{Calls, Gate, column, doubling, fixture, run, within};
+use crate::engine::support::{Calls, Gate, column, doubling, fixture, run, within};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_granularity_g_over_f_fragments_makes_ceil_f_over_g_commits() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions};
 
-use crate::support::{Calls, doubling, fixture, run};
+use crate::engine::support::{Calls, doubling, fixture, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_times_intra_applier_concurrency_calls_run_at_once() {

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use leman::{AddColumnsOptions, BackfillOptions, Error, ErrorPolicy, JobStatus};
 
-use crate::support::{Calls, column, doubling, fixture, run};
+use crate::engine::support::{Calls, column, doubling, fixture, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skip_nulls_failing_rows_and_records_their_addresses() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leman::{AddColumnsOptions, BackfillOptions, Error};
 
-use crate::support::{Calls, column, doubling, fixture, run};
+use crate::engine::support::{Calls, column, doubling, fixture, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {

@@ -7,7 +7,7 @@ use arrow_array::cast::AsArray;
 use futures::TryStreamExt;
 use leman::{AddColumnsOptions, BackfillOptions, UdfRecord};
 
-use crate::support::{Calls, column, doubling, fixture, run};
+use crate::engine::support::{Calls, column, doubling, fixture, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_backfill_fills_every_row_and_changes_nothing_else() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use leman::{AddColumnsOptions, BackfillOptions};
 
-use crate::support::{Calls, batch, column, doubling, fixture, run};
+use crate::engine::support::{Calls, batch, column, doubling, fixture, run};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reruns_compute_only_new_rows_and_versions_recompute() {

@@ -10,7 +10,7 @@ use arrow_schema::{DataType, Field};
 use datafusion::common::ScalarValue;
 use leman::{AddColumnsOptions, BackfillOptions, StatefulUdf, Udf, UdfError};
 
-use crate::support::{column, fixture, run};
+use crate::engine::support::{column, fixture, run};
 
 /// Adds `offset` to each id; counts how many instances were built.
 struct Offset {

@@ -1,7 +1,6 @@
 //! End-to-end tests of the engine library on real Lance datasets in temp
 //! directories, embedded and on an in-process cluster: one test binary, one
 //! module per behaviour of a backfill.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod checkpoints;
 mod cluster;

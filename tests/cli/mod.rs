@@ -1,6 +1,5 @@
 //! Tests of the `leman` binary: real processes on real Lance datasets,
 //! including one written by pylance.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod bench;
 mod cluster;
