@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use leman_engine::{BackfillOptions, Error, Result};
+use leman_engine::{BackfillOptions, Error, Result, StorageOptions};
 
 use crate::{bench, builtins, demo};
 use crate::table::{AddColumnsOptions, Table};
@@ -142,11 +142,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, rows } => demo(dir, rows).await,
         Command::AddColumn { table, storage, column, udf, input, udf_args } => {
-            let table = Table::open_with(&table, storage.options(), builtins::registry()).await;
-            match table {
-                Ok(table) => add_column(&table, &column, &udf, &input, &udf_args).await,
-                Err(error) => Err(error),
-            }
+            add_column(&table, storage.options(), &column, &udf, &input, &udf_args).await
         }
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
@@ -178,7 +174,15 @@ fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("expected key=value, got {arg:?}"))
 }
 
-async fn add_column(table: &Table, column: &str, udf: &str, inputs: &[String], args: &[(String, String)]) -> Result<ExitCode> {
+async fn add_column(
+    path: &str,
+    storage_options: StorageOptions,
+    column: &str,
+    udf: &str,
+    inputs: &[String],
+    args: &[(String, String)],
+) -> Result<ExitCode> {
+    let table = Table::open_with(path, storage_options, builtins::registry()).await?;
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let udf = builtins::get(udf, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
     let schema = table.schema().await?;
