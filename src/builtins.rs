@@ -11,6 +11,9 @@
 //!   the vector is then divided by its L2 norm (a zero vector stays zero).
 //! - `busy`: int64 -> int64, returns its input after spinning the CPU for
 //!   `micros` microseconds per row (argument `micros`, default 50).
+//! - `parse_int`: utf8 -> int64, a base-10 integer with an optional sign and
+//!   surrounding spaces; anything else is an error naming the value (so
+//!   error policies can be tried from the command line); null in, null out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, Int32Array, StringArray};
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, StringArray};
 use arrow_schema::{DataType, Field};
 use leman_engine::{Error, Result, Udf, UdfError, UdfRegistry};
 use sha2::{Digest, Sha256};
@@ -27,7 +30,7 @@ use sha2::{Digest, Sha256};
 pub const EMBED_DIM: i32 = 64;
 
 /// Names of the built-in UDFs.
-pub const NAMES: [&str; 4] = ["str_len", "sha256", "hash_embed", "busy"];
+pub const NAMES: [&str; 5] = ["str_len", "sha256", "hash_embed", "busy", "parse_int"];
 
 /// The built-in UDF `name` reading `inputs`, with `args` (`key=value`).
 pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf, UdfError> {
@@ -35,6 +38,7 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
         "str_len" => Udf::array("str_len", Field::new("str_len", DataType::Int32, true), inputs, str_len),
         "sha256" => Udf::array("sha256", Field::new("sha256", DataType::Utf8, true), inputs, sha256_hex),
         "hash_embed" => Udf::array("hash_embed", Field::new("hash_embed", embed_type(), true), inputs, hash_embed),
+        "parse_int" => Udf::array("parse_int", Field::new("parse_int", DataType::Int64, true), inputs, parse_ints),
         "busy" => {
             let micros = match args.iter().find(|(k, _)| k == "micros") {
                 Some((_, v)) => v.parse::<u64>().map_err(|_| UdfError::new(format!("busy: micros={v} is not a whole number")))?,
@@ -53,7 +57,7 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
 /// Checks that built-in `udf` can read `input`, a column of `data_type`.
 pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> Result<()> {
     let (ok, expected) = match udf {
-        "str_len" | "hash_embed" => (data_type == &DataType::Utf8, "utf8"),
+        "str_len" | "hash_embed" | "parse_int" => (data_type == &DataType::Utf8, "utf8"),
         "sha256" => (matches!(data_type, DataType::Utf8 | DataType::Binary | DataType::LargeBinary), "utf8 or binary"),
         "busy" => (data_type == &DataType::Int64, "int64"),
         _ => (true, ""),
@@ -109,20 +113,24 @@ fn str_len(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
 }
 
 /// `str_len`'s kernel: Unicode scalar values per string, null for null.
-pub(crate) fn str_lengths(text: &StringArray) -> Int32Array {
+pub fn str_lengths(text: &StringArray) -> Int32Array {
     text.iter().map(|s| s.map(|s| s.chars().count() as i32)).collect()
 }
 
 fn sha256_hex(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
     let input = one_input(cols, "sha256")?;
-    let hex_of = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
     let out: StringArray = match input.data_type() {
-        DataType::Utf8 => strings(input, "sha256")?.iter().map(|s| s.map(|s| hex_of(s.as_bytes()))).collect(),
-        DataType::Binary => input.as_binary::<i32>().iter().map(|b| b.map(hex_of)).collect(),
-        DataType::LargeBinary => input.as_binary::<i64>().iter().map(|b| b.map(hex_of)).collect(),
+        DataType::Utf8 => strings(input, "sha256")?.iter().map(|s| s.map(|s| sha256_hex_of(s.as_bytes()))).collect(),
+        DataType::Binary => input.as_binary::<i32>().iter().map(|b| b.map(sha256_hex_of)).collect(),
+        DataType::LargeBinary => input.as_binary::<i64>().iter().map(|b| b.map(sha256_hex_of)).collect(),
         other => return Err(UdfError::new(format!("sha256 takes a utf8 or binary column, got {other}"))),
     };
     Ok(Arc::new(out))
+}
+
+/// `sha256`'s kernel: the lowercase hex SHA-256 of `bytes`.
+pub fn sha256_hex_of(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The `hash_embed` vector of one text, as documented in the module docs.
@@ -141,7 +149,20 @@ pub fn embed(text: &str) -> [f32; EMBED_DIM as usize] {
     vector
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+fn parse_ints(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
+    let text = strings(one_input(cols, "parse_int")?, "parse_int")?;
+    let values: Result<Int64Array, UdfError> = text.iter().map(|s| s.map(parse_int).transpose()).collect();
+    Ok(Arc::new(values?))
+}
+
+/// `parse_int`'s kernel: a base-10 integer with an optional sign, spaces
+/// around it allowed.
+pub fn parse_int(text: &str) -> Result<i64, UdfError> {
+    text.trim().parse::<i64>().map_err(|error| UdfError::new(format!("parse_int: {text:?} is not a base-10 integer ({error})")))
+}
+
+/// 64-bit FNV-1a of `bytes`, the token hash of `hash_embed`.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -176,34 +197,4 @@ fn busy(cols: &[ArrayRef], spin: Duration) -> Result<ArrayRef, UdfError> {
         }
     }
     Ok(Arc::new(values.clone()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn str_len_counts_scalar_values() {
-        let input: ArrayRef = Arc::new(StringArray::from(vec![Some("héllo"), None, Some("")]));
-        let out = str_len(&[input]).unwrap_or_else(|e| panic!("{e}"));
-        let out: Vec<Option<i32>> = out.as_primitive::<arrow_array::types::Int32Type>().iter().collect();
-        assert_eq!(out, vec![Some(5), None, Some(0)]);
-    }
-
-    #[test]
-    fn sha256_is_lowercase_hex() {
-        let input: ArrayRef = Arc::new(StringArray::from(vec!["abc"]));
-        let out = sha256_hex(&[input]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(out.as_string::<i32>().value(0), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    }
-
-    #[test]
-    fn embed_is_normalised_and_deterministic() {
-        let v = embed("Hello, hello world!");
-        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-6);
-        assert_eq!(v, embed("hello HELLO world"));
-        assert_eq!(embed("  ,, "), [0.0; 64]);
-        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
-    }
 }

@@ -53,8 +53,9 @@ mod table;
 
 pub use db::{CreateTableOptions, Database, connect, connect_with};
 pub use leman_engine::{
-    BackfillOptions, Error, ErrorPolicy, InstanceContext, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress,
-    Resources, Result, RowError, StatefulUdf, StorageOptions, Summary, TableLocation, Udf, UdfError, UdfRecord, UdfRegistry,
+    BackfillOptions, BackfillPlan, CancelReason, Canceller, CleanupOptions, CleanupReport, Error, ErrorPolicy,
+    InstanceContext, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress, Resources, Result, RowError, StatefulUdf,
+    StorageOptions, Summary, TableLocation, Tally, Udf, UdfError, UdfRecord, UdfRegistry, Unreachable,
 };
 pub use table::{AddColumnsOptions, Table};
 
@@ -71,20 +72,4 @@ pub mod deps {
     pub use arrow_array;
     pub use arrow_schema;
     pub use lance;
-}
-
-#[cfg(test)]
-mod handles {
-    fn send_and_sync<T: Send + Sync>() {}
-
-    #[test]
-    fn public_handles_are_send_and_sync() {
-        send_and_sync::<crate::Database>();
-        send_and_sync::<crate::Table>();
-        send_and_sync::<crate::Job>();
-        send_and_sync::<crate::Udf>();
-        send_and_sync::<crate::UdfRegistry>();
-        send_and_sync::<crate::BackfillOptions>();
-        send_and_sync::<crate::Error>();
-    }
 }

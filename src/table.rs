@@ -7,7 +7,7 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
 use leman_engine::{
-    BackfillOptions, Error, Job, JobRecord, LocalExecutor, Result, StorageOptions, Summary, TableLocation, TableStores, Udf,
+    BackfillOptions, BackfillPlan, CleanupOptions, CleanupReport, Error, Job, JobRecord, LocalExecutor, Result, StorageOptions, Summary, TableLocation, TableStores, Udf,
     UdfRecord, UdfRegistry,
 };
 
@@ -156,6 +156,19 @@ impl Table {
         leman_engine::start(&self.location, column, options, &self.registry, &LocalExecutor).await
     }
 
+    /// What [`backfill`](Self::backfill) would do with these options,
+    /// without doing it: the same checks, and the fragments, tasks and rows
+    /// it would compute or take from checkpoints. Changes nothing.
+    pub async fn plan_backfill(&self, column: &str, options: &BackfillOptions) -> Result<BackfillPlan> {
+        leman_engine::plan_backfill(&self.location, column, options, &self.registry).await
+    }
+
+    /// Removes the checkpoints beside the table that no job can reuse
+    /// (see [`leman_engine::cleanup`]) and says what it removed and kept.
+    pub async fn cleanup(&self, options: &CleanupOptions) -> Result<CleanupReport> {
+        leman_engine::cleanup(&self.location, options).await
+    }
+
     /// The table's jobs, oldest first. A job recorded as running whose
     /// process stopped renewing its lease is reported as interrupted.
     pub async fn jobs(&self) -> Result<Vec<JobRecord>> {
@@ -165,6 +178,16 @@ impl Table {
     /// The record of one job.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
         TableStores::open(&self.location).await?.job_record(id).await
+    }
+
+    /// Asks running job `id` to stop, whichever process or cluster runs it:
+    /// it stops after its batches in flight (within about a second of the
+    /// ask, plus those batches), keeps its checkpoints, and is recorded
+    /// `cancelled`; running the same backfill again resumes it. Returns the
+    /// job's record as it stood when asked. A job that is not running is an
+    /// error.
+    pub async fn cancel_job(&self, id: &str) -> Result<JobRecord> {
+        TableStores::open(&self.location).await?.request_cancel(self.uri(), id).await
     }
 
     /// The UDF recorded for `column`, if it is a UDF column.

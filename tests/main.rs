@@ -1,9 +1,11 @@
 //! Tests of the `leman` crate on real Lance datasets: the binary and its
 //! commands (`cli/`, real processes, including tables written by pylance
-//! and on a real S3 server) and the library end to end (`engine/`). One
+//! and on a real S3 server), the library end to end (`engine/`) and the
+//! face's own pieces (`face/`: built-ins, formatting, auto traits). One
 //! test binary, so that it is linked once (each link of lance is most of a
 //! minute of a warm test run).
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cli;
 mod engine;
+mod face;

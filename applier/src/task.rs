@@ -20,7 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::fragment::{FileFragment, FragReadConfig};
 use lance_core::datatypes::Schema as LanceSchema;
-use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore};
+use leman_checkpoint::{BatchCounts, Origin, CheckpointKey, CheckpointStore};
 
 use crate::error::ApplierError;
 use crate::filter::RowFilter;
@@ -171,9 +171,16 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     };
     let checkpoint = RecordBatch::try_new(context.output_schema.clone(), vec![values]).map_err(|e| io("assembling", &e))?;
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
+    let origin = Origin {
+        column: context.column.clone(),
+        udf_name: context.udf.name().to_string(),
+        udf_version: context.udf.version().to_string(),
+        fragment_id: spec.fragment_id,
+        data_files: fragment.metadata().files.iter().map(|file| file.path.clone()).collect(),
+    };
     context
         .checkpoints
-        .put_batch(&spec.key, spec.rows.clone(), &checkpoint, counts)
+        .put_batch(&spec.key, spec.rows.clone(), &checkpoint, counts, origin)
         .await
         .map_err(|e| io("checkpointing", &e))?;
     Ok(output)

@@ -5,6 +5,8 @@ use std::ops::Range;
 
 use sha2::{Digest, Sha256};
 
+use crate::store::Origin;
+
 /// A checkpoint's identity, shown as lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointKey(String);
@@ -13,6 +15,13 @@ impl CheckpointKey {
     /// The key as 64 hex digits.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The key spelled by `hex` (64 lowercase hex digits, as an object's
+    /// name has it), or `None` if it is not one.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let is_key = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        is_key.then(|| Self(hex.to_string()))
     }
 }
 
@@ -53,6 +62,17 @@ impl KeyParts<'_> {
     /// Key of the whole fragment.
     pub fn fragment_key(&self) -> CheckpointKey {
         CheckpointKey(hex::encode(self.hasher("fragment").finalize()))
+    }
+
+    /// What a batch of these parts was computed from, as its record keeps it.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            column: self.column.to_string(),
+            udf_name: self.udf_name.to_string(),
+            udf_version: self.udf_version.to_string(),
+            fragment_id: self.fragment_id,
+            data_files: self.data_files.clone(),
+        }
     }
 
     fn hasher(&self, kind: &str) -> Sha256 {
@@ -112,5 +132,8 @@ mod tests {
         }
         assert_ne!(parts().batch_key(0..11), base);
         assert_ne!(parts().fragment_key(), base);
+        assert_eq!(CheckpointKey::from_hex(base.as_str()), Some(base.clone()));
+        assert_eq!(CheckpointKey::from_hex(&base.as_str().to_uppercase()), None);
+        assert_eq!(CheckpointKey::from_hex("abc"), None);
     }
 }

@@ -24,7 +24,7 @@
 //!     table: "file:///data/t.lance", fragment_id: 0, data_files: vec!["a.lance".into()],
 //! };
 //! let key = parts.batch_key(0..1024);
-//! store.put_batch(&key, 0..1024, &batch, Default::default()).await?;
+//! store.put_batch(&key, 0..1024, &batch, Default::default(), parts.origin()).await?;
 //! assert!(store.find_batch(&key).await?.is_some());
 //! # Ok(()) }
 //! ```
@@ -35,4 +35,4 @@ mod store;
 
 pub use error::CheckpointError;
 pub use key::{CheckpointKey, KeyParts};
-pub use store::{BatchCounts, BatchRecord, CheckpointStore, FragmentRecord};
+pub use store::{BatchCounts, BatchRecord, CheckpointStore, FragmentRecord, ObjectKind, Origin, StoredObject};

@@ -9,6 +9,11 @@
 //! `u64 LE record length | record JSON | Arrow IPC stream of the output
 //! column | SHA-256 of everything before`. An object whose hash does not
 //! match (truncated, corrupted) is not trusted and is recomputed.
+//!
+//! Keys are hashes, so an object does not say by its name what it belongs
+//! to; its record does ([`Origin`]), and
+//! the record leads the object, so that clean-up reads a few hundred bytes
+//! of each, not its data ([`CheckpointStore::batch_record`]).
 
 use std::io::Cursor;
 use std::ops::Range;
@@ -19,6 +24,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use lance_table::format::DataFile;
 use object_store::path::Path;
+use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
@@ -36,6 +42,24 @@ pub struct BatchCounts {
     pub rows_skipped: u64,
 }
 
+/// What a checkpoint was computed from: the parts of its key that say
+/// whether any later plan can still reach it (all but the filter and the
+/// table). A batch's `data_files` are all its fragment's files; a fragment
+/// record's, the fragment's input files (all but the column's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The output column.
+    pub column: String,
+    /// The UDF's name.
+    pub udf_name: String,
+    /// The UDF's version.
+    pub udf_version: String,
+    /// The Lance fragment.
+    pub fragment_id: u64,
+    /// The fragment's data files it hashed, in fragment order.
+    pub data_files: Vec<String>,
+}
+
 /// Describes one stored batch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchRecord {
@@ -43,6 +67,33 @@ pub struct BatchRecord {
     pub rows: Range<u64>,
     /// Counts at the time it was computed.
     pub counts: BatchCounts,
+    /// What it was computed from (absent in checkpoints of older versions).
+    #[serde(default)]
+    pub origin: Option<Origin>,
+}
+
+/// One object of the store, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// What it is.
+    pub kind: ObjectKind,
+    /// Its key, from its name.
+    pub key: CheckpointKey,
+    /// Its path in the table's store.
+    pub path: Path,
+    /// Bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: std::time::SystemTime,
+}
+
+/// The kinds of checkpoint objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ObjectKind {
+    /// A batch: its record and values.
+    Batch,
+    /// A fragment's record.
+    Fragment,
 }
 
 /// Length of the hash that ends a batch object.
@@ -71,6 +122,10 @@ pub struct FragmentRecord {
     /// if the column had never been written for this fragment). The record
     /// is only good while the fragment still reads the column from there.
     pub base_output_file: Option<String>,
+    /// What its key hashed: column, UDF version, fragment and the
+    /// fragment's input files (absent in records of older versions).
+    #[serde(default)]
+    pub origin: Option<Origin>,
 }
 
 /// Reads and writes checkpoints of one table.
@@ -93,9 +148,10 @@ impl CheckpointStore {
         rows: Range<u64>,
         batch: &RecordBatch,
         counts: BatchCounts,
+        origin: Origin,
     ) -> Result<BatchRecord, CheckpointError> {
         let path = self.batch_path(key);
-        let record = BatchRecord { rows, counts };
+        let record = BatchRecord { rows, counts, origin: Some(origin) };
         let json = serde_json::to_vec(&record).map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
         let mut bytes = Vec::with_capacity(8 + json.len() + batch.get_array_memory_size() + 1024);
         bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -131,6 +187,79 @@ impl CheckpointStore {
     /// The fragment checkpoint `key`, if stored.
     pub async fn find_fragment(&self, key: &CheckpointKey) -> Result<Option<FragmentRecord>, CheckpointError> {
         self.get_json(&self.fragment_path(key)).await
+    }
+
+    /// Deletes the batch checkpoints `keys` (those already gone are not an
+    /// error); returns how many were deleted. The store deletes in bulk
+    /// where it can (S3: a thousand keys a request).
+    pub async fn delete_batches(&self, keys: &[CheckpointKey]) -> Result<u64, CheckpointError> {
+        let paths: Vec<Path> = keys.iter().map(|key| self.batch_path(key)).collect();
+        self.delete(paths).await
+    }
+
+    /// Deletes the objects at `paths` (as [`list`](Self::list) gives them);
+    /// returns how many were there.
+    pub async fn delete(&self, paths: Vec<Path>) -> Result<u64, CheckpointError> {
+        let first = paths.first().cloned().unwrap_or_else(|| self.root.clone());
+        let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut deleted = 0;
+        let mut results = self.store.delete_stream(locations);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(CheckpointError::Store { path: first, source }),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Every batch and fragment object of the table.
+    pub async fn list(&self) -> Result<Vec<StoredObject>, CheckpointError> {
+        let store_error = |source| CheckpointError::Store { path: self.root.clone(), source };
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&self.root)).try_collect().await.map_err(store_error)?;
+        let objects = metas.into_iter().filter_map(|meta| {
+            let name = meta.location.filename()?;
+            let (kind, key) = match (name.strip_suffix(".ckpt"), name.strip_suffix(".json")) {
+                (Some(key), _) => (ObjectKind::Batch, key),
+                (_, Some(key)) => (ObjectKind::Fragment, key),
+                _ => return None,
+            };
+            Some(StoredObject {
+                kind,
+                key: CheckpointKey::from_hex(key)?,
+                size: meta.size,
+                last_modified: meta.last_modified.into(),
+                path: meta.location,
+            })
+        });
+        Ok(objects.collect())
+    }
+
+    /// The record at the head of batch `key`, read without its values (one
+    /// ranged read, two for a record of more than 4 KiB); `None` if absent
+    /// or unreadable. The hash is not checked: that needs the whole object.
+    pub async fn batch_record(&self, key: &CheckpointKey) -> Result<Option<BatchRecord>, CheckpointError> {
+        const HEAD: u64 = 4096;
+        let path = self.batch_path(key);
+        let store_error = |source| CheckpointError::Store { path: path.clone(), source };
+        let head = match self.store.get_range(&path, 0..HEAD).await {
+            Ok(bytes) => bytes,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(source) => return Err(store_error(source)),
+        };
+        let Some(len) = head.first_chunk::<8>().map(|len| u64::from_le_bytes(*len)) else { return Ok(None) };
+        let Some(end) = len.checked_add(8) else { return Ok(None) };
+        let json = if end <= head.len() as u64 {
+            head.slice(8..end as usize)
+        } else {
+            match self.store.get_range(&path, 8..end).await {
+                Ok(bytes) => bytes,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(source) => return Err(store_error(source)),
+            }
+        };
+        Ok(serde_json::from_slice(&json).ok())
     }
 
     /// Path of a batch's object, for tests and tools that inspect checkpoints.
@@ -234,12 +363,15 @@ mod tests {
         }
     }
 
-    fn key() -> CheckpointKey {
+    fn parts() -> KeyParts<'static> {
         KeyParts {
             udf_name: "f", udf_version: "1", column: "out", filter: "out IS NULL",
-            table: "t", fragment_id: 0, data_files: vec![],
+            table: "t", fragment_id: 0, data_files: vec!["a.lance".into()],
         }
-        .batch_key(0..3)
+    }
+
+    fn key() -> CheckpointKey {
+        parts().batch_key(0..3)
     }
 
     #[tokio::test]
@@ -249,9 +381,11 @@ mod tests {
         let key = key();
         assert_eq!(store.find_batch(&key).await?, None);
         let counts = BatchCounts { rows_computed: 2, rows_skipped: 0 };
-        let record = store.put_batch(&key, 0..3, &batch(), counts).await?;
+        let record = store.put_batch(&key, 0..3, &batch(), counts, parts().origin()).await?;
         assert_eq!(store.find_batch(&key).await?, Some(record.clone()));
-        assert_eq!(store.load_batch(&key).await?, Some((record, batch())));
+        assert_eq!(store.load_batch(&key).await?, Some((record.clone(), batch())));
+        assert_eq!(store.batch_record(&key).await?, Some(record.clone()), "the record alone, from the object's head");
+        assert_eq!(record.origin.as_ref().map(|o| o.data_files.clone()), Some(vec!["a.lance".to_string()]));
 
         let data = dir.path().join(store.batch_path(&key).to_string());
         let good = std::fs::read(&data)?;
@@ -266,6 +400,49 @@ mod tests {
         assert_eq!(store.find_batch(&key).await?, None, "nor is a truncated one");
         std::fs::write(&data, &good[..3])?;
         assert_eq!(store.find_batch(&key).await?, None, "nor a stub");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod listing {
+    use super::*;
+    use crate::KeyParts;
+    use arrow_array::{Int32Array, RecordBatch};
+    use object_store::local::LocalFileSystem;
+
+    #[tokio::test]
+    async fn objects_are_listed_by_kind_and_deleted_in_bulk() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = CheckpointStore::new(Arc::new(LocalFileSystem::new_with_prefix(dir.path())?), &Path::from("t"));
+        let parts = KeyParts {
+            udf_name: "f", udf_version: "1", column: "out", filter: "out IS NULL",
+            table: "t", fragment_id: 7, data_files: vec![],
+        };
+        let batch = RecordBatch::try_from_iter([("out", Arc::new(Int32Array::from(vec![1, 2])) as _)])?;
+        let keys: Vec<CheckpointKey> = (0..3).map(|i| parts.batch_key(i * 2..i * 2 + 2)).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let rows = i as u64 * 2..i as u64 * 2 + 2;
+            store.put_batch(key, rows, &batch, BatchCounts::default(), parts.origin()).await?;
+        }
+        let data_file = lance_table::format::DataFile::new_legacy_from_fields("d.lance", vec![0], None);
+        let record = FragmentRecord { data_file, base_output_file: None, origin: Some(parts.origin()) };
+        store.put_fragment(&parts.fragment_key(), &record).await?;
+        assert_eq!(store.find_fragment(&parts.fragment_key()).await?, Some(record));
+
+        let mut listed = store.list().await?;
+        listed.sort_by_key(|o| (o.kind, o.key.as_str().to_string()));
+        let kinds: Vec<ObjectKind> = listed.iter().map(|o| o.kind).collect();
+        assert_eq!(kinds, [ObjectKind::Batch, ObjectKind::Batch, ObjectKind::Batch, ObjectKind::Fragment]);
+        assert!(listed.iter().all(|o| o.size > 0));
+        assert_eq!(store.batch_record(&keys[1]).await?.map(|r| r.rows), Some(2..4));
+
+        assert_eq!(store.delete_batches(&keys[..2]).await?, 2);
+        assert_eq!(store.delete_batches(&keys[..2]).await?, 0, "deleting what is gone is no error");
+        assert_eq!(store.find_batch(&keys[0]).await?, None);
+        assert!(store.find_batch(&keys[2]).await?.is_some());
+        assert_eq!(store.list().await?.len(), 2);
+        assert_eq!(store.batch_record(&keys[0]).await?, None);
         Ok(())
     }
 }

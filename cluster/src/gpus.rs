@@ -9,9 +9,28 @@
 //! possible and whole devices stay free for whole requests. Shares are
 //! counted in thousandths of a device (a third is 333), so that fractions
 //! add up exactly.
+//!
+//! How many devices a worker has is read off its machine by the process
+//! that starts it; [`visible_device_count`] and [`listed_device_count`]
+//! read the two reports that process finds (`CUDA_VISIBLE_DEVICES`,
+//! `nvidia-smi -L`), without touching either.
 
 /// Thousandths of a GPU.
 const WHOLE: u32 = 1000;
+
+/// Devices named in a `CUDA_VISIBLE_DEVICES` list (ordinals or UUIDs).
+/// CUDA stops at the first entry that is not a device (`-1`, `none`, an
+/// empty one), so this does too.
+pub fn visible_device_count(list: &str) -> u32 {
+    let devices = list.split(',').map(str::trim);
+    devices.take_while(|entry| !entry.is_empty() && !entry.starts_with('-') && *entry != "none").count() as u32
+}
+
+/// Devices in the output of `nvidia-smi -L`: its `GPU n: ...` lines (MIG
+/// instances, listed indented below their GPU, are not devices of their own).
+pub fn listed_device_count(listing: &str) -> u32 {
+    listing.lines().filter(|line| line.trim_start().starts_with("GPU ")).count() as u32
+}
 
 /// A worker's GPU devices and how much of each is reserved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +150,25 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(ordinals(thirds.reserve(1.0 / 3.0)), [0], "three thirds share one device");
         }
+    }
+
+    #[test]
+    fn counts_the_gpu_lines_of_nvidia_smi() {
+        let listing = "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-1)
+GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-2)
+  MIG 1g.10gb     Device  0: (UUID: MIG-3)
+";
+        assert_eq!(listed_device_count(listing), 2);
+        assert_eq!(listed_device_count(""), 0);
+    }
+
+    #[test]
+    fn counts_the_devices_cuda_may_see() {
+        assert_eq!(visible_device_count("0,1"), 2);
+        assert_eq!(visible_device_count("GPU-8f3c,GPU-1a2b,GPU-77d0"), 3);
+        assert_eq!(visible_device_count(""), 0);
+        assert_eq!(visible_device_count("-1"), 0);
+        assert_eq!(visible_device_count("0,-1,2"), 1, "CUDA stops at the first invalid entry");
     }
 
     #[test]

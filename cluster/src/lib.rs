@@ -32,7 +32,7 @@ mod resources;
 mod target;
 
 pub use backoff::Backoff;
-pub use gpus::{GpuDevices, GpuLease};
+pub use gpus::{GpuDevices, GpuLease, listed_device_count, visible_device_count};
 pub use membership::{Member, Membership, MembershipEvent, NodeId};
 pub use messages::{DEFAULT_CLUSTER_NAME, Heartbeat, Join};
 pub use placement::{Holder, Reservations, choose_worker};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::cancel;
 use crate::driver::{Driver, JobChannels};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobSetup, JobSpec};
@@ -32,6 +33,8 @@ pub async fn start(
     registry: &UdfRegistry,
     executor: &dyn Executor,
 ) -> Result<Job> {
+    // The timeout counts from here: planning is part of the job's time.
+    let deadline = options.timeout.map(|after| (tokio::time::Instant::now() + after, after));
     let resolved = resolve(table, registry, column, &options).await?;
     let stores = TableStores::open(table).await?;
     let id = new_job_id();
@@ -66,8 +69,10 @@ pub async fn start(
         }
     };
     let (events, receiver) = mpsc::unbounded_channel();
-    let (cancel, cancelled) = watch::channel(false);
+    let (signal, cancelled) = watch::channel(None);
+    let signal = Arc::new(signal);
     let channels = JobChannels { user: events, cancelled };
+    let cancels = stores.cancels.clone();
     let driver = match Driver::new(setup, stores, plan, &options, job_executor, channels) {
         Ok(driver) => driver,
         Err(error) => {
@@ -75,12 +80,16 @@ pub async fn start(
             return Err(error);
         }
     };
+    let watcher = tokio::spawn(cancel::watch(cancels.clone(), id.clone(), deadline, signal.clone()));
+    let job_id = id.clone();
     let outcome = tokio::spawn(async move {
         let outcome = driver.run().await;
+        watcher.abort();
+        cancels.remove(&job_id).await;
         lease.release().await;
         outcome
     });
-    Ok(Job::new(id, receiver, outcome, cancel))
+    Ok(Job::new(id, receiver, outcome, signal))
 }
 
 fn new_job_id() -> String {

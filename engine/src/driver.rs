@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
+use leman_checkpoint::CheckpointKey;
 use leman_scheduler::record::RowError;
 use leman_scheduler::{
     Command, Event, FragmentStart, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
@@ -23,6 +24,7 @@ use leman_scheduler::{
 use leman_writer::{FragmentWrite, commit::commit_replacements};
 use tokio::sync::{mpsc, watch};
 
+use crate::cancel::CancelReason;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
 use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
@@ -50,8 +52,8 @@ enum Update {
 pub(crate) struct JobChannels {
     /// Events for the handle.
     pub user: mpsc::UnboundedSender<JobEvent>,
-    /// Set when the handle cancels.
-    pub cancelled: watch::Receiver<bool>,
+    /// Set, with its reason, when the job is cancelled.
+    pub cancelled: watch::Receiver<Option<CancelReason>>,
 }
 
 /// A started applier: which start of its index it is, and its handle.
@@ -81,7 +83,7 @@ pub(crate) struct Driver {
     in_flight: usize,
     updates_in: mpsc::UnboundedReceiver<Update>,
     user: mpsc::UnboundedSender<JobEvent>,
-    cancelled: watch::Receiver<bool>,
+    cancelled: watch::Receiver<Option<CancelReason>>,
     record: JobRecord,
 }
 
@@ -251,8 +253,17 @@ impl Driver {
                     Command::Failed(failure) => {
                         return Err(Error::JobFailed { job_id: self.id().to_string(), failure });
                     }
-                    Command::Cancelled(_) => return Err(Error::Cancelled { job_id: self.id().to_string() }),
+                    Command::Cancelled(_) => {
+                        let reason = self.cancelled.borrow().clone().unwrap_or(CancelReason::Asked);
+                        return Err(Error::Cancelled { job_id: self.id().to_string(), reason });
+                    }
                 }
+            }
+            // A cancel is taken before any further result, so that no task
+            // starts after it (select! alone may pick results first).
+            if self.cancelled.has_changed().unwrap_or(false) {
+                self.take_cancel();
+                continue;
             }
             let deadline = self.scheduler.poll_timeout().unwrap_or_else(Instant::now);
             tokio::select! {
@@ -277,12 +288,14 @@ impl Driver {
                 }
                 () = tokio::time::sleep_until(deadline.into()) => self.scheduler.handle_timeout(Instant::now()),
                 events = self.executor.next_events() => self.executor_events(events).await?,
-                Ok(()) = self.cancelled.changed() => {
-                    if *self.cancelled.borrow() {
-                        self.scheduler.handle(Instant::now(), Event::Cancel);
-                    }
-                }
+                Ok(()) = self.cancelled.changed() => self.take_cancel(),
             }
+        }
+    }
+
+    fn take_cancel(&mut self) {
+        if self.cancelled.borrow_and_update().is_some() {
+            self.scheduler.handle(Instant::now(), Event::Cancel);
         }
     }
 
@@ -355,6 +368,7 @@ impl Driver {
             batches: fragment.batches.clone(),
             fragment_key: fragment.fragment_key.clone(),
             base_output_file: fragment.base_output_file.clone(),
+            origin: fragment.origin.clone(),
         };
         // Spawned on its own, so that a write that panics is a failed try.
         let written = tokio::spawn(self.executor.write_fragment(write));
@@ -381,12 +395,26 @@ impl Driver {
             let message = format!("internal: no data file for some of fragments {fragments:?}");
             return self.report(Event::CommitFailed { message });
         };
+        // Once committed, the fragments' batch checkpoints serve no plan
+        // (their keys name the column's old data file): only the small
+        // fragment records, which let a re-run skip the fragments, stay.
+        let batches: Vec<CheckpointKey> = fragments
+            .iter()
+            .filter_map(|id| self.plan.fragments.get(id))
+            .flat_map(|fragment| fragment.batches.iter().map(|(_, key)| key.clone()))
+            .collect();
+        let checkpoints = self.stores.checkpoints.clone();
         let dataset = self.setup.dataset.clone();
         self.in_flight += 1;
         let updates = self.updates.clone();
         tokio::spawn(async move {
             let event = match commit_replacements(dataset, groups).await {
-                Ok(committed) => Event::Committed { fragments, version: committed.version().version },
+                Ok(committed) => {
+                    if let Err(error) = checkpoints.delete_batches(&batches).await {
+                        tracing::warn!(%error, ?fragments, "could not delete committed batch checkpoints; `leman cleanup` removes them");
+                    }
+                    Event::Committed { fragments, version: committed.version().version }
+                }
                 Err(error) => Event::CommitFailed { message: format!("committing fragments {fragments:?}: {error}") },
             };
             let _ = updates.send(Update::Event(event));
@@ -418,7 +446,10 @@ impl Driver {
                 self.record.error = Some(failure.clone());
                 self.tell(JobEvent::Failed(failure.clone()));
             }
-            Err(Error::Cancelled { .. }) => self.record.status = JobStatus::Cancelled,
+            Err(Error::Cancelled { reason, .. }) => {
+                self.record.status = JobStatus::Cancelled;
+                self.record.error = Some(JobFailure { message: reason.to_string(), fragment_id: None, rows: None });
+            }
             Err(other) => {
                 let failure = JobFailure { message: other.to_string(), fragment_id: None, rows: None };
                 self.record.status = JobStatus::Failed;

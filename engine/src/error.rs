@@ -67,8 +67,14 @@ pub enum Error {
     #[error("backfill job {job_id} failed: {failure}; fix the cause and run the same backfill again to resume from its checkpoints")]
     JobFailed { job_id: String, failure: JobFailure },
     /// The job was cancelled; run it again to resume.
-    #[error("backfill job {job_id} was cancelled; run it again to resume from its checkpoints")]
-    Cancelled { job_id: String },
+    #[error("backfill job {job_id} was {reason}; its checkpoints are kept: run the same backfill again to resume")]
+    Cancelled { job_id: String, reason: crate::cancel::CancelReason },
+    /// The table records no job of this id.
+    #[error("table {table} has no job {job_id}; list its jobs with `leman jobs --table {table}`")]
+    JobNotFound { table: String, job_id: String },
+    /// The job cannot be cancelled: it is not running.
+    #[error("job {job_id} is not running (status: {status}); nothing to cancel")]
+    JobNotRunning { job_id: String, status: leman_scheduler::JobStatus },
     /// An actor could not be started or stopped answering.
     #[error("actor {actor}: {reason}")]
     Actor { actor: String, reason: String },

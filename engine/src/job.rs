@@ -1,10 +1,13 @@
 //! The handle of a running backfill.
 
-use tokio::sync::{Mutex, mpsc, watch};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 
 use leman_scheduler::{JobFailure, Progress, Summary};
 
+use crate::cancel::{CancelReason, CancelSignal, cancel};
 use crate::error::{Error, Result};
 
 /// What a job reports while it runs.
@@ -36,13 +39,27 @@ pub enum JobEvent {
 
 /// A running backfill: its id, its events, its outcome.
 ///
-/// Dropping the handle does not stop the job; [`Job::cancel`] does.
+/// Dropping the handle does not stop the job; [`Job::cancel`] does, and so
+/// do a [`Canceller`] of it, a request from another process
+/// (`Table::cancel_job`) and the `timeout` option.
 #[derive(Debug)]
 pub struct Job {
     id: String,
     events: Mutex<mpsc::UnboundedReceiver<JobEvent>>,
     outcome: JoinHandle<Result<Summary>>,
-    cancel: watch::Sender<bool>,
+    cancel: Arc<CancelSignal>,
+}
+
+/// Cancels one job; kept by whoever follows the job's events elsewhere
+/// (a cluster's head keeps one per job it runs).
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<CancelSignal>);
+
+impl Canceller {
+    /// Asks the job to stop, as [`Job::cancel`] does.
+    pub fn cancel(&self) {
+        cancel(&self.0, CancelReason::Asked);
+    }
 }
 
 impl Job {
@@ -50,7 +67,7 @@ impl Job {
         id: String,
         events: mpsc::UnboundedReceiver<JobEvent>,
         outcome: JoinHandle<Result<Summary>>,
-        cancel: watch::Sender<bool>,
+        cancel: Arc<CancelSignal>,
     ) -> Self {
         Self { id, events: Mutex::new(events), outcome, cancel }
     }
@@ -65,9 +82,15 @@ impl Job {
         self.events.lock().await.recv().await
     }
 
-    /// Asks the job to stop. What is committed stays; a re-run resumes.
+    /// Asks the job to stop after the batches in flight. What is committed
+    /// stays, its checkpoints are kept, and a re-run resumes.
     pub fn cancel(&self) {
-        self.cancel.send_replace(true);
+        cancel(&self.cancel, CancelReason::Asked);
+    }
+
+    /// A handle that cancels this job from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.cancel.clone())
     }
 
     /// Waits for the job to end.

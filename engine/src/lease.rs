@@ -128,7 +128,7 @@ fn payload(holder: &Holder) -> PutPayload {
     PutPayload::from(serde_json::to_vec(&holder).unwrap_or_default())
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "unknown".to_string())
 }
 

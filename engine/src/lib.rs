@@ -7,7 +7,10 @@
 //! ([`TableStores`]: checkpoints, job records and the column's lease), and
 //! the [`UdfRegistry`] that every process of one binary shares. [`start`]
 //! is its entry point; the [`Job`] it returns reports events and the
-//! outcome.
+//! outcome. Around it: [`plan_backfill`] makes a job's plan and stops
+//! there (a dry run), [`TableStores::request_cancel`] stops a running job
+//! from any process, and [`cleanup`] removes the checkpoints no job can
+//! reuse.
 //!
 //! Where a job's appliers run and its fragments are written is not its
 //! business: it asks an [`Executor`], the way Ballista's scheduler core asks
@@ -40,8 +43,11 @@
 //!   crates above.
 
 mod backfill;
+mod cancel;
+mod cleanup;
 mod clock;
 mod driver;
+mod dry_run;
 mod error;
 mod executor;
 mod job;
@@ -60,11 +66,14 @@ pub mod testing;
 mod udf_record;
 
 pub use backfill::start;
+pub use cancel::{CancelReason, CancelRequests};
+pub use cleanup::{CleanupOptions, CleanupReport, Tally, Unreachable, cleanup};
+pub use dry_run::{BackfillPlan, plan_backfill};
 pub use error::{Error, Result};
 pub use executor::{
     ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, Unanswered, WriteFailure,
 };
-pub use job::{Job, JobEvent};
+pub use job::{Canceller, Job, JobEvent};
 pub use leman_applier::{
     ErrorPolicy, InstanceContext, Resources, StatefulUdf, TaskError, TaskOutput, TaskSpec, Udf, UdfError, default_filter,
     quote_identifier,

@@ -48,6 +48,10 @@ pub struct BackfillOptions {
     pub batch_size: usize,
     /// Seconds between progress events. Default 2.
     pub refresh_status_secs: f64,
+    /// Cancels the job when it has run this long (planning included): it
+    /// stops after the batches in flight and keeps its checkpoints, so a
+    /// re-run resumes. Default: none.
+    pub timeout: Option<Duration>,
 }
 
 impl Default for BackfillOptions {
@@ -64,6 +68,7 @@ impl Default for BackfillOptions {
             task_shuffle_diversity: 8,
             batch_size: 10_240,
             refresh_status_secs: 2.0,
+            timeout: None,
         }
     }
 }
@@ -141,6 +146,12 @@ impl BackfillOptions {
         self
     }
 
+    /// Cancels the job after `limit`.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeout = Some(limit);
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |reason: &str| Err(Error::InvalidOptions { reason: reason.to_string() });
         if self.concurrency == 0 {
@@ -160,6 +171,9 @@ impl BackfillOptions {
         }
         if !(self.refresh_status_secs.is_finite() && self.refresh_status_secs > 0.0) {
             return invalid("refresh_status_secs must be a positive number of seconds");
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return invalid("timeout must be longer than 0 s");
         }
         Ok(())
     }

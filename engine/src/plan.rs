@@ -17,7 +17,7 @@ use std::ops::Range;
 use futures::{StreamExt, TryStreamExt};
 use lance::dataset::fragment::FileFragment;
 use lance_table::format::DataFile;
-use leman_checkpoint::{CheckpointKey, CheckpointStore, KeyParts};
+use leman_checkpoint::{CheckpointKey, CheckpointStore, KeyParts, Origin};
 use leman_scheduler::plan::row_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart};
 
@@ -32,6 +32,8 @@ const INSPECT_PARALLELISM: usize = 8;
 #[derive(Debug, Clone)]
 pub(crate) struct FragmentPlan {
     pub fragment_key: CheckpointKey,
+    /// What the fragment key hashed, for the fragment's record.
+    pub origin: Origin,
     /// Batch checkpoint keys in physical row order.
     pub batches: Vec<(Range<u64>, CheckpointKey)>,
     /// The file the column's current values are read from.
@@ -48,20 +50,30 @@ pub(crate) struct Plan {
 }
 
 pub(crate) async fn plan(resolved: &Resolved, store: &CheckpointStore, options: &BackfillOptions) -> Result<Plan> {
-    let batch_size = options.batch_size as u64;
-    let mut fragments = resolved.dataset.get_fragments();
-    fragments.sort_by_key(|f| f.id());
-    let inspected: Vec<Option<(FragmentInput, FragmentPlan)>> = futures::stream::iter(fragments)
-        .map(|fragment| inspect(resolved, store, fragment, batch_size))
-        .buffered(INSPECT_PARALLELISM)
-        .try_collect()
-        .await?;
     let mut plan = Plan::default();
-    for (input, fragment) in inspected.into_iter().flatten().take(options.num_frags.unwrap_or(usize::MAX)) {
+    let left = inspect_all(resolved, store, options).await?.into_iter().flatten();
+    for (input, fragment) in left.take(options.num_frags.unwrap_or(usize::MAX)) {
         plan.fragments.insert(input.id, fragment);
         plan.inputs.push(input);
     }
     Ok(plan)
+}
+
+/// Every fragment of the table in id order: `None` for those with nothing
+/// to do, else what is left of it (before `num_frags` is applied).
+pub(crate) async fn inspect_all(
+    resolved: &Resolved,
+    store: &CheckpointStore,
+    options: &BackfillOptions,
+) -> Result<Vec<Option<(FragmentInput, FragmentPlan)>>> {
+    let batch_size = options.batch_size as u64;
+    let mut fragments = resolved.dataset.get_fragments();
+    fragments.sort_by_key(|f| f.id());
+    futures::stream::iter(fragments)
+        .map(|fragment| inspect(resolved, store, fragment, batch_size))
+        .buffered(INSPECT_PARALLELISM)
+        .try_collect()
+        .await
 }
 
 /// `None` when the fragment has nothing to do.
@@ -84,7 +96,9 @@ async fn inspect(
         data_files,
     };
     let input_files = files.iter().filter(|f| Some(&f.path) != output_file.as_ref()).map(|f| f.path.clone()).collect();
-    let fragment_key = parts(input_files).fragment_key();
+    let fragment_parts = parts(input_files);
+    let fragment_key = fragment_parts.fragment_key();
+    let origin = fragment_parts.origin();
     let physical_rows = fragment.physical_rows().await? as u64;
     let mut input = FragmentInput::new(id, physical_rows);
     let mut written = None;
@@ -113,6 +127,6 @@ async fn inspect(
             .await?;
         input.checkpointed = found.into_iter().flatten().collect();
     }
-    let plan = FragmentPlan { fragment_key, batches, base_output_file: output_file, written };
+    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written };
     Ok(Some((input, plan)))
 }

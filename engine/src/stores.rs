@@ -1,5 +1,6 @@
 //! The stores beside a table, in its object store under `_leman/`:
-//! checkpoints, job records and the columns' leases.
+//! checkpoints, job records, requests to cancel jobs and the columns'
+//! leases.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use lance::io::{ObjectStore as LanceObjectStore, ObjectStoreRegistry};
 use leman_checkpoint::CheckpointStore;
 use leman_scheduler::{JobRecord, JobStatus};
 
+use crate::cancel::CancelRequests;
 use crate::error::{Error, Result};
 use crate::lease::{self, ColumnLease};
 use crate::location::TableLocation;
@@ -20,6 +22,8 @@ pub struct TableStores {
     pub checkpoints: CheckpointStore,
     /// Job records.
     pub jobs: JobStore,
+    /// Requests to cancel running jobs.
+    pub cancels: CancelRequests,
     store: Arc<dyn object_store::ObjectStore>,
     dir: object_store::path::Path,
 }
@@ -37,6 +41,7 @@ impl TableStores {
         Ok(Self {
             checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
             jobs: JobStore::new(store.inner.clone(), &dir),
+            cancels: CancelRequests::new(store.inner.clone(), &dir),
             store: store.inner.clone(),
             dir,
         })
@@ -56,6 +61,22 @@ impl TableStores {
         let Some(mut record) = self.jobs.get(id).await? else { return Ok(None) };
         self.mark_interrupted(&mut record).await?;
         Ok(Some(record))
+    }
+
+    /// Asks running job `id` to stop, from any process that reaches the
+    /// table: the job stops after its batches in flight, keeps its
+    /// checkpoints and is recorded `cancelled`. Returns its record as it
+    /// stood when asked.
+    pub async fn request_cancel(&self, table: &str, id: &str) -> Result<JobRecord> {
+        let record = self
+            .job_record(id)
+            .await?
+            .ok_or_else(|| Error::JobNotFound { table: table.to_string(), job_id: id.to_string() })?;
+        if record.status != JobStatus::Running {
+            return Err(Error::JobNotRunning { job_id: id.to_string(), status: record.status });
+        }
+        self.cancels.request(id).await?;
+        Ok(record)
     }
 
     async fn mark_interrupted(&self, record: &mut JobRecord) -> Result<()> {

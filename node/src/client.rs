@@ -52,6 +52,16 @@ pub async fn job_status(head: SocketAddr, certs: &ClusterCerts, job_id: &str) ->
     }
 }
 
+/// Asks the head at `head` to cancel job `job_id`: it stops after its
+/// batches in flight and keeps its checkpoints.
+pub async fn cancel_job(head: SocketAddr, certs: &ClusterCerts, job_id: &str) -> Result<()> {
+    match ask(head, certs, &HeadRequest::CancelJob { job_id: job_id.to_string() }).await? {
+        HeadResponse::Noted => Ok(()),
+        HeadResponse::Refused { reason } => Err(NodeError::Refused { peer: head, reason }),
+        other => Err(unexpected(head, other)),
+    }
+}
+
 async fn ask(head: SocketAddr, certs: &ClusterCerts, request: &HeadRequest) -> Result<HeadResponse> {
     let client = Node::client(any_port_of(head), certs, NodeConfig::default())?;
     let response = client.request::<_, HeadResponse>(head, request).await;

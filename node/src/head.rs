@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use leman_cluster::{Membership, MembershipEvent};
-use leman_engine::{Error as EngineError, JobEvent, JobStatus, TableLocation, UdfRegistry};
+use leman_engine::{Canceller, Error as EngineError, JobEvent, JobStatus, TableLocation, UdfRegistry};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 use tokio::sync::broadcast;
 
@@ -66,6 +66,8 @@ struct HeadService {
     cluster: Arc<ClusterView>,
     registry: UdfRegistry,
     jobs: Arc<Mutex<HashMap<String, JobView>>>,
+    /// The running jobs' cancellers.
+    cancellers: Arc<Mutex<HashMap<String, Canceller>>>,
     figures: Arc<HeadMetrics>,
 }
 
@@ -121,6 +123,17 @@ impl Service for HeadService {
                     None => HeadResponse::Refused { reason: format!("this head runs no job {job_id}") },
                 }
             }
+            HeadRequest::CancelJob { job_id } => {
+                let cancellers = self.cancellers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                match cancellers.get(&job_id) {
+                    Some(canceller) => {
+                        tracing::info!(job = %job_id, "cancelling on a client's request");
+                        canceller.cancel();
+                        HeadResponse::Noted
+                    }
+                    None => HeadResponse::Refused { reason: format!("this head runs no job {job_id} (it may have ended)") },
+                }
+            }
         }
     }
 }
@@ -153,8 +166,11 @@ impl HeadService {
             progress: Default::default(),
             summary: None,
             error: None,
+            cancelled: None,
         };
         self.jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(job_id.clone(), view);
+        self.cancellers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).insert(job_id.clone(), job.canceller());
+        let cancellers = self.cancellers.clone();
         let jobs = self.jobs.clone();
         let id = job_id.clone();
         let figures = self.figures.clone();
@@ -174,6 +190,7 @@ impl HeadService {
                 }
             }
             let outcome = job.wait().await;
+            cancellers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
             if let Ok(summary) = &outcome {
                 figures.commits.inc_by(summary.commits.saturating_sub(commits));
             }
@@ -183,7 +200,10 @@ impl HeadService {
                     view.status = JobStatus::Succeeded;
                     view.summary = Some(summary.clone());
                 }
-                Err(EngineError::Cancelled { .. }) => view.status = JobStatus::Cancelled,
+                Err(EngineError::Cancelled { reason, .. }) => {
+                    view.status = JobStatus::Cancelled;
+                    view.cancelled = Some(reason.clone());
+                }
                 Err(error) => {
                     view.status = JobStatus::Failed;
                     view.error = Some(error.to_string());
@@ -217,6 +237,7 @@ impl Head {
             cluster,
             registry: config.registry.clone(),
             jobs: Arc::default(),
+            cancellers: Arc::default(),
             figures: figures.clone(),
         });
         let node = Node::serve(config.listen, &certs, NodeConfig::default(), service)?;

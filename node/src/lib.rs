@@ -15,7 +15,7 @@
 //! [`Executor`](leman_engine::Executor) over the wire, so a job's driver is
 //! the same code embedded or on a cluster. [`LocalCluster`] starts a
 //! throwaway head and workers on 127.0.0.1 (`leman backfill
-//! --local-workers N`); [`submit`], [`job_status`] and [`members`] are the
+//! --local-workers N`); [`submit`], [`job_status`], [`cancel_job`] and [`members`] are the
 //! client's side.
 //!
 //! It sits between the face and the engine: `leman` -> `leman-node` ->
@@ -48,7 +48,7 @@ mod protocol;
 mod view;
 mod worker;
 
-pub use client::{find_head, job_status, members, submit};
+pub use client::{cancel_job, find_head, job_status, members, submit};
 pub use discovery::Discovery;
 pub use error::{NodeError, Result};
 pub use head::{Head, HeadConfig};

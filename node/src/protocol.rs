@@ -5,7 +5,7 @@
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, JobStatus, Progress, Summary, TableLocation};
+use leman_engine::{BackfillOptions, CancelReason, JobStatus, Progress, Summary, TableLocation};
 use leman_writer::FragmentWrite;
 use serde::{Deserialize, Serialize};
 
@@ -64,6 +64,8 @@ pub enum HeadRequest {
     Submit(Box<Submission>),
     /// Where does a job stand?
     JobStatus { job_id: String },
+    /// Stop a job after its batches in flight (answered `Noted`).
+    CancelJob { job_id: String },
     /// A worker's applier stopped without being asked to (cast by the
     /// worker: the head spawned it).
     ApplierExited(ApplierExit),
@@ -118,6 +120,8 @@ pub struct JobView {
     pub summary: Option<Summary>,
     /// Why it failed.
     pub error: Option<String>,
+    /// Why it was cancelled.
+    pub cancelled: Option<CancelReason>,
 }
 
 /// What the head answers.

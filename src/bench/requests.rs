@@ -57,6 +57,8 @@ pub enum Area {
     Lease,
     /// `_leman/jobs/`: job records.
     JobRecord,
+    /// `_leman/cancels/`: requests to cancel a job, looked for every second.
+    CancelRequest,
     /// Anything else (deletion files, indices).
     Other,
 }
@@ -73,6 +75,8 @@ impl Area {
             Area::Lease
         } else if has("_leman/jobs/") {
             Area::JobRecord
+        } else if has("_leman/cancels/") {
+            Area::CancelRequest
         } else if has("_versions/") || path.ends_with("_versions") {
             Area::Manifest
         } else if has("_transactions/") {

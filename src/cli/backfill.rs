@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use leman_engine::{BackfillOptions, Error, JobStatus, Result, Summary, TableLocation};
+use leman_engine::{BackfillOptions, CancelReason, Error, JobStatus, Result, Summary, TableLocation};
 use leman_node::{JobView, JoinTarget, LocalCluster, Submission};
 use leman_runtime::ClusterCerts;
 
@@ -52,9 +52,18 @@ pub(crate) struct BackfillArgs {
     /// Seconds between progress updates.
     #[arg(long, default_value_t = 1.0)]
     refresh_status_secs: f64,
+    /// Cancel the job after this many seconds (planning included): it stops
+    /// after the batches in flight, keeps its checkpoints and exits with
+    /// status 3; run the same command again to resume.
+    #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
+    timeout: Option<std::time::Duration>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Print what the backfill would do (fragments, tasks, rows to compute
+    /// and from checkpoints, whether the UDF changed) and change nothing.
+    #[arg(long)]
+    dry_run: bool,
     /// Run on the cluster whose head is at HOST:PORT, dns:NAME:PORT or
     /// dns+srv:NAME (default: in this process).
     #[arg(long, requires = "certs")]
@@ -83,12 +92,16 @@ impl BackfillArgs {
             read_version: self.read_version,
             task_shuffle_diversity: self.task_shuffle_diversity,
             refresh_status_secs: self.refresh_status_secs,
+            timeout: self.timeout,
             ..BackfillOptions::default()
         }
     }
 }
 
 pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
+    if args.dry_run {
+        return dry_run(&args).await;
+    }
     if let (Some(target), Some(certs)) = (&args.cluster, &args.certs) {
         let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
         let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
@@ -150,6 +163,34 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     }
 }
 
+/// `--dry-run`: the plan, from this process (wherever the job would run,
+/// its plan is the table's and its checkpoints').
+async fn dry_run(args: &BackfillArgs) -> Result<ExitCode> {
+    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
+    let plan = table.plan_backfill(&args.column, &args.options()).await?;
+    if args.json {
+        let mut value = serde_json::to_value(&plan).map_err(|e| Error::Io(e.into()))?;
+        value["udf_version_changed"] = json!(plan.udf_version_changed());
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let last = match (&plan.last_filled_with, plan.udf_version_changed()) {
+        (Some(last), Some(true)) => format!("changed: the column was last filled with version {last}"),
+        (Some(_), _) => "unchanged since the column was last filled".to_string(),
+        (None, _) => "no job has filled the column yet".to_string(),
+    };
+    println!("dry run: backfill of {} in {} at version {} (nothing changed)", plan.column, table.uri(), plan.read_version);
+    println!("udf        {} version {} ({last})", plan.udf, plan.udf_version);
+    println!("filter     {}", plan.filter);
+    println!(
+        "fragments  {} in all: {} done, {} to commit, {} to compute, {} left for a later run",
+        plan.fragments_total, plan.fragments_done, plan.fragments_to_commit, plan.fragments_to_compute, plan.fragments_left
+    );
+    println!("tasks      {} to run, {} from checkpoints", plan.tasks, plan.tasks_checkpointed);
+    println!("rows       {} to compute, {} from checkpoints", plan.rows_to_compute, plan.rows_from_checkpoints);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Submits the job to the head and follows it until it ends.
 async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &ClusterCerts) -> Result<ExitCode> {
     let submission = Submission {
@@ -164,7 +205,9 @@ async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: 
     let view = follow_remote(head, certs, &job_id, args.refresh_status_secs).await?;
     let outcome = match (view.status, view.summary) {
         (JobStatus::Succeeded, Some(summary)) => Ok(summary),
-        (JobStatus::Cancelled, _) => Err(Error::Cancelled { job_id: job_id.clone() }),
+        (JobStatus::Cancelled, _) => {
+            Err(Error::Cancelled { job_id: job_id.clone(), reason: view.cancelled.unwrap_or(CancelReason::Asked) })
+        }
         (status, _) => Err(Error::Io(std::io::Error::other(format!(
             "job {job_id} {status}: {}",
             view.error.unwrap_or_default()
@@ -198,6 +241,14 @@ pub(crate) async fn follow_remote(
         }
         tokio::time::sleep(every).await;
         every = (every * 2).min(refresh);
+    }
+}
+
+/// A timeout in seconds: a positive, finite number.
+fn parse_timeout(arg: &str) -> std::result::Result<std::time::Duration, String> {
+    match arg.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err(format!("{arg:?} is not a positive number of seconds")),
     }
 }
 

@@ -1,12 +1,14 @@
 //! `leman jobs`: a table's jobs from the records beside it.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use leman_engine::{Error, JobRecord, Result};
+use leman_engine::{Error, JobRecord, JobStatus, Result};
 
 use crate::builtins;
+use crate::cli::format::utc;
 use crate::table::Table;
 
 #[derive(Debug, Args)]
@@ -19,8 +21,8 @@ pub(crate) struct JobsArgs {
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     json: bool,
-    /// Ask the head of this cluster instead of the table (for `show`):
-    /// HOST:PORT, dns:NAME:PORT or dns+srv:NAME.
+    /// Ask the head of this cluster instead of the table (for `show` and
+    /// `cancel`): HOST:PORT, dns:NAME:PORT or dns+srv:NAME.
     #[arg(long, global = true, requires = "certs")]
     cluster: Option<leman_node::JoinTarget>,
     /// DNS server for --cluster names, instead of the system's.
@@ -40,52 +42,135 @@ enum JobsCommand {
         /// Job id, as `leman jobs` lists it.
         id: String,
     },
+    /// Cancel a running job, whichever process or cluster runs it: it stops
+    /// after its batches in flight, keeps its checkpoints and is recorded
+    /// cancelled; running the same backfill again resumes it.
+    Cancel {
+        /// Job id, as `leman jobs` lists it.
+        id: String,
+        /// Seconds to wait for the job to stop (0: ask and return).
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u64,
+    },
 }
 
+/// How often `cancel` looks whether the job has stopped.
+const CANCEL_LOOK_EVERY: Duration = Duration::from_millis(200);
+
 pub(crate) async fn run(args: JobsArgs) -> Result<ExitCode> {
-    if let (Some(target), Some(certs), Some(JobsCommand::Show { id })) = (&args.cluster, &args.certs, &args.command) {
-        let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
-        let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
-        let view = leman_node::job_status(head, &certs, id).await?;
-        if args.json {
-            println!("{}", serde_json::to_string(&view).map_err(|e| Error::Io(e.into()))?);
-        } else {
-            println!("job        {}", view.job_id);
-            println!("column     {}", view.column);
-            println!("status     {}", view.status);
-            println!("rows       {}/{} done", view.progress.rows_done, view.progress.rows_total);
-            println!("fragments  {}/{} committed", view.progress.fragments_committed, view.progress.fragments_total);
-            if let Some(error) = &view.error {
-                println!("error      {error}");
-            }
-        }
-        return Ok(ExitCode::SUCCESS);
+    match &args.command {
+        Some(JobsCommand::Cancel { id, wait_secs }) => cancel(&args, id, Duration::from_secs(*wait_secs)).await,
+        Some(JobsCommand::Show { id }) => match (&args.cluster, &args.certs) {
+            (Some(target), Some(certs)) => show_on_cluster(&args, target, certs, id).await,
+            _ => show(&args, id).await,
+        },
+        None => list(&args).await,
     }
-    let Some(path) = &args.table else {
-        return Err(Error::InvalidOptions { reason: "pass the table with --table PATH".to_string() });
-    };
-    let table = Table::open_with(path, args.storage.options(), builtins::registry()).await?;
-    match args.command {
-        None => {
-            let records = table.jobs().await?;
-            if args.json {
-                println!("{}", serde_json::to_string(&records).map_err(|e| Error::Io(e.into()))?);
-            } else {
-                print_list(&records);
-            }
+}
+
+async fn list(args: &JobsArgs) -> Result<ExitCode> {
+    let (_, table) = open_table(args).await?;
+    let records = table.jobs().await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&records).map_err(|e| Error::Io(e.into()))?);
+    } else {
+        print_list(&records);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(args: &JobsArgs, id: &str) -> Result<ExitCode> {
+    let (path, table) = open_table(args).await?;
+    let record = table.job(id).await?.ok_or_else(|| Error::JobNotFound { table: path.to_string(), job_id: id.to_string() })?;
+    if args.json {
+        println!("{}", serde_json::to_string(&record).map_err(|e| Error::Io(e.into()))?);
+    } else {
+        print_one(&record);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show_on_cluster(args: &JobsArgs, target: &leman_node::JoinTarget, certs: &std::path::Path, id: &str) -> Result<ExitCode> {
+    let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+    let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
+    let view = leman_node::job_status(head, &certs, id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&view).map_err(|e| Error::Io(e.into()))?);
+    } else {
+        println!("job        {}", view.job_id);
+        println!("column     {}", view.column);
+        println!("status     {}", view.status);
+        println!("rows       {}/{} done", view.progress.rows_done, view.progress.rows_total);
+        println!("fragments  {}/{} committed", view.progress.fragments_committed, view.progress.fragments_total);
+        if let Some(reason) = &view.cancelled {
+            println!("reason     {reason}");
         }
-        Some(JobsCommand::Show { id }) => {
-            let record = table.job(&id).await?.ok_or_else(|| Error::InvalidOptions {
-                reason: format!("table {} has no job {id}; list its jobs with `leman jobs --table {path}`", table.uri()),
-            })?;
-            if args.json {
-                println!("{}", serde_json::to_string(&record).map_err(|e| Error::Io(e.into()))?);
-            } else {
-                print_one(&record);
-            }
+        if let Some(error) = &view.error {
+            println!("error      {error}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The table of `--table`, with its path as given.
+async fn open_table(args: &JobsArgs) -> Result<(&str, Table)> {
+    let Some(path) = &args.table else {
+        return Err(Error::InvalidOptions { reason: "pass the table with --table PATH".to_string() });
+    };
+    Ok((path, Table::open_with(path, args.storage.options(), builtins::registry()).await?))
+}
+
+/// `leman jobs cancel`: asks the job to stop, through the head with
+/// `--cluster`, else through the table; then waits until it has.
+async fn cancel(args: &JobsArgs, id: &str, wait: Duration) -> Result<ExitCode> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let still_running = || {
+        Error::Io(std::io::Error::other(format!(
+            "asked job {id} to stop, but it was still running after {} s (it stops after its batches in flight); \
+             `leman jobs show {id}` tells when it has",
+            wait.as_secs()
+        )))
+    };
+    if let (Some(target), Some(certs)) = (&args.cluster, &args.certs) {
+        let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
+        leman_node::cancel_job(head, &certs, id).await?;
+        let view = loop {
+            let view = leman_node::job_status(head, &certs, id).await?;
+            if view.status != JobStatus::Running || wait.is_zero() {
+                break view;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(still_running());
+            }
+            tokio::time::sleep(CANCEL_LOOK_EVERY).await;
+        };
+        report_cancel(id, view.status, &view.column, view.progress.rows_done, view.progress.rows_total, None);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (path, table) = open_table(args).await?;
+    let mut record = table.cancel_job(id).await?;
+    while record.status == JobStatus::Running && !wait.is_zero() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(still_running());
+        }
+        tokio::time::sleep(CANCEL_LOOK_EVERY).await;
+        record = table.job(id).await?.ok_or_else(|| Error::JobNotFound { table: path.to_string(), job_id: id.to_string() })?;
+    }
+    report_cancel(id, record.status, &record.column, record.progress.rows_done, record.progress.rows_total, Some(path));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report_cancel(id: &str, status: JobStatus, column: &str, done: u64, total: u64, table: Option<&str>) {
+    let resume = match table {
+        Some(table) => format!("`leman backfill --table {table} --column {column}` resumes it"),
+        None => format!("the same backfill of {column} resumes it"),
+    };
+    match status {
+        JobStatus::Running => println!("asked job {id} to stop; it stops after its batches in flight"),
+        JobStatus::Cancelled => println!("job {id} cancelled with {done}/{total} rows done; its checkpoints are kept: {resume}"),
+        other => println!("job {id} ended before it was cancelled (status: {other})"),
+    }
 }
 
 fn print_list(records: &[JobRecord]) {
@@ -124,34 +209,9 @@ fn print_one(r: &JobRecord) {
     if let Some(s) = &r.summary {
         println!("computed   {} rows, {} skipped, {} from checkpoints", s.rows_computed, s.rows_skipped, s.rows_from_checkpoints);
     }
-    if let Some(error) = &r.error {
-        println!("error      {error}");
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS` in UTC from Unix milliseconds.
-fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil from days (Howard Hinnant's algorithm), for days since 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_formats_known_instants() {
-        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
-        assert_eq!(super::utc(1_795_000_000_000), "2026-11-18 11:06:40");
-        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    match (&r.error, r.status) {
+        (Some(reason), JobStatus::Cancelled) => println!("reason     {reason}"),
+        (Some(error), _) => println!("error      {error}"),
+        (None, _) => {}
     }
 }

@@ -6,7 +6,9 @@
 //! the arguments, names and types have been checked.
 
 mod backfill;
+mod cleanup;
 mod cluster;
+pub mod format;
 mod inspect;
 mod jobs;
 mod machine;
@@ -51,7 +53,7 @@ enum Command {
         /// New column name.
         #[arg(long)]
         column: String,
-        /// Built-in UDF: str_len, sha256, hash_embed or busy.
+        /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
         #[arg(long)]
         udf: String,
         /// Input column(s), comma-separated.
@@ -63,8 +65,10 @@ enum Command {
     },
     /// Compute a UDF column.
     Backfill(backfill::BackfillArgs),
-    /// List a table's jobs, or show one.
+    /// List a table's jobs, show one, or cancel one.
     Jobs(jobs::JobsArgs),
+    /// Remove the checkpoints beside a table that no job can reuse.
+    Cleanup(cleanup::CleanupArgs),
     /// Cluster set-up and status.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -137,7 +141,13 @@ enum ClusterCommand {
     },
 }
 
-/// Runs a parsed command line; the exit code is 0 only on success.
+/// Exit status of a command whose job was cancelled (by `leman jobs
+/// cancel`, `--timeout` or Ctrl-C): it kept its checkpoints, and running it
+/// again resumes it. Other errors exit with 1.
+pub const EXIT_CANCELLED: u8 = 3;
+
+/// Runs a parsed command line; the exit code is 0 only on success, and
+/// an error is one line on stderr.
 pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, rows } => demo(dir, rows).await,
@@ -146,6 +156,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Cleanup(args) => cleanup::run(args).await,
         Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
@@ -160,6 +171,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
+        Err(error @ Error::Cancelled { .. }) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_CANCELLED)
+        }
         Err(error) => {
             eprintln!("error: {error}");
             ExitCode::FAILURE

@@ -8,6 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use leman_engine::{Job, JobEvent, Progress};
 
+use crate::cli::format::{progress_line, rows_per_second};
+
 /// Follows `job` until its last event, drawing its progress.
 pub(crate) async fn follow(job: &Job, label: &str) {
     let mut view = View::new(label);
@@ -62,9 +64,9 @@ impl View {
             View::Bar(bar) => {
                 bar.set_length(p.rows_total);
                 bar.set_position(p.rows_done);
-                bar.set_message(format!("{}/{} fragments  {:.0} rows/s", p.fragments_committed, p.fragments_total, rate(p)));
+                bar.set_message(format!("{}/{} fragments  {:.0} rows/s", p.fragments_committed, p.fragments_total, rows_per_second(p)));
             }
-            View::Lines { label } => eprintln!("{label}: {}", line(p)),
+            View::Lines { label } => eprintln!("{label}: {}", progress_line(p)),
         }
     }
 
@@ -79,39 +81,5 @@ impl View {
         if let View::Bar(bar) = self {
             bar.finish_and_clear();
         }
-    }
-}
-
-/// `rows 500/1000 (50.0%), fragments 1/4 committed, 1234 rows/s, eta 1s`
-fn line(p: &Progress) -> String {
-    let rate = rate(p);
-    let percent = if p.rows_total > 0 { 100.0 * p.rows_done as f64 / p.rows_total as f64 } else { 100.0 };
-    let eta = if rate > 0.0 { format!("{:.0}s", (p.rows_total - p.rows_done.min(p.rows_total)) as f64 / rate) } else { "?".to_string() };
-    format!(
-        "rows {}/{} ({percent:.1}%), fragments {}/{} committed, {rate:.0} rows/s, eta {eta}",
-        p.rows_done, p.rows_total, p.fragments_committed, p.fragments_total
-    )
-}
-
-fn rate(p: &Progress) -> f64 {
-    let seconds = p.elapsed.as_secs_f64();
-    if seconds > 0.0 { p.rows_done as f64 / seconds } else { 0.0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plain_lines_show_rows_fragments_rate_and_eta() {
-        let p = Progress {
-            rows_done: 500,
-            rows_total: 1000,
-            fragments_committed: 1,
-            fragments_total: 4,
-            elapsed: Duration::from_secs(2),
-            ..Progress::default()
-        };
-        assert_eq!(line(&p), "rows 500/1000 (50.0%), fragments 1/4 committed, 250 rows/s, eta 2s");
     }
 }

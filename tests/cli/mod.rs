@@ -2,8 +2,11 @@
 //! including one written by pylance.
 
 mod bench;
+mod cancel;
+mod cleanup;
 mod cluster;
 mod discovery;
+mod dry_run;
 mod errors;
 mod interop;
 mod manifests;
@@ -44,29 +47,69 @@ pub fn fails(output: Output) -> String {
 /// lines) and returns once it reports at least `rows` rows done. The process
 /// is killed if that does not happen within a minute.
 pub fn backfill_until(args: &[&str], rows: u64) -> Child {
-    let mut client = Command::new(env!("CARGO_BIN_EXE_leman"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start leman backfill");
-    let stderr = client.stderr.take().expect("stderr");
-    let (lines, progress) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
+    Backfill::until(args, rows).child
+}
+
+/// A `leman backfill` process and the stderr lines it has yet to be read.
+pub struct Backfill {
+    pub child: Child,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Backfill {
+    /// As [`backfill_until`], keeping the rest of its stderr.
+    pub fn until(args: &[&str], rows: u64) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leman"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start leman backfill");
+        let stderr = child.stderr.take().expect("stderr");
+        let (lines, progress) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let Ok(line) = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("leman backfill did not report {rows} rows done within a minute");
+            };
+            let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
+            if done.is_some_and(|n| n >= rows) {
+                return Self { child, stderr: progress };
+            }
         }
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let Ok(line) = progress.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
-            let _ = client.kill();
-            let _ = client.wait();
-            panic!("leman backfill did not report {rows} rows done within a minute");
+    }
+
+    /// Waits (at most `limit`, else kills it and panics) for the process to
+    /// exit; returns its status and the `error:` lines of its stderr.
+    pub fn exit(mut self, limit: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("leman backfill did not exit within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
         };
-        let done = line.split("rows ").nth(1).and_then(|r| r.split('/').next()).and_then(|n| n.parse::<u64>().ok());
-        if done.is_some_and(|n| n >= rows) {
-            return client;
+        // The reader thread ends with the process's stderr (bounded too:
+        // a child of the process may hold it open).
+        let mut errors = Vec::new();
+        let drained = Instant::now() + Duration::from_secs(10);
+        while let Ok(line) = self.stderr.recv_timeout(drained.saturating_duration_since(Instant::now())) {
+            if line.starts_with("error:") {
+                errors.push(line);
+            }
         }
+        (status, errors)
     }
 }

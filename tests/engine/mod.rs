@@ -2,10 +2,13 @@
 //! directories, embedded and on an in-process cluster: one test binary, one
 //! module per behaviour of a backfill.
 
+mod cancel;
 mod checkpoints;
+mod cleanup;
 mod cluster;
 mod commits;
 mod concurrency;
+mod dry_run;
 mod errors;
 mod filters;
 mod full;

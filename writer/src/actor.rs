@@ -3,7 +3,7 @@
 use std::ops::Range;
 
 use lance_table::format::DataFile;
-use leman_checkpoint::CheckpointKey;
+use leman_checkpoint::{CheckpointKey, Origin};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::fragment::{WriterContext, write_fragment};
@@ -19,6 +19,9 @@ pub struct FragmentWrite {
     pub fragment_key: CheckpointKey,
     /// The file the column's previous values came from.
     pub base_output_file: Option<String>,
+    /// What the fragment key hashed (its data files: the fragment's input
+    /// files), kept in the fragment's record for clean-up.
+    pub origin: Origin,
 }
 
 /// Messages a writer takes.
@@ -49,15 +52,7 @@ impl Actor for Writer {
             WriterMsg::Write { write, reply } => {
                 let context = context.clone();
                 tokio::spawn(async move {
-                    let result = write_fragment(
-                        &context,
-                        write.fragment_id,
-                        write.batches,
-                        &write.fragment_key,
-                        write.base_output_file,
-                    )
-                    .await
-                    .map_err(|e| e.to_string());
+                    let result = write_fragment(&context, write).await.map_err(|e| e.to_string());
                     let _ = reply.send(result);
                 });
             }

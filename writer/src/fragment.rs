@@ -3,15 +3,15 @@
 //! Checkpoints are read one at a time as `write_columns` pulls them, so a
 //! writer holds one batch in memory, not the fragment.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use lance::Dataset;
 use lance_core::datatypes::Schema as LanceSchema;
 use lance_table::format::DataFile;
-use leman_checkpoint::{CheckpointKey, CheckpointStore, FragmentRecord};
+use leman_checkpoint::{CheckpointStore, FragmentRecord};
 
+use crate::actor::FragmentWrite;
 use crate::error::WriterError;
 
 /// What every writer of one job shares.
@@ -33,16 +33,11 @@ impl WriterContext {
     }
 }
 
-/// Writes fragment `fragment_id`'s new data file from the checkpoints
-/// `batches` (in physical row order, covering every row), then stores its
-/// fragment checkpoint under `fragment_key`.
-pub async fn write_fragment(
-    context: &WriterContext,
-    fragment_id: u64,
-    batches: Vec<(Range<u64>, CheckpointKey)>,
-    fragment_key: &CheckpointKey,
-    base_output_file: Option<String>,
-) -> Result<DataFile, WriterError> {
+/// Writes fragment `write.fragment_id`'s new data file from its batch
+/// checkpoints (in physical row order, covering every row), then stores its
+/// fragment checkpoint under `write.fragment_key`.
+pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Result<DataFile, WriterError> {
+    let FragmentWrite { fragment_id, batches, fragment_key, base_output_file, origin } = write;
     let fragment = context
         .dataset
         .get_fragment(fragment_id as usize)
@@ -61,10 +56,10 @@ pub async fn write_fragment(
         }
     });
     let group = fragment.write_columns(stream, &context.column_schema).await?;
-    let record = FragmentRecord { data_file: group.1.clone(), base_output_file };
+    let record = FragmentRecord { data_file: group.1.clone(), base_output_file, origin: Some(origin) };
     context
         .checkpoints
-        .put_fragment(fragment_key, &record)
+        .put_fragment(&fragment_key, &record)
         .await
         .map_err(|source| WriterError::Checkpoint { fragment_id, source })?;
     Ok(group.1)

@@ -6,7 +6,7 @@ use leman_node::NodeError;
 
 #[test]
 fn engine_errors_come_back_as_they_were_and_the_rest_are_boxed() {
-    let cancelled = NodeError::Engine(leman_engine::Error::Cancelled { job_id: "j".into() });
+    let cancelled = NodeError::Engine(leman_engine::Error::Cancelled { job_id: "j".into(), reason: leman_engine::CancelReason::Asked });
     assert!(matches!(leman_engine::Error::from(cancelled), leman_engine::Error::Cancelled { .. }));
     let peer: SocketAddr = "127.0.0.1:7070".parse().unwrap();
     let refused = leman_engine::Error::from(NodeError::Refused { peer, reason: "no".into() });

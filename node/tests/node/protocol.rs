@@ -5,7 +5,7 @@ use std::time::Duration;
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, JobStatus, Progress, StorageOptions, Summary, TableLocation, UdfRecord};
+use leman_engine::{BackfillOptions, CancelReason, JobStatus, Progress, StorageOptions, Summary, TableLocation, UdfRecord};
 use leman_node::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, ShippedDataFile, Submission, WorkerRequest,
     WorkerResponse,
@@ -62,6 +62,7 @@ fn every_message_round_trips_through_frames() {
         batches: vec![(0..10, key.batch_key(0..10)), (10..15, key.batch_key(10..15))],
         fragment_key: key.fragment_key(),
         base_output_file: Some("b.lance".into()),
+        origin: key.origin(),
     };
     let requests = [
         WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3, gpus: vec![0, 2] },
@@ -79,6 +80,7 @@ fn every_message_round_trips_through_frames() {
     let heads = [
         HeadRequest::Members,
         HeadRequest::JobStatus { job_id: "j".into() },
+        HeadRequest::CancelJob { job_id: "j".into() },
         HeadRequest::Join(Join { cluster: "leman".into(), advertise: Some("127.0.0.1:1".into()), resources: Resources { cpus: 2.0, gpus: 1.0, memory: 9 } }),
         HeadRequest::Heartbeat(Heartbeat { node: NodeId(4) }),
         HeadRequest::ApplierExited(ApplierExit {
@@ -89,7 +91,7 @@ fn every_message_round_trips_through_frames() {
         HeadRequest::Submit(Box::new(Submission {
             table: TableLocation::new("/t", StorageOptions::new()).unwrap(),
             column: "c".into(),
-            options: BackfillOptions::default().filter("x > 1").num_frags(3),
+            options: BackfillOptions::default().filter("x > 1").num_frags(3).timeout(Duration::from_secs(90)),
         })),
     ];
     for request in heads {
@@ -104,6 +106,7 @@ fn every_message_round_trips_through_frames() {
         progress: Progress::default(),
         summary: Some(Summary::default()),
         error: None,
+        cancelled: Some(CancelReason::TimedOut { after: Duration::from_millis(1500) }),
     }));
     for response in [view, HeadResponse::Noted] {
         let bytes = leman_runtime::frame::encode(&response).unwrap_or_else(|e| panic!("{e}"));

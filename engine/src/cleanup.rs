@@ -1,0 +1,245 @@
+//! Removing checkpoints that no job can reuse: [`cleanup`].
+//!
+//! A job deletes its batch checkpoints as it commits their fragments, so
+//! checkpoints pile up only where jobs did not finish, or where the table
+//! changed under them. A batch checkpoint can serve a later job only while
+//! everything its key hashed still holds, and its record says what that was
+//! ([`Origin`]): the fragment must still exist with the same data
+//! files (an append leaves them, a commit of the column, a compaction or an
+//! update does not), and the column must still record the same UDF and
+//! version. What fails either test is removed whatever its age. What passes
+//! both belongs to a job that failed or was cancelled and can still resume;
+//! it is removed only when older than `older_than` (abandoned). Fragment
+//! records are kept while their fragment exists and still reads the data
+//! file they name (they let a re-run skip it), or still awaits its commit.
+//! Columns with a running job are left alone.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, SystemTime};
+
+use futures::{StreamExt, TryStreamExt};
+use leman_checkpoint::{CheckpointStore, ObjectKind, Origin, StoredObject};
+use leman_scheduler::JobStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::location::TableLocation;
+use crate::stores::TableStores;
+use crate::udf_record::UdfRecord;
+
+/// Records read at once.
+const READ_PARALLELISM: usize = 16;
+
+/// How to clean up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupOptions {
+    /// Report what would be removed, remove nothing.
+    pub dry_run: bool,
+    /// Checkpoints that a re-run could still use are removed once older
+    /// than this. Default: 7 days.
+    pub older_than: Duration,
+}
+
+impl Default for CleanupOptions {
+    fn default() -> Self {
+        Self { dry_run: false, older_than: Duration::from_secs(7 * 24 * 3600) }
+    }
+}
+
+/// Why an object is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    /// Its fragment is no longer in the table.
+    FragmentGone,
+    /// Its fragment's data files changed since (committed, compacted,
+    /// updated): no plan makes its key again.
+    FragmentChanged,
+    /// Its column is no longer in the table.
+    ColumnGone,
+    /// Its UDF or UDF version is not the one its column records.
+    UdfNotRecorded,
+    /// A job could still resume from it, but it is older than `older_than`.
+    Abandoned,
+    /// Written by an older leman that kept no origin, and older than
+    /// `older_than`.
+    NoOrigin,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Unreachable::FragmentGone => "fragment gone",
+            Unreachable::FragmentChanged => "fragment changed",
+            Unreachable::ColumnGone => "column gone",
+            Unreachable::UdfNotRecorded => "UDF version not recorded",
+            Unreachable::Abandoned => "abandoned",
+            Unreachable::NoOrigin => "no origin recorded",
+        })
+    }
+}
+
+/// Objects and their bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    /// Objects.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl Tally {
+    fn add(&mut self, object: &StoredObject) {
+        self.objects += 1;
+        self.bytes += object.size;
+    }
+}
+
+/// What a clean-up found and removed (or, in a dry run, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    /// Nothing was removed.
+    pub dry_run: bool,
+    /// Checkpoint objects examined.
+    pub examined: Tally,
+    /// Removed (or to remove).
+    pub removed: Tally,
+    /// Kept.
+    pub kept: Tally,
+    /// Removed, by why.
+    pub by_reason: BTreeMap<Unreachable, Tally>,
+}
+
+/// The table as a checkpoint must find it to be reusable.
+struct Table {
+    /// Data file paths of each fragment, in fragment order.
+    fragments: HashMap<u64, Vec<String>>,
+    /// Field ids of each data file.
+    file_fields: HashMap<String, Vec<i32>>,
+    /// The UDF each UDF column records: name and version.
+    udfs: HashMap<String, (String, String)>,
+    /// Columns a running job holds.
+    busy: HashSet<String>,
+}
+
+/// Removes the checkpoints of `table` that no job can reuse; see the
+/// module docs for which.
+pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<CleanupReport> {
+    let dataset = table.open_dataset().await?;
+    let stores = TableStores::open(table).await?;
+    let busy = stores
+        .job_records()
+        .await?
+        .into_iter()
+        .filter(|record| record.status == JobStatus::Running)
+        .map(|record| record.column)
+        .collect();
+    let now = Table {
+        fragments: dataset
+            .get_fragments()
+            .iter()
+            .map(|f| (f.id() as u64, f.metadata().files.iter().map(|file| file.path.clone()).collect()))
+            .collect(),
+        file_fields: dataset
+            .get_fragments()
+            .iter()
+            .flat_map(|f| f.metadata().files.iter().map(|file| (file.path.clone(), file.fields.to_vec())).collect::<Vec<_>>())
+            .collect(),
+        udfs: dataset
+            .schema()
+            .fields
+            .iter()
+            .filter_map(|field| UdfRecord::from_metadata(&field.metadata).map(|r| (field.name.clone(), (r.name, r.version))))
+            .collect(),
+        busy,
+    };
+    let store = &stores.checkpoints;
+    let objects = store.list().await?;
+    let verdicts: Vec<(StoredObject, Option<Unreachable>)> = futures::stream::iter(objects)
+        .map(|object| async {
+            let verdict = judge(store, &now, &object, options.older_than).await?;
+            Ok::<_, Error>((object, verdict))
+        })
+        .buffer_unordered(READ_PARALLELISM)
+        .try_collect()
+        .await?;
+    let mut report = CleanupReport { dry_run: options.dry_run, ..CleanupReport::default() };
+    let mut doomed = Vec::new();
+    for (object, verdict) in verdicts {
+        report.examined.add(&object);
+        match verdict {
+            Some(reason) => {
+                report.removed.add(&object);
+                report.by_reason.entry(reason).or_default().add(&object);
+                doomed.push(object.path);
+            }
+            None => report.kept.add(&object),
+        }
+    }
+    if !options.dry_run {
+        store.delete(doomed).await?;
+    }
+    Ok(report)
+}
+
+/// Why nothing can reach a checkpoint of `origin` any more: its column, its
+/// UDF version or its fragment is gone.
+fn unreachable(now: &Table, origin: &Origin) -> Option<Unreachable> {
+    match now.udfs.get(&origin.column) {
+        None => Some(Unreachable::ColumnGone),
+        Some((name, version)) if *name != origin.udf_name || *version != origin.udf_version => Some(Unreachable::UdfNotRecorded),
+        Some(_) if !now.fragments.contains_key(&origin.fragment_id) => Some(Unreachable::FragmentGone),
+        Some(_) => None,
+    }
+}
+
+/// Why `object` is to go, or `None` to keep it.
+async fn judge(store: &CheckpointStore, now: &Table, object: &StoredObject, older_than: Duration) -> Result<Option<Unreachable>> {
+    let old = SystemTime::now().duration_since(object.last_modified).is_ok_and(|age| age > older_than);
+    match object.kind {
+        ObjectKind::Batch => {
+            let origin = store.batch_record(&object.key).await?.and_then(|r| r.origin);
+            let Some(origin) = origin else { return Ok(old.then_some(Unreachable::NoOrigin)) };
+            if now.busy.contains(&origin.column) {
+                return Ok(None);
+            }
+            let reason = match unreachable(now, &origin) {
+                Some(reason) => Some(reason),
+                None if now.fragments.get(&origin.fragment_id) != Some(&origin.data_files) => Some(Unreachable::FragmentChanged),
+                None => old.then_some(Unreachable::Abandoned),
+            };
+            Ok(reason)
+        }
+        ObjectKind::Fragment => {
+            let record = store.find_fragment(&object.key).await?;
+            let Some((record, origin)) = record.and_then(|r| r.origin.clone().map(|origin| (r, origin))) else {
+                return Ok(old.then_some(Unreachable::NoOrigin));
+            };
+            if now.busy.contains(&origin.column) {
+                return Ok(None);
+            }
+            if let Some(reason) = unreachable(now, &origin) {
+                return Ok(Some(reason));
+            }
+            // Its key hashed the fragment's input files: all but the file the
+            // column is read from.
+            let files = now.fragments.get(&origin.fragment_id).map(Vec::as_slice).unwrap_or_default();
+            let fields = &record.data_file.fields;
+            let is_output = |path: &&String| now.file_fields.get(*path).is_some_and(|f| f.iter().any(|id| fields.contains(id)));
+            let output = files.iter().find(is_output);
+            let inputs: Vec<String> = files.iter().filter(|path| !is_output(path)).cloned().collect();
+            if inputs != origin.data_files {
+                return Ok(Some(Unreachable::FragmentChanged));
+            }
+            if output == Some(&record.data_file.path) {
+                return Ok(None); // committed: lets a re-run skip the fragment
+            }
+            // Written, not committed: good while the column is still read
+            // from the file its values were merged with.
+            if output != record.base_output_file.as_ref() {
+                return Ok(Some(Unreachable::FragmentChanged));
+            }
+            Ok(old.then_some(Unreachable::Abandoned))
+        }
+    }
+}
