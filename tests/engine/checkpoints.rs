@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus};
 
-use crate::engine::support::{Calls, Gate, column, doubling, fixture, run, within};
+use crate::engine::support::{Calls, Gate, column, doubling, failing_at, fixture, run, within};
 
 fn snapshot(calls: &Calls, ids: std::ops::Range<i64>) -> HashMap<i64, usize> {
     ids.map(|id| (id, calls.of(id))).collect()
@@ -18,14 +18,7 @@ fn snapshot(calls: &Calls, ids: std::ops::Range<i64>) -> HashMap<i64, usize> {
 async fn a_failed_job_resumes_from_its_checkpoints_and_distrusts_corrupt_ones() {
     let f = fixture(4, 100).await;
     let calls = Arc::new(Calls::default());
-    let failing = Arc::new(AtomicBool::new(true));
-    let fail = failing.clone();
-    let udf = doubling(calls.clone(), move |ids| {
-        if fail.load(Ordering::SeqCst) && ids.contains(&365) {
-            return Err("the model server is down".to_string());
-        }
-        Ok(())
-    });
+    let (udf, failing) = failing_at(calls.clone(), 365);
     f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
     let version = f.table.version().await.unwrap();
     let options = BackfillOptions::default().batch_size(20).concurrency(1).task_shuffle_diversity(1).commit_at_end();

@@ -5,12 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, CleanupOptions, Error, Unreachable};
 
-use crate::engine::support::{Calls, column, doubling, fixture, run};
+use crate::engine::support::{Calls, column, doubling, failing_at, fixture, run};
 
 /// The checkpoint objects of a table of kind `extension` (`ckpt`, `json`).
 fn stored(table: &leman::Table, extension: &str) -> Vec<PathBuf> {
@@ -45,14 +45,7 @@ async fn a_committed_fragment_keeps_its_record_and_no_batch() {
 async fn cleanup_removes_what_no_job_can_reuse_and_keeps_what_a_rerun_resumes_from() {
     let f = fixture(4, 100).await;
     let calls = Arc::new(Calls::default());
-    let failing = Arc::new(AtomicBool::new(true));
-    let fail = failing.clone();
-    let udf = doubling(calls.clone(), move |ids| {
-        if fail.load(Ordering::SeqCst) && ids.contains(&365) {
-            return Err("down".to_string());
-        }
-        Ok(())
-    });
+    let (udf, failing) = failing_at(calls.clone(), 365);
     f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
     let options = BackfillOptions::default().batch_size(20).concurrency(1).task_shuffle_diversity(1).commit_at_end();
     let (_, outcome) = run(f.table.backfill("doubled", options.clone()).await.unwrap()).await;

@@ -3,11 +3,11 @@
 //! the rows it computes and those it takes from checkpoints.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use leman::{AddColumnsOptions, BackfillOptions, BackfillPlan, Error, Summary};
 
-use crate::engine::support::{Calls, doubling, fixture, run};
+use crate::engine::support::{Calls, doubling, failing_at, fixture, run};
 
 /// Asserts that the job's summary is what `plan` predicted.
 fn predicted(plan: &BackfillPlan, summary: &Summary) {
@@ -20,14 +20,7 @@ fn predicted(plan: &BackfillPlan, summary: &Summary) {
 async fn a_dry_run_changes_nothing_and_predicts_the_job() {
     let f = fixture(4, 100).await;
     let calls = Arc::new(Calls::default());
-    let failing = Arc::new(AtomicBool::new(true));
-    let fail = failing.clone();
-    let udf = doubling(calls.clone(), move |ids| {
-        if fail.load(Ordering::SeqCst) && ids.contains(&365) {
-            return Err("down".to_string());
-        }
-        Ok(())
-    });
+    let (udf, failing) = failing_at(calls.clone(), 365);
     f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
     f.table.delete("id >= 10 AND id < 15").await.unwrap();
     let version = f.table.version().await.unwrap();

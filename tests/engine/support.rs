@@ -2,7 +2,7 @@
 //! calls, column readers and bounded waits.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,21 @@ pub fn doubling(calls: Arc<Calls>, hook: impl Fn(&[i64]) -> Result<(), String> +
         Ok(Arc::new(ids.unary::<_, Int64Type>(|v| v * 2)) as ArrayRef)
     })
     .with_version("1")
+}
+
+/// [`doubling`] that fails ("the model server is down") on the call holding
+/// row `id` while the returned switch is on; turn it off to let a re-run
+/// succeed.
+pub fn failing_at(calls: Arc<Calls>, id: i64) -> (Udf, Arc<AtomicBool>) {
+    let failing = Arc::new(AtomicBool::new(true));
+    let fail = failing.clone();
+    let udf = doubling(calls, move |ids| {
+        if fail.load(Ordering::SeqCst) && ids.contains(&id) {
+            return Err("the model server is down".to_string());
+        }
+        Ok(())
+    });
+    (udf, failing)
 }
 
 /// `(id, column)` for every live row, sorted by id, from a fresh open.
