@@ -33,8 +33,9 @@ pub async fn start(
     registry: &UdfRegistry,
     executor: &dyn Executor,
 ) -> Result<Job> {
-    // The timeout counts from here: planning is part of the job's time.
-    let deadline = options.timeout.map(|after| (tokio::time::Instant::now() + after, after));
+    // The timeout counts from here: planning is part of the job's time (one
+    // too long to add to the clock never runs out).
+    let deadline = options.timeout.and_then(|after| Some((tokio::time::Instant::now().checked_add(after)?, after)));
     let resolved = resolve(table, registry, column, &options).await?;
     let stores = TableStores::open(table).await?;
     let id = new_job_id();

@@ -246,8 +246,8 @@ pub(crate) async fn follow_remote(
 
 /// A timeout in seconds: a positive, finite number.
 fn parse_timeout(arg: &str) -> std::result::Result<std::time::Duration, String> {
-    match arg.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 => Ok(std::time::Duration::from_secs_f64(secs)),
+    match arg.parse::<f64>().ok().filter(|secs| *secs > 0.0).map(std::time::Duration::try_from_secs_f64) {
+        Some(Ok(timeout)) => Ok(timeout),
         _ => Err(format!("{arg:?} is not a positive number of seconds")),
     }
 }

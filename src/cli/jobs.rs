@@ -123,7 +123,9 @@ async fn open_table(args: &JobsArgs) -> Result<(&str, Table)> {
 /// `leman jobs cancel`: asks the job to stop, through the head with
 /// `--cluster`, else through the table; then waits until it has.
 async fn cancel(args: &JobsArgs, id: &str, wait: Duration) -> Result<ExitCode> {
-    let deadline = tokio::time::Instant::now() + wait;
+    // A wait too long for the clock has no deadline.
+    let deadline = tokio::time::Instant::now().checked_add(wait);
+    let past_deadline = || deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline);
     let still_running = || {
         Error::Io(std::io::Error::other(format!(
             "asked job {id} to stop, but it was still running after {} s (it stops after its batches in flight); \
@@ -140,7 +142,7 @@ async fn cancel(args: &JobsArgs, id: &str, wait: Duration) -> Result<ExitCode> {
             if view.status != JobStatus::Running || wait.is_zero() {
                 break view;
             }
-            if tokio::time::Instant::now() >= deadline {
+            if past_deadline() {
                 return Err(still_running());
             }
             tokio::time::sleep(CANCEL_LOOK_EVERY).await;
@@ -151,7 +153,7 @@ async fn cancel(args: &JobsArgs, id: &str, wait: Duration) -> Result<ExitCode> {
     let (path, table) = open_table(args).await?;
     let mut record = table.cancel_job(id).await?;
     while record.status == JobStatus::Running && !wait.is_zero() {
-        if tokio::time::Instant::now() >= deadline {
+        if past_deadline() {
             return Err(still_running());
         }
         tokio::time::sleep(CANCEL_LOOK_EVERY).await;

@@ -82,8 +82,10 @@ async fn a_timeout_cancels_the_job_and_a_rerun_resumes() {
     assert!(elapsed >= 1500, "not before its time: {elapsed} ms");
     assert!(record.progress.rows_done < 4000, "{record:?}");
 
-    let bad = fails(leman(&[&args[..], &["--timeout", "0"]].concat()));
-    assert!(bad.contains("not a positive number of seconds"), "{bad}");
+    for timeout in ["0", "nan", "1e30"] {
+        let bad = fails(leman(&[&args[..], &["--timeout", timeout]].concat()));
+        assert!(bad.contains("not a positive number of seconds"), "{timeout}: {bad}");
+    }
     resume(&table, &args).await;
 }
 
