@@ -10,7 +10,7 @@
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use leman_scheduler::plan::row_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart, JobStatus};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,9 @@ use crate::plan::inspect_all;
 use crate::registry::UdfRegistry;
 use crate::resolve::{Resolved, resolve};
 use crate::stores::TableStores;
+
+/// Fragments whose selected rows are counted at once.
+const SCAN_PARALLELISM: usize = 8;
 
 /// The plan of a backfill, as a dry run finds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +107,7 @@ pub async fn plan_backfill(
     };
     let batch_size = options.batch_size as u64;
     let limit = options.num_frags.unwrap_or(usize::MAX);
+    let mut to_compute = Vec::new();
     for (index, (input, _)) in inspected.into_iter().flatten().enumerate() {
         if index >= limit {
             plan.fragments_left += 1;
@@ -117,9 +121,15 @@ pub async fn plan_backfill(
             plan.tasks += tasks - checkpointed;
             plan.tasks_checkpointed += checkpointed;
             plan.rows_from_checkpoints += input.checkpointed.iter().map(|rows| rows.end - rows.start).sum::<u64>();
-            plan.rows_to_compute += selected_rows_to_compute(&resolved, &input).await?;
+            to_compute.push(input);
         }
     }
+    let selected: Vec<u64> = futures::stream::iter(&to_compute)
+        .map(|input| selected_rows_to_compute(&resolved, input))
+        .buffered(SCAN_PARALLELISM)
+        .try_collect()
+        .await?;
+    plan.rows_to_compute = selected.iter().sum();
     Ok(plan)
 }
 
