@@ -54,8 +54,9 @@ mod table;
 pub use db::{CreateTableOptions, Database, connect, connect_with};
 pub use leman_engine::{
     BackfillOptions, BackfillPlan, CancelReason, Canceller, CleanupOptions, CleanupReport, Error, ErrorPolicy,
-    InstanceContext, Job, JobEvent, JobFailure, JobRecord, JobStatus, Progress, Resources, Result, RowError, StatefulUdf,
-    StorageOptions, Summary, TableLocation, Tally, Udf, UdfError, UdfRecord, UdfRegistry, Unreachable,
+    InstanceContext, Job, JobCost, JobEvent, JobFailure, JobRecord, JobStatus, Progress, Resources, Result, RetryBackoff,
+    RowError, RowErrorRecord, RowOutcome, Starter, StatefulUdf, StorageOptions, Summary, TableLocation, Tally, Udf,
+    UdfError, UdfRecord, UdfRegistry, Unreachable,
 };
 pub use table::{AddColumnsOptions, Table};
 

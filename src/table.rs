@@ -7,8 +7,8 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
 use leman_engine::{
-    BackfillOptions, BackfillPlan, CleanupOptions, CleanupReport, Error, Job, JobRecord, LocalExecutor, Result, StorageOptions, Summary, TableLocation, TableStores, Udf,
-    UdfRecord, UdfRegistry,
+    BackfillOptions, BackfillPlan, CleanupOptions, CleanupReport, Error, Job, JobRecord, LocalExecutor, Result, RowErrorRecord,
+    StorageOptions, Summary, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry,
 };
 
 /// How `add_columns` goes on after declaring the columns.
@@ -188,6 +188,47 @@ impl Table {
     /// error.
     pub async fn cancel_job(&self, id: &str) -> Result<JobRecord> {
         TableStores::open(&self.location).await?.request_cancel(self.uri(), id).await
+    }
+
+    /// The rows UDFs failed on, of job `job_id` or of every job: those the
+    /// `skip` policy left null and those that failed a job. A backfill with
+    /// [`BackfillOptions::retry_errors`] recomputes exactly the rows of one
+    /// job.
+    pub async fn errors(&self, job_id: Option<&str>) -> Result<Vec<RowErrorRecord>> {
+        TableStores::open(&self.location).await?.row_errors.list(job_id).await
+    }
+
+    /// Replaces the UDF recorded for `column` with `udf` (same output type;
+    /// its inputs must be columns of the table) and registers it. Nothing
+    /// is computed: the next backfill without a filter recomputes every row
+    /// whose value came from another UDF or version, not only the null
+    /// ones, and a dry run says how many. Returns the record replaced.
+    pub async fn alter_udf(&self, column: &str, udf: Udf) -> Result<UdfRecord> {
+        let mut dataset = self.dataset().await?;
+        let field = dataset
+            .schema()
+            .field(column)
+            .ok_or_else(|| Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() })?;
+        let old = UdfRecord::from_metadata(&field.metadata).ok_or_else(|| Error::NoUdf { column: column.to_string() })?;
+        if &field.data_type() != udf.data_type() {
+            return Err(Error::TypeMismatch {
+                udf: udf.name().to_string(),
+                column: column.to_string(),
+                expected: field.data_type().to_string(),
+                actual: udf.data_type().to_string(),
+            });
+        }
+        for input in udf.inputs() {
+            if input == column {
+                return Err(Error::InvalidOptions { reason: format!("UDF {} cannot read column {column}, which it computes", udf.name()) });
+            }
+            if dataset.schema().field(input).is_none() {
+                return Err(Error::InputNotFound { udf: udf.name().to_string(), input: input.clone(), table: self.uri().to_string() });
+            }
+        }
+        dataset.update_field_metadata().update(column, UdfRecord::of(&udf).to_metadata())?.await?;
+        self.registry.register(udf);
+        Ok(old)
     }
 
     /// The UDF recorded for `column`, if it is a UDF column.

@@ -7,21 +7,34 @@
 //! batch is projected to those columns before evaluation: physical column
 //! references are positional, so this keeps them right whatever else the
 //! applier reads.
+//!
+//! A filter may name `_rowaddr`, Lance's row address (fragment id in the
+//! high 32 bits, physical offset in the low), as Lance's own scans take it:
+//! `_rowaddr IN (...)` recomputes exactly the rows listed (the rows an
+//! earlier job recorded as failed, say). It is no column of the table; the
+//! filter makes it from the position of each row.
 
 use std::sync::Arc;
 
-use arrow_array::{Array, BooleanArray, RecordBatch};
-use arrow_schema::{DataType, Schema, SchemaRef};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion_physical_expr::PhysicalExpr;
 use lance_datafusion::planner::Planner;
 
 use crate::error::ApplierError;
 
+/// The row address as a filter names it (Lance's `ROW_ADDR`).
+pub const ROW_ADDRESS: &str = "_rowaddr";
+
 /// A compiled row filter.
 #[derive(Debug, Clone)]
 pub struct RowFilter {
     sql: String,
+    /// Table columns it reads.
     columns: Vec<String>,
+    /// Whether it names `_rowaddr`.
+    row_address: bool,
+    /// `columns`, then `_rowaddr` if named: what the expression reads.
     schema: SchemaRef,
     expr: Arc<dyn PhysicalExpr>,
 }
@@ -30,7 +43,9 @@ impl RowFilter {
     /// Compiles `sql` against the table schema `table`.
     pub fn compile(sql: &str, table: &Schema) -> Result<Self, ApplierError> {
         let invalid = |reason: String| ApplierError::InvalidFilter { filter: sql.to_string(), reason };
-        let planner = Planner::new(Arc::new(table.clone()));
+        let address_field = Field::new(ROW_ADDRESS, DataType::UInt64, false);
+        let with_address = Schema::new(table.fields().iter().cloned().chain([Arc::new(address_field.clone())]).collect::<Vec<_>>());
+        let planner = Planner::new(Arc::new(with_address));
         let logical = planner.parse_filter(sql).map_err(|e| invalid(e.to_string()))?;
         let mut columns: Vec<String> = Planner::column_names_in_expr(&logical)
             .into_iter()
@@ -38,10 +53,17 @@ impl RowFilter {
             .collect();
         columns.sort();
         columns.dedup();
-        let fields = columns
+        let row_address = table.field_with_name(ROW_ADDRESS).is_err() && columns.iter().any(|c| c == ROW_ADDRESS);
+        if row_address {
+            columns.retain(|c| c != ROW_ADDRESS);
+        }
+        let mut fields = columns
             .iter()
             .map(|name| table.field_with_name(name).cloned().map_err(|e| invalid(e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
+        if row_address {
+            fields.push(address_field);
+        }
         let schema = Arc::new(Schema::new(fields));
         let planner = Planner::new(schema.clone());
         let logical = planner.parse_filter(sql).map_err(|e| invalid(e.to_string()))?;
@@ -51,7 +73,7 @@ impl RowFilter {
         if data_type != DataType::Boolean {
             return Err(invalid(format!("it is a {data_type} expression, not a boolean one")));
         }
-        Ok(Self { sql: sql.to_string(), columns, schema, expr })
+        Ok(Self { sql: sql.to_string(), columns, row_address, schema, expr })
     }
 
     /// The SQL as given.
@@ -64,10 +86,12 @@ impl RowFilter {
         &self.columns
     }
 
-    /// Evaluates the filter on `batch`, which must hold its columns. Null is false.
-    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, ApplierError> {
+    /// Evaluates the filter on `batch`, which must hold its columns and
+    /// whose rows are consecutive, the first at row address
+    /// `first_row_address`. Null is false.
+    pub fn evaluate(&self, batch: &RecordBatch, first_row_address: u64) -> Result<BooleanArray, ApplierError> {
         let failed = |reason: String| ApplierError::InvalidFilter { filter: self.sql.clone(), reason };
-        let columns = self
+        let mut columns = self
             .columns
             .iter()
             .map(|name| {
@@ -77,6 +101,10 @@ impl RowFilter {
                     .ok_or_else(|| failed(format!("column {name} was not read")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if self.row_address {
+            let addresses = UInt64Array::from_iter_values((first_row_address..).take(batch.num_rows()));
+            columns.push(Arc::new(addresses) as ArrayRef);
+        }
         let projected = if columns.is_empty() {
             RecordBatch::try_new_with_options(
                 self.schema.clone(),
@@ -141,9 +169,14 @@ mod tests {
         RecordBatch::try_from_iter([("out", out), ("name", name), ("id", id)]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn eval(sql: &str) -> Vec<bool> {
+    fn eval_at(sql: &str, first_row_address: u64) -> Vec<bool> {
         let filter = RowFilter::compile(sql, &schema()).unwrap_or_else(|e| panic!("{e}"));
-        filter.evaluate(&batch()).unwrap_or_else(|e| panic!("{e}")).iter().map(|v| v.unwrap_or(false)).collect()
+        let mask = filter.evaluate(&batch(), first_row_address).unwrap_or_else(|e| panic!("{e}"));
+        mask.iter().map(|v| v.unwrap_or(false)).collect()
+    }
+
+    fn eval(sql: &str) -> Vec<bool> {
+        eval_at(sql, 0)
     }
 
     #[test]
@@ -152,6 +185,17 @@ mod tests {
         assert_eq!(eval("id >= 2 AND out IS NULL"), vec![false, true, true]);
         assert_eq!(eval("starts_with(name, 'b')"), vec![false, true, false], "null is false");
         assert_eq!(eval("1=1"), vec![true, true, true]);
+    }
+
+    #[test]
+    fn row_addresses_count_from_the_batch_s_first_row() {
+        let fragment_2 = 2u64 << 32;
+        let sql = format!("_rowaddr IN ({}, {})", fragment_2 + 11, fragment_2 + 12);
+        assert_eq!(eval_at(&sql, fragment_2 + 10), vec![false, true, true]);
+        assert_eq!(eval_at(&sql, 10), vec![false, false, false], "same offsets of another fragment");
+        assert_eq!(eval_at("_rowaddr >= 1 AND out IS NULL", 0), vec![false, true, true]);
+        let filter = RowFilter::compile("_rowaddr = 3 OR id = 1", &schema()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(filter.columns(), ["id"], "the address is not read from the table");
     }
 
     #[test]

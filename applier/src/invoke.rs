@@ -1,8 +1,11 @@
 //! Calling a UDF on a batch of selected rows under its error policy.
 //!
 //! Every call runs inside `catch_unwind`, so a panicking UDF is an error like
-//! any other. Under [`ErrorPolicy::Skip`] a failed batch call is retried row
+//! any other. Under [`ErrorPolicy::Retry`] a failed call is made again after
+//! a jittered, doubling wait ([`RetryBackoff`]), on the applier thread that
+//! made it. Under [`ErrorPolicy::Skip`] a failed batch call is made again row
 //! by row, so that one bad row costs one null and not the whole batch.
+//! Every failure says how many calls its row was part of.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -10,14 +13,23 @@ use arrow_array::{Array, ArrayRef, RecordBatch, new_null_array};
 use arrow_schema::DataType;
 use datafusion::common::ScalarValue;
 
-use crate::udf::{Body, ErrorPolicy, InstanceContext, StatefulUdf, Udf, UdfError};
+use crate::udf::{Body, ErrorPolicy, InstanceContext, RetryBackoff, StatefulUdf, Udf, UdfError};
 
 /// The values of one call, and the rows the `skip` policy left null.
 #[derive(Debug)]
 pub(crate) struct Computed {
     pub values: ArrayRef,
-    /// (row index within the call's input, error message)
-    pub skipped: Vec<(usize, String)>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A row the `skip` policy left null.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Skipped {
+    /// Index within the call's input.
+    pub row: usize,
+    pub message: String,
+    /// Calls the row was part of (its batch's, then its own).
+    pub attempts: u32,
 }
 
 /// A failure that the policy turned into a job failure.
@@ -26,6 +38,15 @@ pub(crate) struct CallFailure {
     /// The first failing row within the call's input, when known.
     pub row: Option<usize>,
     pub message: String,
+    /// Calls made before giving up.
+    pub attempts: u32,
+}
+
+impl CallFailure {
+    /// A failure that no call of the UDF made (setup, merging).
+    pub fn other(message: impl Into<String>) -> Self {
+        Self { row: None, message: message.into(), attempts: 0 }
+    }
 }
 
 enum Callable {
@@ -37,6 +58,7 @@ enum Callable {
 pub(crate) struct Instance {
     callable: Callable,
     policy: ErrorPolicy,
+    backoff: RetryBackoff,
     output_type: DataType,
 }
 
@@ -47,7 +69,7 @@ impl Instance {
             Body::Stateful(factory) => Callable::Stateful(guarded(|| factory(context))?),
             shared => Callable::Shared(shared.clone()),
         };
-        Ok(Self { callable, policy: udf.error_policy(), output_type: udf.data_type().clone() })
+        Ok(Self { callable, policy: udf.error_policy(), backoff: udf.retry_backoff(), output_type: udf.data_type().clone() })
     }
 
     /// Computes one value per row of `inputs`.
@@ -56,15 +78,28 @@ impl Instance {
             let f = f.clone();
             return self.compute_scalar(inputs, |row| guarded(|| f(row)));
         }
-        let first = self.call_with_retries(inputs);
+        let (first, attempts) = self.call_with_retries(inputs);
         match (first, self.policy) {
             (Ok(values), _) => Ok(Computed { values, skipped: Vec::new() }),
             (Err(error), ErrorPolicy::Skip) => {
                 tracing::debug!(%error, "batch call failed; isolating failing rows");
                 self.compute_row_by_row(inputs)
             }
-            (Err(error), _) => Err(CallFailure { row: None, message: error.message().to_string() }),
+            (Err(error), _) => Err(CallFailure { row: None, message: error.message().to_string(), attempts }),
         }
+    }
+
+    /// Retries the policy allows after a first failed call.
+    fn retries(&self) -> u32 {
+        match self.policy {
+            ErrorPolicy::Retry { attempts } => attempts,
+            _ => 0,
+        }
+    }
+
+    /// Waits before retry `retry` (0 for the first).
+    fn back_off(&self, retry: u32) {
+        std::thread::sleep(self.backoff.delay(retry));
     }
 
     fn call_once(&mut self, inputs: &RecordBatch) -> Result<ArrayRef, UdfError> {
@@ -80,19 +115,19 @@ impl Instance {
         Ok(values)
     }
 
-    fn call_with_retries(&mut self, inputs: &RecordBatch) -> Result<ArrayRef, UdfError> {
-        let retries = match self.policy {
-            ErrorPolicy::Retry { attempts } => attempts,
-            _ => 0,
-        };
+    /// The result of the last call made, and how many were made.
+    fn call_with_retries(&mut self, inputs: &RecordBatch) -> (Result<ArrayRef, UdfError>, u32) {
         let mut result = self.call_once(inputs);
-        for _ in 0..retries {
+        let mut attempts = 1;
+        for retry in 0..self.retries() {
             if result.is_ok() {
                 break;
             }
+            self.back_off(retry);
             result = self.call_once(inputs);
+            attempts += 1;
         }
-        result
+        (result, attempts)
     }
 
     fn compute_row_by_row(&mut self, inputs: &RecordBatch) -> Result<Computed, CallFailure> {
@@ -102,7 +137,7 @@ impl Instance {
             match self.call_once(&inputs.slice(row, 1)) {
                 Ok(value) => pieces.push(value),
                 Err(error) => {
-                    skipped.push((row, error.message().to_string()));
+                    skipped.push(Skipped { row, message: error.message().to_string(), attempts: 2 });
                     pieces.push(new_null_array(&self.output_type, 1));
                 }
             }
@@ -116,10 +151,7 @@ impl Instance {
         inputs: &RecordBatch,
         call: impl Fn(&[ScalarValue]) -> Result<ScalarValue, UdfError>,
     ) -> Result<Computed, CallFailure> {
-        let retries = match self.policy {
-            ErrorPolicy::Retry { attempts } => attempts,
-            _ => 0,
-        };
+        let retries = self.retries();
         let mut values = Vec::with_capacity(inputs.num_rows());
         let mut skipped = Vec::new();
         let mut args = Vec::with_capacity(inputs.num_columns());
@@ -127,15 +159,18 @@ impl Instance {
             args.clear();
             for column in inputs.columns() {
                 let value = ScalarValue::try_from_array(column, row)
-                    .map_err(|e| CallFailure { row: Some(row), message: e.to_string() })?;
+                    .map_err(|e| CallFailure { row: Some(row), message: e.to_string(), attempts: 0 })?;
                 args.push(value);
             }
             let mut result = call(&args);
-            for _ in 0..retries {
+            let mut attempts = 1;
+            for retry in 0..retries {
                 if result.is_ok() {
                     break;
                 }
+                self.back_off(retry);
                 result = call(&args);
+                attempts += 1;
             }
             let result = result.and_then(|value| {
                 if value.data_type() == self.output_type || value.is_null() {
@@ -151,28 +186,28 @@ impl Instance {
             match (result, self.policy) {
                 (Ok(value), _) => values.push(value),
                 (Err(error), ErrorPolicy::Skip) => {
-                    skipped.push((row, error.message().to_string()));
+                    skipped.push(Skipped { row, message: error.message().to_string(), attempts });
                     values.push(null_scalar(&self.output_type)?);
                 }
                 (Err(error), _) => {
-                    return Err(CallFailure { row: Some(row), message: error.message().to_string() });
+                    return Err(CallFailure { row: Some(row), message: error.message().to_string(), attempts });
                 }
             }
         }
         let values = if values.is_empty() {
             new_null_array(&self.output_type, 0)
         } else {
-            ScalarValue::iter_to_array(values).map_err(|e| CallFailure { row: None, message: e.to_string() })?
+            ScalarValue::iter_to_array(values).map_err(|e| CallFailure::other(e.to_string()))?
         };
         // Nulls typed by the UDF as another type were coerced above; check the array too.
         check_output(&values, inputs.num_rows(), &self.output_type)
-            .map_err(|e| CallFailure { row: None, message: e.message().to_string() })?;
+            .map_err(|e| CallFailure::other(e.message()))?;
         Ok(Computed { values, skipped })
     }
 }
 
 fn null_scalar(data_type: &DataType) -> Result<ScalarValue, CallFailure> {
-    ScalarValue::try_from(data_type).map_err(|e| CallFailure { row: None, message: e.to_string() })
+    ScalarValue::try_from(data_type).map_err(|e| CallFailure::other(e.to_string()))
 }
 
 fn concat(pieces: &[ArrayRef], data_type: &DataType) -> Result<ArrayRef, CallFailure> {
@@ -180,7 +215,7 @@ fn concat(pieces: &[ArrayRef], data_type: &DataType) -> Result<ArrayRef, CallFai
         return Ok(new_null_array(data_type, 0));
     }
     let refs: Vec<&dyn Array> = pieces.iter().map(|a| a.as_ref()).collect();
-    arrow_select::concat::concat(&refs).map_err(|e| CallFailure { row: None, message: e.to_string() })
+    arrow_select::concat::concat(&refs).map_err(|e| CallFailure::other(e.to_string()))
 }
 
 fn check_output(values: &ArrayRef, rows: usize, data_type: &DataType) -> Result<(), UdfError> {
@@ -218,6 +253,7 @@ mod tests {
     use arrow_schema::Field;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::{Duration, Instant};
 
     fn inputs(values: &[i64]) -> RecordBatch {
         let column: ArrayRef = Arc::new(Int64Array::from(values.to_vec()));
@@ -259,8 +295,8 @@ mod tests {
         let mut instance = Instance::new(&udf, &InstanceContext::default()).unwrap_or_else(|e| panic!("{e}"));
         let computed = instance.compute(&inputs(&[1, -2, 3, 0])).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(values(&computed), vec![Some(1), None, Some(3), None]);
-        let rows: Vec<usize> = computed.skipped.iter().map(|(r, _)| *r).collect();
-        assert_eq!(rows, vec![1, 3]);
+        let rows: Vec<(usize, u32)> = computed.skipped.iter().map(|s| (s.row, s.attempts)).collect();
+        assert_eq!(rows, vec![(1, 2), (3, 2)], "each failing row was in its batch's call and its own");
     }
 
     #[test]
@@ -273,14 +309,19 @@ mod tests {
             }
             Ok(cols[0].clone())
         });
+        let backoff = RetryBackoff { first: Duration::from_millis(40), max: Duration::from_millis(60) };
+        let flaky = flaky.with_retry_backoff(backoff);
         let mut instance = Instance::new(&flaky.clone().with_error_policy(ErrorPolicy::Retry { attempts: 2 }), &InstanceContext::default())
             .unwrap_or_else(|e| panic!("{e}"));
+        let started = Instant::now();
         assert!(instance.compute(&inputs(&[5])).is_ok());
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert!(started.elapsed() >= Duration::from_millis(20 + 30), "it waited half of 40 ms, then of 60 ms, at least");
         calls.store(0, Ordering::SeqCst);
         let mut instance = Instance::new(&flaky.with_error_policy(ErrorPolicy::Retry { attempts: 1 }), &InstanceContext::default())
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(instance.compute(&inputs(&[5])).is_err());
+        let failure = instance.compute(&inputs(&[5])).err().unwrap_or_else(|| panic!("no failure"));
+        assert_eq!(failure.attempts, 2);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use crate::invoke::{CallFailure, Instance};
+use crate::usage::thread_cpu_time;
+use crate::invoke::{CallFailure, Instance, Skipped};
 use crate::udf::{InstanceContext, Udf};
 
 /// Selected rows to compute and the values they replace.
@@ -32,10 +33,12 @@ pub(crate) struct ComputeJob {
 #[derive(Debug)]
 pub(crate) struct Merged {
     pub values: ArrayRef,
-    /// (index among selected rows, message)
-    pub skipped: Vec<(usize, String)>,
+    /// Rows left null, by index among the selected rows.
+    pub skipped: Vec<Skipped>,
     /// The UDF's own time on the batch, retries included.
     pub udf_time: Duration,
+    /// The CPU time of the thread meanwhile, where the kernel keeps it.
+    pub udf_cpu: Option<Duration>,
 }
 
 type Envelope = (ComputeJob, oneshot::Sender<Result<Merged, CallFailure>>);
@@ -66,21 +69,19 @@ impl Pool {
     /// Computes `job` on the next free thread.
     pub(crate) async fn compute(&self, job: ComputeJob) -> Result<Merged, CallFailure> {
         let (reply, result) = oneshot::channel();
-        let gone = || CallFailure { row: None, message: "the applier's threads have stopped".to_string() };
+        let gone = || CallFailure::other("the applier's threads have stopped");
         self.jobs.send((job, reply)).map_err(|_| gone())?;
         result.await.map_err(|_| gone())?
     }
 }
 
 fn serve(udf: &Udf, context: &InstanceContext, jobs: &Receiver<Envelope>) {
-    let mut instance = Instance::new(udf, context).map_err(|e| CallFailure {
-        row: None,
-        message: format!("UDF {} could not be set up: {e}", udf.name()),
-    });
+    let mut instance =
+        Instance::new(udf, context).map_err(|e| CallFailure::other(format!("UDF {} could not be set up: {e}", udf.name())));
     while let Ok((job, reply)) = jobs.recv() {
         let result = match &mut instance {
             Ok(instance) => compute(instance, job),
-            Err(failure) => Err(CallFailure { row: None, message: failure.message.clone() }),
+            Err(failure) => Err(CallFailure::other(failure.message.clone())),
         };
         // The task may have been abandoned; nobody is left to tell.
         let _ = reply.send(result);
@@ -89,10 +90,12 @@ fn serve(udf: &Udf, context: &InstanceContext, jobs: &Receiver<Envelope>) {
 
 fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailure> {
     let started = Instant::now();
+    let cpu_before = thread_cpu_time();
     let computed = instance.compute(&job.inputs)?;
     let udf_time = started.elapsed();
+    let udf_cpu = cpu_before.zip(thread_cpu_time()).map(|(before, after)| after.saturating_sub(before));
     if job.selection.true_count() == job.selection.len() {
-        return Ok(Merged { values: computed.values, skipped: computed.skipped, udf_time });
+        return Ok(Merged { values: computed.values, skipped: computed.skipped, udf_time, udf_cpu });
     }
     let mut next = 0;
     let indices: Vec<(usize, usize)> = job
@@ -110,6 +113,6 @@ fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailu
         })
         .collect();
     let values = arrow_select::interleave::interleave(&[job.old.as_ref(), computed.values.as_ref()], &indices)
-        .map_err(|e| CallFailure { row: None, message: format!("merging computed values: {e}") })?;
-    Ok(Merged { values, skipped: computed.skipped, udf_time })
+        .map_err(|e| CallFailure::other(format!("merging computed values: {e}")))?;
+    Ok(Merged { values, skipped: computed.skipped, udf_time, udf_cpu })
 }

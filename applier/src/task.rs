@@ -87,6 +87,9 @@ pub struct TaskSpec {
     pub rows: Range<u64>,
     /// Where its checkpoint goes.
     pub key: CheckpointKey,
+    /// Computes every live row, whatever the filter (the fragment's values
+    /// came from another UDF or version).
+    pub all_rows: bool,
 }
 
 /// What a finished task reports.
@@ -96,19 +99,42 @@ pub struct TaskOutput {
     pub rows_computed: u64,
     /// Rows the `skip` policy left null.
     pub rows_skipped: u64,
-    /// (row address, message) of each skipped row.
-    pub errors: Vec<(u64, String)>,
+    /// Each skipped row.
+    pub errors: Vec<SkippedRow>,
     /// How long the UDF took on the task's batch; `None` when no row was
     /// selected and the UDF was not called.
     pub udf_time: Option<Duration>,
+    /// CPU time of the UDF's thread on the batch, where the kernel keeps it.
+    pub udf_cpu: Option<Duration>,
+    /// Physical rows read (the task's range).
+    pub rows_read: u64,
+    /// Arrow bytes of the columns read.
+    pub bytes_read: u64,
+    /// Arrow bytes of the checkpointed batch.
+    pub bytes_written: u64,
+    /// Peak resident memory of the process that ran it, so far.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// A row the `skip` policy left null.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SkippedRow {
+    /// Lance row address.
+    pub row_address: u64,
+    /// What the UDF said.
+    pub message: String,
+    /// Calls of the UDF the row was part of.
+    pub attempts: u32,
 }
 
 /// Why a task failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TaskError {
     /// The UDF failed under the `fail` or `retry` policy: the job fails.
-    #[error("UDF failed at row address {row_address:?}: {message}")]
-    Udf { message: String, row_address: Option<u64> },
+    /// `row_address` is the failing row's when the UDF's shape tells it
+    /// (scalar UDFs), else the batch failed as a whole.
+    #[error("UDF failed at row address {row_address:?} after {attempts} calls: {message}")]
+    Udf { message: String, row_address: Option<u64>, attempts: u32 },
     /// Reading the table or writing the checkpoint failed: worth retrying.
     #[error("{message}")]
     Io { message: String },
@@ -137,8 +163,13 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .cloned()
         .ok_or_else(|| io("reading", &format!("column {} was not read", context.column)))?;
     let selected_count = selection.true_count();
-    let (values, output) = if selected_count == 0 {
-        (old, TaskOutput::default())
+    let read = TaskOutput {
+        rows_read: spec.rows.end - spec.rows.start,
+        bytes_read: batch.get_array_memory_size() as u64,
+        ..TaskOutput::default()
+    };
+    let (values, mut output) = if selected_count == 0 {
+        (old, read)
     } else {
         let inputs = project(&batch, context.udf.inputs()).map_err(|e| io("projecting", &e))?;
         let inputs = if selected_count == batch.num_rows() {
@@ -152,13 +183,15 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
                 .row
                 .and_then(|j| nth_selected(&selection, j))
                 .map(|offset| row_address(spec.fragment_id, spec.rows.start + offset as u64));
-            TaskError::Udf { message: failure.message, row_address }
+            TaskError::Udf { message: failure.message, row_address, attempts: failure.attempts }
         })?;
-        let errors: Vec<(u64, String)> = merged
+        let errors: Vec<SkippedRow> = merged
             .skipped
             .into_iter()
-            .filter_map(|(j, message)| {
-                nth_selected(&selection, j).map(|i| (row_address(spec.fragment_id, spec.rows.start + i as u64), message))
+            .filter_map(|skipped| {
+                let offset = nth_selected(&selection, skipped.row)?;
+                let row_address = row_address(spec.fragment_id, spec.rows.start + offset as u64);
+                Some(SkippedRow { row_address, message: skipped.message, attempts: skipped.attempts })
             })
             .collect();
         let output = TaskOutput {
@@ -166,15 +199,19 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
             rows_skipped: errors.len() as u64,
             errors,
             udf_time: Some(merged.udf_time),
+            udf_cpu: merged.udf_cpu,
+            ..read
         };
         (merged.values, output)
     };
     let checkpoint = RecordBatch::try_new(context.output_schema.clone(), vec![values]).map_err(|e| io("assembling", &e))?;
+    output.bytes_written = checkpoint.get_array_memory_size() as u64;
+    output.peak_memory_bytes = crate::usage::peak_memory();
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
     let origin = Origin {
         column: context.column.clone(),
         udf_name: context.udf.name().to_string(),
-        udf_version: context.udf.version().to_string(),
+        udf_version: context.udf.fingerprint(),
         fragment_id: spec.fragment_id,
         data_files: fragment.metadata().files.iter().map(|file| file.path.clone()).collect(),
     };
@@ -212,7 +249,11 @@ async fn select_rows(
     spec: &TaskSpec,
     batch: &RecordBatch,
 ) -> Result<BooleanArray, ApplierError> {
-    let matches = context.filter.evaluate(batch)?;
+    let matches = if spec.all_rows {
+        BooleanArray::from(vec![true; batch.num_rows()])
+    } else {
+        context.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?
+    };
     let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(matches) };
     let live: BooleanArray = (spec.rows.start..spec.rows.end)
         .map(|offset| Some(!deletions.contains(offset as u32)))

@@ -19,6 +19,8 @@ use arrow_schema::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use sha2::{Digest, Sha256};
 
+pub use crate::policy::{ErrorPolicy, RetryBackoff};
+
 /// An error raised by a UDF for some rows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -60,21 +62,6 @@ impl From<&str> for UdfError {
     fn from(message: &str) -> Self {
         Self::new(message)
     }
-}
-
-/// What happens when a UDF call fails or panics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorPolicy {
-    /// The job fails, naming the fragment and rows; nothing of the failed
-    /// batch reaches the table.
-    #[default]
-    Fail,
-    /// The call is tried up to this many more times, then the job fails.
-    Retry { attempts: u32 },
-    /// The failing rows become null and each error is recorded with its
-    /// row address; the job goes on.
-    Skip,
 }
 
 /// What one instance of the UDF needs, used to place appliers.
@@ -149,6 +136,7 @@ pub struct Udf {
     inputs: Vec<String>,
     resources: Resources,
     on_error: ErrorPolicy,
+    retry_backoff: RetryBackoff,
     params: Vec<(String, String)>,
     pub(crate) body: Body,
 }
@@ -163,6 +151,7 @@ impl fmt::Debug for Udf {
             .field("shape", &self.body.shape())
             .field("resources", &self.resources)
             .field("on_error", &self.on_error)
+            .field("retry_backoff", &self.retry_backoff)
             .field("params", &self.params)
             .finish()
     }
@@ -180,6 +169,7 @@ impl Udf {
             inputs,
             resources: Resources { cpus: 1.0, ..Resources::default() },
             on_error: ErrorPolicy::default(),
+            retry_backoff: RetryBackoff::default(),
             params: Vec::new(),
             body,
         }
@@ -286,6 +276,12 @@ impl Udf {
         self
     }
 
+    /// Sets the wait between retries of the `retry` policy.
+    pub fn with_retry_backoff(mut self, backoff: RetryBackoff) -> Self {
+        self.retry_backoff = backoff;
+        self
+    }
+
     /// Records parameters the UDF was built with (`key=value`), kept in the
     /// column's UDF record so that another process can build it again.
     pub fn with_params(mut self, params: Vec<(String, String)>) -> Self {
@@ -309,9 +305,17 @@ impl Udf {
         &self.name
     }
 
-    /// The version that keys its checkpoints.
+    /// Its version, as declared (or by default a hash of its definition).
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// What keys its checkpoints and says which computation produced a
+    /// column's values: its version, inputs and parameters, hashed, so that
+    /// the same UDF over other columns or with other parameters is another
+    /// computation.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.version, &self.inputs, &self.params)
     }
 
     /// The field it produces (always nullable).
@@ -339,10 +343,35 @@ impl Udf {
         self.on_error
     }
 
+    /// The wait between its retries.
+    pub fn retry_backoff(&self) -> RetryBackoff {
+        self.retry_backoff
+    }
+
     /// Whether the UDF takes a whole `RecordBatch` (its inputs cannot be overridden).
     pub fn takes_record_batch(&self) -> bool {
         matches!(self.body, Body::Batch(_))
     }
+}
+
+/// [`Udf::fingerprint`] of a UDF of `version` over `inputs` with `params`.
+pub fn fingerprint(version: &str, inputs: &[String], params: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    let mut field = |part: &str| {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    };
+    field(version);
+    field(&inputs.len().to_string());
+    for input in inputs {
+        field(input);
+    }
+    field(&params.len().to_string());
+    for (key, value) in params {
+        field(key);
+        field(value);
+    }
+    format!("{version}+{}", hex::encode(&hasher.finalize()[..6]))
 }
 
 fn default_version(name: &str, output: &Field, inputs: &[String], shape: &str, type_name: &str) -> String {

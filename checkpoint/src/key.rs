@@ -36,7 +36,8 @@ impl std::fmt::Display for CheckpointKey {
 pub struct KeyParts<'a> {
     /// UDF name.
     pub udf_name: &'a str,
-    /// UDF version: a new version ignores old checkpoints.
+    /// UDF version, as its fingerprint (version, inputs and parameters): a
+    /// new one ignores old checkpoints.
     pub udf_version: &'a str,
     /// Output column.
     pub column: &'a str,

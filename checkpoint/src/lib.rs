@@ -30,9 +30,11 @@
 //! ```
 
 mod error;
+mod fills;
 mod key;
 mod store;
 
 pub use error::CheckpointError;
+pub use fills::{Fill, FillIndex, fill_tag};
 pub use key::{CheckpointKey, KeyParts};
 pub use store::{BatchCounts, BatchRecord, CheckpointStore, FragmentRecord, ObjectKind, Origin, StoredObject};

@@ -31,6 +31,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::CheckpointError;
+use crate::fills::FillIndex;
 use crate::key::CheckpointKey;
 
 /// Counts a batch contributes to a job's summary.
@@ -52,7 +53,8 @@ pub struct Origin {
     pub column: String,
     /// The UDF's name.
     pub udf_name: String,
-    /// The UDF's version.
+    /// The UDF's version as keys see it: its fingerprint (version, inputs
+    /// and parameters).
     pub udf_version: String,
     /// The Lance fragment.
     pub fragment_id: u64,
@@ -133,12 +135,18 @@ pub struct FragmentRecord {
 pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    fills: FillIndex,
 }
 
 impl CheckpointStore {
     /// Checkpoints of the table whose directory is `table_dir` in `store`.
     pub fn new(store: Arc<dyn ObjectStore>, table_dir: &Path) -> Self {
-        Self { store, root: table_dir.clone().join("_leman").join("checkpoints") }
+        Self { fills: FillIndex::new(store.clone(), table_dir), store, root: table_dir.clone().join("_leman").join("checkpoints") }
+    }
+
+    /// Which UDF filled each data file, in the same store.
+    pub fn fills(&self) -> &FillIndex {
+        &self.fills
     }
 
     /// Stores `batch` (one column: the output) as the checkpoint `key`.

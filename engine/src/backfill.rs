@@ -8,15 +8,18 @@
 //! until the driver ends.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
 use crate::cancel;
+use crate::cost::JobCosts;
 use crate::driver::{Driver, JobChannels};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobSetup, JobSpec};
 use crate::job::Job;
 use crate::location::TableLocation;
+use crate::metering::StoreMeter;
 use crate::options::BackfillOptions;
 use crate::plan::plan;
 use crate::registry::UdfRegistry;
@@ -36,8 +39,12 @@ pub async fn start(
     // The timeout counts from here: planning is part of the job's time (one
     // too long to add to the clock never runs out).
     let deadline = options.timeout.and_then(|after| Some((tokio::time::Instant::now().checked_add(after)?, after)));
-    let resolved = resolve(table, registry, column, &options).await?;
+    let began = Instant::now();
+    // Every store of the job in this process is counted, for its record.
+    let meter = StoreMeter::new();
+    let table = &table.clone().with_store_wrapper(meter.around(table.store_wrapper.clone()));
     let stores = TableStores::open(table).await?;
+    let resolved = resolve(table, registry, column, &options, &stores).await?;
     let id = new_job_id();
     let lease = stores.lease(column, &id).await?;
     let prepared = async {
@@ -74,7 +81,8 @@ pub async fn start(
     let signal = Arc::new(signal);
     let channels = JobChannels { user: events, cancelled };
     let cancels = stores.cancels.clone();
-    let driver = match Driver::new(setup, stores, plan, &options, job_executor, channels) {
+    let costs = Arc::new(JobCosts::new(began.elapsed(), meter));
+    let driver = match Driver::new(setup, stores, plan, &options, job_executor, channels, costs) {
         Ok(driver) => driver,
         Err(error) => {
             lease.release().await;

@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -114,6 +115,12 @@ impl CancelRequests {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => tracing::warn!(%error, job = job_id, "could not delete the job's cancel request"),
         }
+    }
+
+    /// The jobs asked to stop whose requests are still there.
+    pub(crate) async fn job_ids(&self) -> Result<Vec<String>> {
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&self.dir)).try_collect().await.map_err(request_error)?;
+        Ok(metas.iter().filter_map(|meta| meta.location.filename()?.strip_suffix(".json").map(str::to_string)).collect())
     }
 
     fn path(&self, job_id: &str) -> Path {

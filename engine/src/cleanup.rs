@@ -12,7 +12,11 @@
 //! it is removed only when older than `older_than` (abandoned). Fragment
 //! records are kept while their fragment exists and still reads the data
 //! file they name (they let a re-run skip it), or still awaits its commit.
-//! Columns with a running job are left alone.
+//! Columns with a running job are left alone. A fill (which UDF wrote a
+//! data file, `_leman/fills/`) goes once no fragment reads its file and it
+//! is older than `older_than` (a written file awaiting its commit is read by
+//! no fragment yet). A request to cancel a job that is not running (its
+//! process died before removing it) goes too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
@@ -90,8 +94,12 @@ pub struct Tally {
 
 impl Tally {
     fn add(&mut self, object: &StoredObject) {
+        self.add_bytes(object.size);
+    }
+
+    fn add_bytes(&mut self, bytes: u64) {
         self.objects += 1;
-        self.bytes += object.size;
+        self.bytes += bytes;
     }
 }
 
@@ -108,6 +116,17 @@ pub struct CleanupReport {
     pub kept: Tally,
     /// Removed, by why.
     pub by_reason: BTreeMap<Unreachable, Tally>,
+    /// Fills (which UDF wrote each data file) examined, apart from the
+    /// checkpoints above.
+    #[serde(default)]
+    pub fills_examined: Tally,
+    /// Fills removed (or to remove): their data files are read no more.
+    #[serde(default)]
+    pub fills_removed: Tally,
+    /// Requests to cancel jobs that are not running (their process died
+    /// before it could remove them), removed (or to remove).
+    #[serde(default)]
+    pub stale_cancel_requests: u64,
 }
 
 /// The table as a checkpoint must find it to be reusable.
@@ -116,7 +135,7 @@ struct Table {
     fragments: HashMap<u64, Vec<String>>,
     /// Field ids of each data file.
     file_fields: HashMap<String, Vec<i32>>,
-    /// The UDF each UDF column records: name and version.
+    /// The UDF each UDF column records: name and fingerprint.
     udfs: HashMap<String, (String, String)>,
     /// Columns a running job holds.
     busy: HashSet<String>,
@@ -127,12 +146,15 @@ struct Table {
 pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<CleanupReport> {
     let dataset = table.open_dataset().await?;
     let stores = TableStores::open(table).await?;
-    let busy = stores
-        .job_records()
-        .await?
-        .into_iter()
+    let records = stores.job_records().await?;
+    let running: HashSet<&str> =
+        records.iter().filter(|record| record.status == JobStatus::Running).map(|record| record.id.as_str()).collect();
+    let stale_cancels: Vec<String> =
+        stores.cancels.job_ids().await?.into_iter().filter(|id| !running.contains(id.as_str())).collect();
+    let busy = records
+        .iter()
         .filter(|record| record.status == JobStatus::Running)
-        .map(|record| record.column)
+        .map(|record| record.column.clone())
         .collect();
     let now = Table {
         fragments: dataset
@@ -149,7 +171,7 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
             .schema()
             .fields
             .iter()
-            .filter_map(|field| UdfRecord::from_metadata(&field.metadata).map(|r| (field.name.clone(), (r.name, r.version))))
+            .filter_map(|field| UdfRecord::from_metadata(&field.metadata).map(|r| (field.name.clone(), (r.name.clone(), r.fingerprint()))))
             .collect(),
         busy,
     };
@@ -176,14 +198,31 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
             None => report.kept.add(&object),
         }
     }
+    let read_files: HashSet<&str> = now.file_fields.keys().filter_map(|path| path.rsplit('/').next()).collect();
+    let mut doomed_fills = Vec::new();
+    for fill in store.fills().list().await? {
+        report.fills_examined.add_bytes(fill.size);
+        let read = read_files.contains(fill.data_file.as_str());
+        let old = SystemTime::now().duration_since(fill.last_modified).is_ok_and(|age| age > options.older_than);
+        if !read && old {
+            report.fills_removed.add_bytes(fill.size);
+            doomed_fills.push(fill.path);
+        }
+    }
+    report.stale_cancel_requests = stale_cancels.len() as u64;
     if !options.dry_run {
         store.delete(doomed).await?;
+        store.fills().delete(doomed_fills).await?;
+        for id in &stale_cancels {
+            stores.cancels.remove(id).await;
+        }
     }
     Ok(report)
 }
 
 /// Why nothing can reach a checkpoint of `origin` any more: its column, its
-/// UDF version or its fragment is gone.
+/// UDF (by fingerprint: version, inputs and parameters) or its fragment is
+/// gone.
 fn unreachable(now: &Table, origin: &Origin) -> Option<Unreachable> {
     match now.udfs.get(&origin.column) {
         None => Some(Unreachable::ColumnGone),

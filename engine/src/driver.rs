@@ -26,11 +26,13 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cancel::CancelReason;
 use crate::clock::unix_millis;
+use crate::cost::{self, JobCosts};
 use crate::error::{Error, Result};
 use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
 use crate::job::JobEvent;
 use crate::options::BackfillOptions;
 use crate::plan::Plan;
+use crate::row_errors::{RowErrorRecord, RowOutcome};
 use crate::stores::TableStores;
 
 /// Fragment writes a job may have in flight however few its appliers: a
@@ -85,6 +87,7 @@ pub(crate) struct Driver {
     user: mpsc::UnboundedSender<JobEvent>,
     cancelled: watch::Receiver<Option<CancelReason>>,
     record: JobRecord,
+    costs: Arc<JobCosts>,
 }
 
 impl Driver {
@@ -95,6 +98,7 @@ impl Driver {
         options: &BackfillOptions,
         executor: Box<dyn JobExecutor>,
         channels: JobChannels,
+        costs: Arc<JobCosts>,
     ) -> Result<Self> {
         let JobChannels { user, cancelled } = channels;
         let config = JobConfig {
@@ -106,6 +110,7 @@ impl Driver {
             // least one per applier), few enough that memory does not grow
             // with the number of fragments.
             max_writers: options.concurrency.max(MIN_WRITERS),
+            skip_budget: options.skip_budget(),
             ..JobConfig::default()
         };
         let scheduler = Scheduler::new(Instant::now(), config, plan.inputs.clone())
@@ -130,6 +135,9 @@ impl Driver {
             progress: scheduler.progress(Instant::now()),
             summary: None,
             error: None,
+            options: cost::describe(options, &setup.udf.error_policy().to_string(), &setup.udf.retry_backoff().to_string()),
+            started_by: Some(cost::starter()),
+            cost: costs.snapshot(),
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
         let needs_appliers = plan.inputs.iter().any(|f| f.start == FragmentStart::Compute);
@@ -150,6 +158,7 @@ impl Driver {
             user,
             cancelled,
             record,
+            costs,
             setup,
         })
     }
@@ -232,7 +241,8 @@ impl Driver {
         for applier in self.appliers.iter().flatten() {
             applier.handle.stop().await;
         }
-        self.executor.stop().await;
+        let elsewhere = self.executor.stop().await;
+        self.costs.add_store(elsewhere);
     }
 
     async fn pump(&mut self) -> Result<Summary> {
@@ -244,6 +254,7 @@ impl Driver {
                     Command::Commit { fragments } => self.commit(fragments),
                     Command::Progress(progress) => {
                         self.record.progress = progress.clone();
+                        self.record.cost = self.costs.snapshot();
                         self.tell(JobEvent::Progress(progress));
                         if let Err(error) = self.stores.jobs.put(&self.record).await {
                             tracing::warn!(%error, "could not update the job record");
@@ -319,13 +330,10 @@ impl Driver {
         let Some(Running { incarnation, handle }) = self.appliers.get(applier).cloned().flatten() else {
             return self.report(Event::ApplierLost { applier });
         };
-        let Some(key) = self
-            .plan
-            .fragments
-            .get(&task.fragment_id)
-            .and_then(|f| f.batches.get((task.rows.start / self.batch_size) as usize))
-            .map(|(_, key)| key.clone())
-        else {
+        let Some((key, all_rows)) = self.plan.fragments.get(&task.fragment_id).and_then(|f| {
+            let (_, key) = f.batches.get((task.rows.start / self.batch_size) as usize)?;
+            Some((key.clone(), f.all_rows))
+        }) else {
             return self.report(Event::TaskFailed {
                 task: task.id,
                 attempt,
@@ -333,19 +341,24 @@ impl Driver {
                 retryable: false,
             });
         };
-        let run = handle.run(TaskSpec { fragment_id: task.fragment_id, rows: task.rows.clone(), key });
+        let run = handle.run(TaskSpec { fragment_id: task.fragment_id, rows: task.rows.clone(), key, all_rows });
         self.in_flight += 1;
         let updates = self.updates.clone();
         let udf = self.setup.udf.name().to_string();
+        let recorder = self.error_recorder(&task);
+        let costs = self.costs.clone();
+        let began = Instant::now();
         tokio::spawn(async move {
             let event = match run.await {
-                Ok(Ok(output)) => Event::TaskSucceeded { task: task.id, stats: stats(output) },
-                Ok(Err(error)) => Event::TaskFailed {
-                    task: task.id,
-                    attempt,
-                    retryable: error.is_retryable(),
-                    message: task_failure(&udf, error),
-                },
+                Ok(Ok(output)) => {
+                    costs.task(began.elapsed(), &output);
+                    recorder.skipped(&output).await;
+                    Event::TaskSucceeded { task: task.id, stats: stats(output) }
+                }
+                Ok(Err(error)) => {
+                    recorder.failed(&error).await;
+                    Event::TaskFailed { task: task.id, attempt, retryable: error.is_retryable(), message: task_failure(&udf, error) }
+                }
                 Err(Unanswered::Gone(reason)) => {
                     let _ = updates.send(Update::ApplierGone { index: applier, incarnation, reason });
                     return;
@@ -356,6 +369,27 @@ impl Driver {
             };
             let _ = updates.send(Update::Event(event));
         });
+    }
+
+    /// Records the rows a task's UDF fails on.
+    fn error_recorder(&self, task: &Task) -> ErrorRecorder {
+        let spec = &self.setup.spec;
+        ErrorRecorder {
+            template: RowErrorRecord {
+                job_id: spec.job_id.clone(),
+                column: spec.column.clone(),
+                fragment_id: task.fragment_id,
+                row_address: None,
+                task_rows: task.rows.clone(),
+                udf_name: spec.udf.name.clone(),
+                udf_version: spec.udf.version.clone(),
+                outcome: RowOutcome::Skipped,
+                attempts: 0,
+                message: String::new(),
+                at_ms: 0,
+            },
+            stores: self.stores.clone(),
+        }
     }
 
     fn write(&mut self, fragment_id: u64) {
@@ -374,8 +408,12 @@ impl Driver {
         let written = tokio::spawn(self.executor.write_fragment(write));
         self.in_flight += 1;
         let updates = self.updates.clone();
+        let costs = self.costs.clone();
+        let began = Instant::now();
         tokio::spawn(async move {
-            let update = match written.await {
+            let written = written.await;
+            costs.write(began.elapsed());
+            let update = match written {
                 Ok(Ok(data_file)) => Update::Written { fragment_id, data_file },
                 Ok(Err(WriteFailure { message, retryable })) => {
                     Update::Event(Event::FragmentFailed { fragment_id, message, retryable })
@@ -407,9 +445,13 @@ impl Driver {
         let dataset = self.setup.dataset.clone();
         self.in_flight += 1;
         let updates = self.updates.clone();
+        let rows: u64 = self.plan.inputs.iter().filter(|f| fragments.contains(&f.id)).map(|f| f.physical_rows).sum();
+        let costs = self.costs.clone();
+        let began = Instant::now();
         tokio::spawn(async move {
             let event = match commit_replacements(dataset, groups).await {
                 Ok(committed) => {
+                    costs.commit(began.elapsed(), rows);
                     if let Err(error) = checkpoints.delete_batches(&batches).await {
                         tracing::warn!(%error, ?fragments, "could not delete committed batch checkpoints; `leman cleanup` removes them");
                     }
@@ -435,6 +477,7 @@ impl Driver {
     async fn finish(mut self, outcome: Result<Summary>) -> Result<Summary> {
         self.record.finished_at_ms = Some(unix_millis());
         self.record.progress = self.scheduler.progress(Instant::now());
+        self.record.cost = self.costs.snapshot();
         match &outcome {
             Ok(summary) => {
                 self.record.status = JobStatus::Succeeded;
@@ -464,13 +507,63 @@ impl Driver {
     }
 }
 
+/// Writes the row error records of one task, beside the table.
+struct ErrorRecorder {
+    /// Job, column, UDF, fragment and rows of the task.
+    template: RowErrorRecord,
+    stores: TableStores,
+}
+
+impl ErrorRecorder {
+    /// Records the rows the `skip` policy left null.
+    async fn skipped(&self, output: &TaskOutput) {
+        let at_ms = unix_millis();
+        let records: Vec<RowErrorRecord> = output
+            .errors
+            .iter()
+            .map(|row| RowErrorRecord {
+                row_address: Some(row.row_address),
+                attempts: row.attempts,
+                message: row.message.clone(),
+                at_ms,
+                ..self.template.clone()
+            })
+            .collect();
+        self.put(&records).await;
+    }
+
+    /// Records the row (or batch) that failed the task, if the UDF failed it.
+    async fn failed(&self, error: &TaskError) {
+        let TaskError::Udf { message, row_address, attempts } = error else { return };
+        let record = RowErrorRecord {
+            row_address: *row_address,
+            outcome: RowOutcome::Failed,
+            attempts: *attempts,
+            message: message.clone(),
+            at_ms: unix_millis(),
+            ..self.template.clone()
+        };
+        self.put(&[record]).await;
+    }
+
+    async fn put(&self, records: &[RowErrorRecord]) {
+        if let Err(error) = self.stores.row_errors.put(records).await {
+            // The job's summary still counts them and keeps the first thousand.
+            tracing::warn!(%error, rows = records.len(), "could not record the rows the UDF failed on");
+        }
+    }
+}
+
 /// What a failed task says, with the row it failed at when the UDF said.
 fn task_failure(udf: &str, error: TaskError) -> String {
     match error {
-        TaskError::Udf { message, row_address: Some(address) } => {
-            format!("UDF {udf} failed at row {} (row address {address}): {message}", address & 0xffff_ffff)
+        TaskError::Udf { message, row_address: Some(address), attempts } => format!(
+            "UDF {udf} failed at row {} (row address {address}) after {attempts} calls: {message}",
+            address & 0xffff_ffff
+        ),
+        TaskError::Udf { message, row_address: None, attempts } => {
+            format!("UDF {udf} failed after {attempts} calls: {message}")
         }
-        TaskError::Udf { message, row_address: None } => format!("UDF {udf} failed: {message}"),
         io => io.to_string(),
     }
 }
@@ -479,6 +572,10 @@ fn stats(output: TaskOutput) -> TaskStats {
     TaskStats {
         rows_computed: output.rows_computed,
         rows_skipped: output.rows_skipped,
-        errors: output.errors.into_iter().map(|(row_address, message)| RowError { row_address, message }).collect(),
+        errors: output
+            .errors
+            .into_iter()
+            .map(|row| RowError { row_address: row.row_address, message: row.message, attempts: row.attempts })
+            .collect(),
     }
 }

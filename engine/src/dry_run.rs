@@ -50,6 +50,9 @@ pub struct BackfillPlan {
     pub fragments_to_commit: u64,
     /// Fragments with rows to compute.
     pub fragments_to_compute: u64,
+    /// Of those, fragments whose values another UDF or version computed:
+    /// every live row of them is computed again (after `alter-column`).
+    pub fragments_recomputed_whole: u64,
     /// Fragments left for a later run by `num_frags`.
     pub fragments_left: u64,
     /// Tasks to run (batches without a checkpoint).
@@ -78,8 +81,8 @@ pub async fn plan_backfill(
     options: &BackfillOptions,
     registry: &UdfRegistry,
 ) -> Result<BackfillPlan> {
-    let resolved = resolve(table, registry, column, options).await?;
     let stores = TableStores::open(table).await?;
+    let resolved = resolve(table, registry, column, options, &stores).await?;
     let inspected = inspect_all(&resolved, &stores.checkpoints, options).await?;
     let last_filled_with = stores
         .job_records()
@@ -99,6 +102,7 @@ pub async fn plan_backfill(
         fragments_done: inspected.iter().filter(|f| f.is_none()).count() as u64,
         fragments_to_commit: 0,
         fragments_to_compute: 0,
+        fragments_recomputed_whole: 0,
         fragments_left: 0,
         tasks: 0,
         tasks_checkpointed: 0,
@@ -108,7 +112,7 @@ pub async fn plan_backfill(
     let batch_size = options.batch_size as u64;
     let limit = options.num_frags.unwrap_or(usize::MAX);
     let mut to_compute = Vec::new();
-    for (index, (input, _)) in inspected.into_iter().flatten().enumerate() {
+    for (index, (input, fragment)) in inspected.into_iter().flatten().enumerate() {
         if index >= limit {
             plan.fragments_left += 1;
         } else if input.start == FragmentStart::Written {
@@ -116,16 +120,17 @@ pub async fn plan_backfill(
             plan.rows_from_checkpoints += input.physical_rows;
         } else {
             plan.fragments_to_compute += 1;
+            plan.fragments_recomputed_whole += u64::from(fragment.all_rows);
             let tasks = row_ranges(input.physical_rows, batch_size).len() as u64;
             let checkpointed = input.checkpointed.len() as u64;
             plan.tasks += tasks - checkpointed;
             plan.tasks_checkpointed += checkpointed;
             plan.rows_from_checkpoints += input.checkpointed.iter().map(|rows| rows.end - rows.start).sum::<u64>();
-            to_compute.push(input);
+            to_compute.push((input, fragment.all_rows));
         }
     }
     let selected: Vec<u64> = futures::stream::iter(&to_compute)
-        .map(|input| selected_rows_to_compute(&resolved, input))
+        .map(|(input, all_rows)| selected_rows_to_compute(&resolved, input, *all_rows))
         .buffered(SCAN_PARALLELISM)
         .try_collect()
         .await?;
@@ -133,12 +138,15 @@ pub async fn plan_backfill(
     Ok(plan)
 }
 
-/// Live rows of the fragment that the filter selects, outside its
-/// checkpointed batches.
-async fn selected_rows_to_compute(resolved: &Resolved, input: &FragmentInput) -> Result<u64> {
+/// Live rows of the fragment that the filter selects (all of them if
+/// `all_rows`), outside its checkpointed batches.
+async fn selected_rows_to_compute(resolved: &Resolved, input: &FragmentInput, all_rows: bool) -> Result<u64> {
     let Some(fragment) = resolved.dataset.get_fragment(input.id as usize) else { return Ok(0) };
     let mut scan = fragment.scan();
-    scan.project(&Vec::<String>::new())?.with_row_address().filter(resolved.filter.sql())?;
+    scan.project(&Vec::<String>::new())?.with_row_address();
+    if !all_rows {
+        scan.filter(resolved.filter.sql())?;
+    }
     let batches: Vec<_> = scan.try_into_stream().await?.try_collect().await?;
     let mut rows = 0;
     for batch in &batches {

@@ -72,6 +72,9 @@ pub enum Error {
     /// The table records no job of this id.
     #[error("table {table} has no job {job_id}; list its jobs with `leman jobs --table {table}`")]
     JobNotFound { table: String, job_id: String },
+    /// `retry_errors` named a job that recorded no failed rows.
+    #[error("job {job_id} recorded no failed rows on table {table}; `leman errors --table {table}` lists the jobs that did")]
+    NoFailedRows { table: String, job_id: String },
     /// The job cannot be cancelled: it is not running.
     #[error("job {job_id} is not running (status: {status}); nothing to cancel")]
     JobNotRunning { job_id: String, status: leman_scheduler::JobStatus },

@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::registry::UdfRegistry;
 use crate::stores::TableStores;
+use crate::metering::StoreTally;
 use crate::udf_record::UdfRecord;
 
 /// Where jobs' appliers run and their fragments are written.
@@ -65,8 +66,10 @@ pub trait JobExecutor: Send + fmt::Debug {
     fn next_events(&mut self) -> BoxFuture<'_, Vec<ExecutorEvent>>;
 
     /// The job has ended (its appliers were stopped): release what it holds
-    /// anywhere.
-    fn stop(&mut self) -> BoxFuture<'_, ()>;
+    /// anywhere, and say what its work in other processes asked of the
+    /// table's object store (work in this process is counted by the
+    /// driver's own meter).
+    fn stop(&mut self) -> BoxFuture<'_, StoreTally>;
 }
 
 /// A running applier of a job.

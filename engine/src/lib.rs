@@ -4,7 +4,7 @@
 //! resolving the column, its UDF and the `where` filter against the table,
 //! finding what earlier runs already did (the plan), the driver that pumps
 //! the sans-IO [`leman_scheduler::Scheduler`], the table's stores beside it
-//! ([`TableStores`]: checkpoints, job records and the column's lease), and
+//! ([`TableStores`]: checkpoints, job records, failed rows and the column's lease), and
 //! the [`UdfRegistry`] that every process of one binary shares. [`start`]
 //! is its entry point; the [`Job`] it returns reports events and the
 //! outcome. Around it: [`plan_backfill`] makes a job's plan and stops
@@ -46,6 +46,7 @@ mod backfill;
 mod cancel;
 mod cleanup;
 mod clock;
+mod cost;
 mod driver;
 mod dry_run;
 mod error;
@@ -54,11 +55,13 @@ mod job;
 mod lease;
 mod local;
 mod location;
+mod metering;
 mod options;
 mod plan;
 mod records;
 mod registry;
 mod resolve;
+mod row_errors;
 mod storage;
 mod stores;
 #[cfg(feature = "testing")]
@@ -75,16 +78,18 @@ pub use executor::{
 };
 pub use job::{Canceller, Job, JobEvent};
 pub use leman_applier::{
-    ErrorPolicy, InstanceContext, Resources, StatefulUdf, TaskError, TaskOutput, TaskSpec, Udf, UdfError, default_filter,
-    quote_identifier,
+    ErrorPolicy, InstanceContext, ROW_ADDRESS, Resources, RetryBackoff, SkippedRow, StatefulUdf, TaskError, TaskOutput,
+    TaskSpec, Udf, UdfError, default_filter, peak_memory, quote_identifier, row_address,
 };
-pub use leman_scheduler::{JobFailure, JobRecord, JobStatus, Progress, Summary, record::RowError};
+pub use leman_scheduler::{JobCost, JobFailure, JobRecord, JobStatus, Progress, Starter, Summary, record::RowError};
 pub use leman_writer::FragmentWrite;
 pub use local::{LocalExecutor, write_locally};
 pub use options::BackfillOptions;
 pub use location::{TableLocation, normalize_uri};
+pub use metering::{StoreMeter, StoreTally};
 pub use records::JobStore;
 pub use registry::UdfRegistry;
+pub use row_errors::{RowErrorRecord, RowErrorStore, RowOutcome, retry_filter};
 pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};
 pub use stores::TableStores;
 pub use udf_record::UdfRecord;

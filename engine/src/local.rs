@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::executor::{
     ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure,
 };
+use crate::metering::StoreTally;
 
 /// Runs jobs' appliers and writers as actors of this process: what
 /// `Table::backfill` uses.
@@ -69,8 +70,9 @@ impl JobExecutor for LocalJob {
         Box::pin(std::future::pending())
     }
 
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
-        Box::pin(std::future::ready(()))
+    fn stop(&mut self) -> BoxFuture<'_, StoreTally> {
+        // Its work used the driver's stores, which the driver counts.
+        Box::pin(std::future::ready(StoreTally::default()))
     }
 }
 

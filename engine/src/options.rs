@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use leman_applier::Udf;
+use leman_applier::{ErrorPolicy, RetryBackoff, Udf};
+use leman_scheduler::SkipBudget;
 
 use crate::error::{Error, Result};
 
@@ -52,6 +53,22 @@ pub struct BackfillOptions {
     /// stops after the batches in flight and keeps its checkpoints, so a
     /// re-run resumes. Default: none.
     pub timeout: Option<Duration>,
+    /// The error policy of this run, instead of the one recorded with the
+    /// column's UDF.
+    pub on_error: Option<ErrorPolicy>,
+    /// The wait between retries of this run, instead of the recorded one.
+    pub retry_backoff: Option<RetryBackoff>,
+    /// Fails the job once the `skip` policy has left more rows than this
+    /// null (checkpoints are kept).
+    pub max_skipped_rows: Option<u64>,
+    /// Fails the job once more than this fraction (0 to 1) of the rows it
+    /// computed were skipped, judged from 1,000 rows on and at its last
+    /// task.
+    pub max_skipped_fraction: Option<f64>,
+    /// Recomputes exactly the rows that job `retry_errors` recorded as
+    /// failed (a filter `_rowaddr IN (...)`, within `filter` if one is
+    /// given).
+    pub retry_errors: Option<String>,
 }
 
 impl Default for BackfillOptions {
@@ -69,6 +86,11 @@ impl Default for BackfillOptions {
             batch_size: 10_240,
             refresh_status_secs: 2.0,
             timeout: None,
+            on_error: None,
+            retry_backoff: None,
+            max_skipped_rows: None,
+            max_skipped_fraction: None,
+            retry_errors: None,
         }
     }
 }
@@ -152,6 +174,40 @@ impl BackfillOptions {
         self
     }
 
+    /// Handles UDF errors with `policy` in this run.
+    pub fn on_error(mut self, policy: ErrorPolicy) -> Self {
+        self.on_error = Some(policy);
+        self
+    }
+
+    /// Waits `backoff` between retries in this run.
+    pub fn retry_backoff(mut self, backoff: RetryBackoff) -> Self {
+        self.retry_backoff = Some(backoff);
+        self
+    }
+
+    /// Fails the job past `rows` skipped rows.
+    pub fn max_skipped_rows(mut self, rows: u64) -> Self {
+        self.max_skipped_rows = Some(rows);
+        self
+    }
+
+    /// Fails the job past `fraction` of its rows skipped.
+    pub fn max_skipped_fraction(mut self, fraction: f64) -> Self {
+        self.max_skipped_fraction = Some(fraction);
+        self
+    }
+
+    /// Recomputes the rows job `job_id` failed on.
+    pub fn retry_errors(mut self, job_id: impl Into<String>) -> Self {
+        self.retry_errors = Some(job_id.into());
+        self
+    }
+
+    pub(crate) fn skip_budget(&self) -> SkipBudget {
+        SkipBudget { max_rows: self.max_skipped_rows, max_fraction: self.max_skipped_fraction }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let invalid = |reason: &str| Err(Error::InvalidOptions { reason: reason.to_string() });
         if self.concurrency == 0 {
@@ -174,6 +230,9 @@ impl BackfillOptions {
         }
         if self.timeout == Some(Duration::ZERO) {
             return invalid("timeout must be longer than 0 s");
+        }
+        if self.max_skipped_fraction.is_some_and(|f| !(0.0..=1.0).contains(&f)) {
+            return invalid("max_skipped_fraction must be a fraction from 0 to 1");
         }
         Ok(())
     }

@@ -10,6 +10,11 @@
 //! The fragment key leaves out the column's own data file, so that it
 //! survives the commit of that very fragment; batch keys include it, so that
 //! a batch whose kept values were read from an older file is recomputed.
+//!
+//! Under the default filter, a fragment whose values the column's fills
+//! say another UDF or version computed is *stale*: all its live rows are
+//! computed, not only the null ones, and its keys say so (their filter part
+//! is [`ALL_ROWS`]), so that a re-run finds what it checkpointed.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -17,7 +22,7 @@ use std::ops::Range;
 use futures::{StreamExt, TryStreamExt};
 use lance::dataset::fragment::FileFragment;
 use lance_table::format::DataFile;
-use leman_checkpoint::{CheckpointKey, CheckpointStore, KeyParts, Origin};
+use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore, KeyParts, Origin};
 use leman_scheduler::plan::row_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart};
 
@@ -27,6 +32,9 @@ use crate::resolve::Resolved;
 
 /// Fragments inspected at once.
 const INSPECT_PARALLELISM: usize = 8;
+
+/// The filter part of the keys of a stale fragment: every live row.
+pub(crate) const ALL_ROWS: &str = "1=1";
 
 /// What the driver needs to know of one fragment of the plan.
 #[derive(Debug, Clone)]
@@ -40,6 +48,9 @@ pub(crate) struct FragmentPlan {
     pub base_output_file: Option<String>,
     /// Its data file, when written by an earlier run and not committed.
     pub written: Option<DataFile>,
+    /// Whether every live row is computed, whatever the filter: its values
+    /// came from another UDF or version.
+    pub all_rows: bool,
 }
 
 /// The job's plan: scheduler inputs and the driver's view of each fragment.
@@ -86,11 +97,14 @@ async fn inspect(
     let id = fragment.id() as u64;
     let files = &fragment.metadata().files;
     let output_file = files.iter().find(|f| f.fields.contains(&resolved.field_id)).map(|f| f.path.clone());
+    let all_rows = output_file.as_ref().zip(resolved.fills.as_ref()).is_some_and(|(file, fills)| fills.is_stale(file));
+    let filter = if all_rows { ALL_ROWS } else { resolved.filter.sql() };
+    let fingerprint = resolved.udf.fingerprint();
     let parts = |data_files: Vec<String>| KeyParts {
         udf_name: resolved.udf.name(),
-        udf_version: resolved.udf.version(),
+        udf_version: &fingerprint,
         column: &resolved.column,
-        filter: resolved.filter.sql(),
+        filter,
         table: &resolved.table.uri,
         fragment_id: id,
         data_files,
@@ -109,7 +123,8 @@ async fn inspect(
             written = Some(record.data_file);
         }
         _ => {
-            if fragment.count_rows(Some(resolved.filter.sql().to_string())).await? == 0 {
+            let selected = if all_rows { None } else { Some(resolved.filter.sql().to_string()) };
+            if fragment.count_rows(selected).await? == 0 {
                 return Ok(None);
             }
         }
@@ -120,13 +135,17 @@ async fn inspect(
         .map(|rows| (rows.clone(), batch_parts.batch_key(rows)))
         .collect();
     if written.is_none() {
-        let found: Vec<Option<Range<u64>>> = futures::stream::iter(batches.iter().cloned())
-            .map(|(rows, key)| async move { Ok::<_, Error>(store.find_batch(&key).await?.map(|_| rows)) })
+        let found: Vec<Option<(Range<u64>, BatchCounts)>> = futures::stream::iter(batches.iter().cloned())
+            .map(|(rows, key)| async move { Ok::<_, Error>(store.find_batch(&key).await?.map(|record| (rows, record.counts))) })
             .buffered(INSPECT_PARALLELISM)
             .try_collect()
             .await?;
-        input.checkpointed = found.into_iter().flatten().collect();
+        for (rows, counts) in found.into_iter().flatten() {
+            input.checkpointed.push(rows);
+            input.checkpointed_counts.0 += counts.rows_computed;
+            input.checkpointed_counts.1 += counts.rows_skipped;
+        }
     }
-    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written };
+    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written, all_rows };
     Ok(Some((input, plan)))
 }

@@ -1,15 +1,19 @@
 //! Everything a user can get wrong, checked before any work starts.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
 use lance::Dataset;
 use leman_applier::{RowFilter, Udf, default_filter};
+use leman_checkpoint::{FillIndex, fill_tag};
 
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
+use crate::row_errors::retry_filter;
+use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
 /// A backfill with every name resolved and checked.
@@ -27,14 +31,36 @@ pub(crate) struct Resolved {
     pub udf: Udf,
     /// The filter in force.
     pub filter: RowFilter,
+    /// Under the default filter, which UDF filled each of the column's data
+    /// files: fragments filled by another UDF or version are recomputed
+    /// whole. `None` under a filter of the user's.
+    pub fills: Option<Fills>,
 }
 
-/// Resolves a backfill of `column` of `table`, finding UDFs in `registry`.
+/// The column's fills, and the tag of its UDF now.
+#[derive(Debug)]
+pub(crate) struct Fills {
+    pub tags: HashMap<String, String>,
+    pub current: String,
+}
+
+impl Fills {
+    /// Whether the column's values in `data_file` came from another UDF or
+    /// version than the column's now (unknown origins are taken as they are).
+    pub fn is_stale(&self, data_file: &str) -> bool {
+        FillIndex::tag_of(&self.tags, data_file).is_some_and(|tag| tag != self.current)
+    }
+}
+
+/// Resolves a backfill of `column` of `table`, finding UDFs in `registry`
+/// and, in the table's `stores`, the failed rows of `retry_errors` and the
+/// column's fills.
 pub(crate) async fn resolve(
     table: &TableLocation,
     registry: &UdfRegistry,
     column: &str,
     options: &BackfillOptions,
+    stores: &TableStores,
 ) -> Result<Resolved> {
     options.validate()?;
     let latest = table.open_dataset().await?;
@@ -66,6 +92,14 @@ pub(crate) async fn resolve(
         Some(inputs) => udf.with_inputs(inputs),
         None => udf,
     };
+    let udf = match options.on_error {
+        Some(policy) => udf.with_error_policy(policy),
+        None => udf,
+    };
+    let udf = match options.retry_backoff {
+        Some(backoff) => udf.with_retry_backoff(backoff),
+        None => udf,
+    };
     let schema = ArrowSchema::from(dataset.schema());
     for input in udf.inputs() {
         if schema.field_with_name(input).is_err() {
@@ -85,8 +119,30 @@ pub(crate) async fn resolve(
             actual: udf.data_type().to_string(),
         });
     }
-    let sql = options.filter.clone().unwrap_or_else(|| default_filter(column));
+    let sql = match &options.retry_errors {
+        None => options.filter.clone().unwrap_or_else(|| default_filter(column)),
+        Some(job_id) => {
+            let records = stores.row_errors.list(Some(job_id)).await?;
+            if let Some(other) = records.iter().find(|r| r.column != column) {
+                return Err(Error::InvalidOptions {
+                    reason: format!("job {job_id} computed column {}, not {column}; retry its errors with --column {}", other.column, other.column),
+                });
+            }
+            let rows = retry_filter(&records)
+                .ok_or_else(|| Error::NoFailedRows { table: table.uri.clone(), job_id: job_id.clone() })?;
+            match &options.filter {
+                Some(within) => format!("({rows}) AND ({within})"),
+                None => rows,
+            }
+        }
+    };
     let filter = RowFilter::compile(&sql, &schema).map_err(Error::InvalidFilter)?;
+    let fills = if options.filter.is_none() && options.retry_errors.is_none() {
+        let tags = stores.checkpoints.fills().tags(field_id).await?;
+        Some(Fills { tags, current: fill_tag(udf.name(), &udf.fingerprint()) })
+    } else {
+        None
+    };
     Ok(Resolved {
         table: table.clone(),
         dataset: Arc::new(dataset),
@@ -94,5 +150,6 @@ pub(crate) async fn resolve(
         field_id,
         udf,
         filter,
+        fills,
     })
 }

@@ -1,6 +1,6 @@
 //! The stores beside a table, in its object store under `_leman/`:
-//! checkpoints, job records, requests to cancel jobs and the columns'
-//! leases.
+//! checkpoints, job records, records of failed rows, requests to cancel
+//! jobs and the columns' leases.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::lease::{self, ColumnLease};
 use crate::location::TableLocation;
 use crate::records::JobStore;
+use crate::row_errors::RowErrorStore;
 use crate::storage::storage_error;
 
 /// Storage beside a table: checkpoints, job records and leases.
@@ -24,6 +25,8 @@ pub struct TableStores {
     pub jobs: JobStore,
     /// Requests to cancel running jobs.
     pub cancels: CancelRequests,
+    /// Rows UDFs failed on.
+    pub row_errors: RowErrorStore,
     store: Arc<dyn object_store::ObjectStore>,
     dir: object_store::path::Path,
 }
@@ -42,6 +45,7 @@ impl TableStores {
             checkpoints: CheckpointStore::new(store.inner.clone(), &dir),
             jobs: JobStore::new(store.inner.clone(), &dir),
             cancels: CancelRequests::new(store.inner.clone(), &dir),
+            row_errors: RowErrorStore::new(store.inner.clone(), &dir),
             store: store.inner.clone(),
             dir,
         })

@@ -8,7 +8,8 @@
 //! as the loss of every applier of the job it hosted. An applier that a
 //! worker's supervisor saw stop on its own is reported the same way. When
 //! the job ends, its reservations are released and every worker that did
-//! any of its work is told to drop it.
+//! any of its work is told to drop it, answering what the job asked of the
+//! table's object store there.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -19,8 +20,8 @@ use futures::future::BoxFuture;
 use lance_table::format::DataFile;
 use leman_cluster::{Holder, MembershipEvent, NodeId, Resources};
 use leman_engine::{
-    ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, FragmentWrite, JobExecutor, JobSetup, JobSpec, TaskSpec,
-    Unanswered, WriteFailure, write_locally,
+    ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, FragmentWrite, JobExecutor, JobSetup, JobSpec, StoreTally,
+    TaskSpec, Unanswered, WriteFailure, write_locally,
 };
 use leman_writer::WriterContext;
 use tokio::sync::broadcast;
@@ -33,6 +34,8 @@ use crate::view::{ClusterEvent, ClusterView};
 const TASK_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// How long a remote fragment write may run.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long a worker may take to stop a job and say what it cost there.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs the jobs a head was submitted on its workers.
 #[derive(Debug, Clone)]
@@ -207,16 +210,29 @@ impl JobExecutor for ClusterJob {
         })
     }
 
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
+    fn stop(&mut self) -> BoxFuture<'_, StoreTally> {
         Box::pin(async move {
             self.view.release_job(&self.spec.job_id);
             // Also drops the job's context on workers that only wrote.
-            for addr in &self.hosts {
-                let request = WorkerRequest::StopJob { job_id: self.spec.job_id.clone() };
-                if let Err(error) = self.view.node.cast(*addr, &request).await {
-                    tracing::debug!(%addr, %error, "could not tell a worker to stop the job");
+            let request = WorkerRequest::StopJob { job_id: self.spec.job_id.clone() };
+            let stops = self.hosts.iter().map(|addr| {
+                let (view, request) = (self.view.clone(), request.clone());
+                async move {
+                    match view.node.request_within::<_, WorkerResponse>(*addr, &request, STOP_TIMEOUT).await {
+                        Ok(WorkerResponse::JobStopped { store }) => store,
+                        other => {
+                            // A worker lost mid-job takes its share of the count with it.
+                            tracing::debug!(%addr, ?other, "a worker did not say what the job cost there");
+                            StoreTally::default()
+                        }
+                    }
                 }
+            });
+            let mut total = StoreTally::default();
+            for tally in futures::future::join_all(stops).await {
+                total += tally;
             }
+            total
         })
     }
 }

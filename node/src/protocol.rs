@@ -5,7 +5,7 @@
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, CancelReason, JobStatus, Progress, Summary, TableLocation};
+use leman_engine::{BackfillOptions, CancelReason, JobStatus, Progress, StoreTally, Summary, TableLocation};
 use leman_writer::FragmentWrite;
 use serde::{Deserialize, Serialize};
 
@@ -25,7 +25,8 @@ pub enum WorkerRequest {
     WriteFragment { job: JobSpec, write: FragmentWrite },
     /// Stop one applier (usually cast).
     StopApplier { job_id: String, index: usize, incarnation: u64 },
-    /// Stop everything of a job (usually cast).
+    /// Stop everything of a job; the answer says what the job asked of
+    /// the object store here.
     StopJob { job_id: String },
     /// Which appliers run here?
     Hosted,
@@ -42,6 +43,9 @@ pub enum WorkerResponse {
     Written(Result<ShippedDataFile, String>),
     /// The job's actors are stopped.
     Stopped,
+    /// The job is stopped here; its work here made these requests to the
+    /// table's object store.
+    JobStopped { store: StoreTally },
     /// The applier a task was sent to is not running (it stopped or was
     /// never started here): the task did not run.
     ApplierGone { reason: String },

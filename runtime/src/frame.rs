@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Protocol version; a peer speaking another is refused frame by frame.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Default largest payload: far above a checkpoint descriptor, far below memory.
 pub const DEFAULT_MAX_FRAME: u32 = 16 << 20;
 /// No limit may be set above this.

@@ -4,7 +4,8 @@
 //! frame, one response frame. A cast (a message that wants no answer)
 //! travels on a unidirectional stream: one frame. A node keeps one
 //! connection per peer and opens streams on it, so requests do not block
-//! each other. A stream whose
+//! each other; a peer that does not answer its handshake holds up only the
+//! requests to that peer. A stream whose
 //! frame is malformed, truncated or oversized is reset and counted; the
 //! connection, and every other stream, goes on. A peer whose certificate is
 //! not from the cluster CA never gets a connection; the refusal is logged
@@ -13,8 +14,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -94,12 +95,17 @@ impl NodeStats {
     }
 }
 
+/// The connection to one peer, or none yet. Locked while a handshake is
+/// under way, so that requests to that peer wait for one handshake instead
+/// of each making its own.
+type Slot = Arc<Mutex<Option<quinn::Connection>>>;
+
 /// A node of the cluster; see the [module docs](self).
 #[derive(Debug)]
 pub struct Node {
     endpoint: quinn::Endpoint,
     client: quinn::ClientConfig,
-    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    connections: std::sync::Mutex<HashMap<SocketAddr, Slot>>,
     config: NodeConfig,
     stats: Arc<NodeStats>,
 }
@@ -125,7 +131,7 @@ impl Node {
         config.max_frame = config.max_frame.min(MAX_FRAME_CAP);
         let mut client = certs.client_config()?;
         client.transport_config(transport(&config));
-        Ok(Self { endpoint, client, connections: Mutex::new(HashMap::new()), config, stats: Arc::default() })
+        Ok(Self { endpoint, client, connections: std::sync::Mutex::default(), config, stats: Arc::default() })
     }
 
     /// The address it listens on.
@@ -194,15 +200,17 @@ impl Node {
             Err(_) => Err(RuntimeError::Timeout { peer, after: timeout }),
         };
         if matches!(outcome, Err(RuntimeError::Timeout { .. } | RuntimeError::Closed { .. })) {
-            self.connections.lock().await.remove(&peer);
+            self.connections.lock().unwrap_or_else(PoisonError::into_inner).remove(&peer);
         }
         outcome
     }
 
-    /// The connection to `peer`, made if there is none alive.
+    /// The connection to `peer`, made if there is none alive. Only requests
+    /// to `peer` wait while it is being made.
     pub async fn connection(&self, peer: SocketAddr) -> Result<quinn::Connection, RuntimeError> {
-        let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(&peer)
+        let slot = self.connections.lock().unwrap_or_else(PoisonError::into_inner).entry(peer).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(connection) = slot.as_ref()
             && connection.close_reason().is_none()
         {
             return Ok(connection.clone());
@@ -212,7 +220,7 @@ impl Node {
             .connect_with(self.client.clone(), peer, SERVER_NAME)
             .map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
         let connection = connecting.await.map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
-        connections.insert(peer, connection.clone());
+        *slot = Some(connection.clone());
         Ok(connection)
     }
 

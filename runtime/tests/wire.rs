@@ -136,3 +136,28 @@ async fn casts_arrive_without_an_answer_and_bad_ones_cost_only_their_stream() {
     eventually("casts still arrive", || server.stats().casts_taken() == 101).await;
     assert!(client.cast(addr, &vec![0u8; 64 << 20]).await.is_err(), "an oversized cast is refused before it is sent");
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_peer_that_never_answers_holds_up_only_its_own_requests() {
+    let (_dir, certs) = cluster();
+    let server = Node::serve(loopback(), &certs, NodeConfig::default(), Arc::new(Slow)).unwrap();
+    let live = server.local_addr().unwrap();
+    // A UDP socket that takes every packet and answers none: a handshake
+    // with it waits until the node's idle timeout.
+    let silent = std::net::UdpSocket::bind(loopback()).unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let client = Arc::new(Node::client(loopback(), &certs, NodeConfig::default()).unwrap());
+
+    let stuck = tokio::spawn({
+        let client = client.clone();
+        async move { client.request_within::<_, u64>(silent_addr, &(1u64, 0u64), Duration::from_secs(4)).await }
+    });
+    tokio::task::yield_now().await; // the silent peer's handshake is under way
+    let started = Instant::now();
+    let answer = client.request_within::<_, u64>(live, &(2u64, 0u64), Duration::from_secs(3)).await;
+    assert_eq!(answer.unwrap(), 2, "the live peer answers while the silent one's handshake waits");
+    assert!(!stuck.is_finished(), "the silent peer's request was still waiting");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let stuck = stuck.await.unwrap();
+    assert!(matches!(stuck, Err(RuntimeError::Timeout { .. } | RuntimeError::Connect { .. })), "{stuck:?}");
+}

@@ -29,6 +29,6 @@ pub mod plan;
 pub mod record;
 
 pub use error::PlanError;
-pub use machine::{ApplierId, Command, Event, JobConfig, Scheduler, TaskStats};
+pub use machine::{ApplierId, Command, Event, JobConfig, MIN_ROWS_FOR_FRACTION, Scheduler, SkipBudget, TaskStats};
 pub use plan::{FragmentInput, FragmentStart, Task, TaskId};
-pub use record::{JobFailure, JobRecord, JobStatus, Progress, Summary};
+pub use record::{JobCost, JobFailure, JobRecord, JobStatus, Progress, Starter, Summary};

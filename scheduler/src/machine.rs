@@ -25,8 +25,42 @@ pub type ApplierId = usize;
 /// Errors kept in a summary; the count of skipped rows is always exact.
 const MAX_RECORDED_ERRORS: usize = 1000;
 
+/// Rows a job must have computed or skipped before its skipped fraction is
+/// judged (else at its last task), so that one bad row among the first
+/// few does not fail a job that would end well within its budget.
+pub const MIN_ROWS_FOR_FRACTION: u64 = 1000;
+
+/// How many rows the `skip` policy may leave null before the job fails.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct SkipBudget {
+    /// At most this many rows.
+    pub max_rows: Option<u64>,
+    /// At most this fraction (0 to 1) of the rows computed or skipped,
+    /// judged from [`MIN_ROWS_FOR_FRACTION`] rows on and at the job's last
+    /// task.
+    pub max_fraction: Option<f64>,
+}
+
+impl SkipBudget {
+    /// Why `skipped` rows of `processed` spend the budget, if they do;
+    /// `last` when no task is left to run.
+    fn exceeded(&self, skipped: u64, processed: u64, last: bool) -> Option<String> {
+        if let Some(max) = self.max_rows
+            && skipped > max
+        {
+            return Some(format!("{skipped} rows skipped, more than max_skipped_rows = {max} allows"));
+        }
+        let max = self.max_fraction?;
+        let judged = last || processed >= MIN_ROWS_FOR_FRACTION;
+        (judged && processed > 0 && skipped as f64 > max * processed as f64).then(|| {
+            let percent = 100.0 * skipped as f64 / processed as f64;
+            format!("{skipped} of {processed} rows skipped ({percent:.2}%), more than max_skipped_fraction = {max} allows")
+        })
+    }
+}
+
 /// The knobs of a job that the scheduler acts on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobConfig {
     /// Physical rows per task (and per checkpoint).
     pub batch_size: u64,
@@ -42,6 +76,8 @@ pub struct JobConfig {
     /// column until its pages are full, so this bounds a job's memory
     /// whatever the number of fragments.
     pub max_writers: usize,
+    /// Rows the `skip` policy may leave null; past it the job fails.
+    pub skip_budget: SkipBudget,
 }
 
 impl Default for JobConfig {
@@ -53,6 +89,7 @@ impl Default for JobConfig {
             refresh_status: Duration::from_secs(2),
             max_task_attempts: 3,
             max_writers: 4,
+            skip_budget: SkipBudget::default(),
         }
     }
 }
@@ -165,6 +202,8 @@ pub struct Scheduler {
     next_progress: Instant,
     progress: Progress,
     summary: Summary,
+    /// Rows computed and skipped in the checkpoints this job reuses.
+    carried: (u64, u64),
     ended: bool,
 }
 
@@ -196,6 +235,9 @@ impl Scheduler {
             commands: VecDeque::new(),
             progress: Progress { fragments_total: fragments.len() as u64, ..Progress::default() },
             summary: Summary::default(),
+            carried: fragments
+                .iter()
+                .fold((0, 0), |(c, s), f| (c + f.checkpointed_counts.0, s + f.checkpointed_counts.1)),
             ended: false,
             config,
         };
@@ -224,6 +266,11 @@ impl Scheduler {
         for task in plan::shuffle(to_run, scheduler.config.task_shuffle_diversity) {
             scheduler.queue.push_back(task.id);
             scheduler.tasks.insert(task.id, TaskState { task, attempts: 0, running_on: None });
+        }
+        // Every batch reused: their skipped rows are judged before anything
+        // is written.
+        if scheduler.tasks.is_empty() && scheduler.check_skip_budget(now) {
+            return Ok(scheduler);
         }
         for fragment in &fragments {
             match fragment.start {
@@ -275,7 +322,7 @@ impl Scheduler {
                 self.appliers.entry(applier).or_default().slots = slots;
             }
             Event::ApplierLost { applier } => self.applier_lost(now, applier),
-            Event::TaskSucceeded { task, stats } => self.task_succeeded(task, stats),
+            Event::TaskSucceeded { task, stats } => self.task_succeeded(now, task, stats),
             Event::TaskFailed { task, attempt, message, retryable } => {
                 self.task_failed(now, task, attempt, message, retryable)
             }
@@ -326,7 +373,7 @@ impl Scheduler {
         }
     }
 
-    fn task_succeeded(&mut self, id: TaskId, stats: TaskStats) {
+    fn task_succeeded(&mut self, now: Instant, id: TaskId, stats: TaskStats) {
         let Some(task) = self.tasks.remove(&id) else { return };
         if task.running_on.is_none() {
             // A late result of an attempt given up on; the task was queued again.
@@ -345,7 +392,23 @@ impl Scheduler {
         if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
             fragment.tasks_left = fragment.tasks_left.saturating_sub(1);
         }
+        if (stats.rows_skipped > 0 || self.tasks.is_empty()) && self.check_skip_budget(now) {
+            return;
+        }
         self.maybe_write(fragment_id);
+    }
+
+    /// Fails the job if its skipped rows, those of reused checkpoints
+    /// included, spend its budget; says whether they did.
+    fn check_skip_budget(&mut self, now: Instant) -> bool {
+        let skipped = self.summary.rows_skipped + self.carried.1;
+        let processed = self.summary.rows_computed + self.carried.0 + skipped;
+        let Some(why) = self.config.skip_budget.exceeded(skipped, processed, self.tasks.is_empty()) else { return false };
+        let message = format!(
+            "the skip budget is spent: {why}; checkpoints are kept, and the recorded errors (`leman errors`) say which rows failed"
+        );
+        self.fail(now, JobFailure { message, fragment_id: None, rows: None });
+        true
     }
 
     fn task_failed(&mut self, now: Instant, id: TaskId, attempt: u32, message: String, retryable: bool) {

@@ -61,12 +61,15 @@ pub struct FragmentInput {
     pub start: FragmentStart,
     /// Row ranges whose batch checkpoint is present and valid.
     pub checkpointed: Vec<Range<u64>>,
+    /// Rows those checkpoints computed and skipped (they count against the
+    /// job's skip budget as if computed now).
+    pub checkpointed_counts: (u64, u64),
 }
 
 impl FragmentInput {
     /// A fragment with nothing done yet.
     pub fn new(id: u64, physical_rows: u64) -> Self {
-        Self { id, physical_rows, start: FragmentStart::Compute, checkpointed: Vec::new() }
+        Self { id, physical_rows, start: FragmentStart::Compute, checkpointed: Vec::new(), checkpointed_counts: (0, 0) }
     }
 }
 

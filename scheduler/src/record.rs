@@ -15,6 +15,13 @@ pub struct RowError {
     pub row_address: u64,
     /// What the UDF said.
     pub message: String,
+    /// Calls of the UDF the row was part of.
+    #[serde(default = "one")]
+    pub attempts: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// Counts at one moment of a running job.
@@ -114,6 +121,49 @@ impl std::fmt::Display for JobStatus {
     }
 }
 
+/// Who started a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Starter {
+    /// The user (`$USER`, else `$LOGNAME`, else `uid N`).
+    pub user: String,
+    /// The host's name.
+    pub host: String,
+    /// The process that drove the job.
+    pub pid: u32,
+}
+
+/// What a job cost, as it went. Times per phase are summed over the
+/// phase's work: tasks, fragment writes and commits run side by side, so
+/// they overlap and may add up to more than the job's wall time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JobCost {
+    /// Resolving, taking the column's lease and planning, before any task.
+    pub plan_ms: u64,
+    /// Tasks (reading, computing and checkpointing batches), summed.
+    pub compute_ms: u64,
+    /// Fragment writes, summed.
+    pub write_ms: u64,
+    /// Commits, summed.
+    pub commit_ms: u64,
+    /// CPU time of the UDF's threads, where the kernel keeps it.
+    pub udf_cpu_ms: u64,
+    /// Physical rows the tasks read.
+    pub rows_read: u64,
+    /// Rows of the fragments the job committed.
+    pub rows_written: u64,
+    /// Bytes read through the table's object store (data, checkpoints,
+    /// records), by every process of the job.
+    pub bytes_read: u64,
+    /// Bytes written through it.
+    pub bytes_written: u64,
+    /// Requests to it.
+    pub object_store_requests: u64,
+    /// The largest peak resident memory of the processes that ran the job
+    /// (its driver's and its workers').
+    pub peak_memory_bytes: u64,
+}
+
 /// The record of one job, kept beside the table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -145,4 +195,14 @@ pub struct JobRecord {
     pub summary: Option<Summary>,
     /// Why it failed.
     pub error: Option<JobFailure>,
+    /// The options it ran with, as text (the filter and read version are
+    /// above).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// Who started it (absent in records of older versions).
+    #[serde(default)]
+    pub started_by: Option<Starter>,
+    /// What it cost so far.
+    #[serde(default)]
+    pub cost: JobCost,
 }

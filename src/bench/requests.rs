@@ -59,6 +59,10 @@ pub enum Area {
     JobRecord,
     /// `_leman/cancels/`: requests to cancel a job, looked for every second.
     CancelRequest,
+    /// `_leman/fills/`: which UDF wrote each data file, one per fragment.
+    Fill,
+    /// `_leman/errors/`: the rows a UDF failed on.
+    RowError,
     /// Anything else (deletion files, indices).
     Other,
 }
@@ -77,6 +81,10 @@ impl Area {
             Area::JobRecord
         } else if has("_leman/cancels/") {
             Area::CancelRequest
+        } else if has("_leman/fills/") || path.ends_with("_leman/fills") {
+            Area::Fill
+        } else if has("_leman/errors/") {
+            Area::RowError
         } else if has("_versions/") || path.ends_with("_versions") {
             Area::Manifest
         } else if has("_transactions/") {

@@ -57,6 +57,20 @@ pub(crate) struct BackfillArgs {
     /// status 3; run the same command again to resume.
     #[arg(long, value_name = "SECS", value_parser = parse_timeout)]
     timeout: Option<std::time::Duration>,
+    #[command(flatten)]
+    on_error: super::columns::OnErrorArgs,
+    /// Fail the job once the skip policy has left more rows than this null
+    /// (its checkpoints are kept).
+    #[arg(long, value_name = "N")]
+    max_skipped_rows: Option<u64>,
+    /// Fail the job once more than this fraction (0 to 1) of its rows were
+    /// skipped, judged from 1,000 rows on and at its last batch.
+    #[arg(long, value_name = "F")]
+    max_skipped_fraction: Option<f64>,
+    /// Recompute exactly the rows job JOB recorded as failed (`leman
+    /// errors` lists them), within --where if given.
+    #[arg(long, value_name = "JOB")]
+    retry_errors: Option<String>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -93,6 +107,11 @@ impl BackfillArgs {
             task_shuffle_diversity: self.task_shuffle_diversity,
             refresh_status_secs: self.refresh_status_secs,
             timeout: self.timeout,
+            on_error: self.on_error.on_error,
+            retry_backoff: self.on_error.retry_backoff_ms,
+            max_skipped_rows: self.max_skipped_rows,
+            max_skipped_fraction: self.max_skipped_fraction,
+            retry_errors: self.retry_errors.clone(),
             ..BackfillOptions::default()
         }
     }
@@ -186,6 +205,12 @@ async fn dry_run(args: &BackfillArgs) -> Result<ExitCode> {
         "fragments  {} in all: {} done, {} to commit, {} to compute, {} left for a later run",
         plan.fragments_total, plan.fragments_done, plan.fragments_to_commit, plan.fragments_to_compute, plan.fragments_left
     );
+    if plan.fragments_recomputed_whole > 0 {
+        println!(
+            "           {} of them recomputed whole: another UDF or version computed their values",
+            plan.fragments_recomputed_whole
+        );
+    }
     println!("tasks      {} to run, {} from checkpoints", plan.tasks, plan.tasks_checkpointed);
     println!("rows       {} to compute, {} from checkpoints", plan.rows_to_compute, plan.rows_from_checkpoints);
     Ok(ExitCode::SUCCESS)
@@ -252,13 +277,6 @@ fn parse_timeout(arg: &str) -> std::result::Result<std::time::Duration, String> 
     }
 }
 
-/// This process's peak resident memory so far, in bytes (Linux: `VmHWM`).
-fn peak_memory() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib * 1024)
-}
 
 fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_json::Value {
     match outcome {
@@ -273,7 +291,7 @@ fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_
             "commits": s.commits,
             "version": s.version,
             "elapsed_secs": s.elapsed.as_secs_f64(),
-            "peak_memory_bytes": peak_memory(),
+            "peak_memory_bytes": leman_engine::peak_memory(),
             "errors": s.errors.iter().map(|e| json!({"row_address": e.row_address, "message": e.message})).collect::<Vec<_>>(),
         }),
         Err(error) => json!({

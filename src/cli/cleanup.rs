@@ -51,6 +51,13 @@ pub(crate) async fn run(args: CleanupArgs) -> Result<ExitCode> {
     for (reason, tally) in &report.by_reason {
         println!("  {reason}: {} objects, {} bytes", tally.objects, tally.bytes);
     }
+    println!(
+        "{verb} {} of {} fills (which UDF wrote each data file) of data files no fragment reads",
+        report.fills_removed.objects, report.fills_examined.objects
+    );
+    if report.stale_cancel_requests > 0 {
+        println!("{verb} {} requests to cancel jobs that no longer run", report.stale_cancel_requests);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

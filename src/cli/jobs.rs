@@ -200,8 +200,15 @@ fn print_one(r: &JobRecord) {
     for (key, value) in &r.storage_options {
         println!("storage    {key}={value}");
     }
+    if !r.options.is_empty() {
+        let options: Vec<String> = r.options.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        println!("options    {}", options.join(" "));
+    }
     println!("status     {}", r.status);
-    println!("started    {}", utc(r.started_at_ms));
+    match &r.started_by {
+        Some(by) => println!("started    {} by {} on {} (pid {})", utc(r.started_at_ms), by.user, by.host, by.pid),
+        None => println!("started    {}", utc(r.started_at_ms)),
+    }
     if let Some(finished) = r.finished_at_ms {
         println!("finished   {}", utc(finished));
     }
@@ -211,6 +218,19 @@ fn print_one(r: &JobRecord) {
     if let Some(s) = &r.summary {
         println!("computed   {} rows, {} skipped, {} from checkpoints", s.rows_computed, s.rows_skipped, s.rows_from_checkpoints);
     }
+    let c = &r.cost;
+    let secs = |ms: u64| ms as f64 / 1000.0;
+    println!(
+        "time       plan {:.2} s; summed over their work: compute {:.2} s, write {:.2} s, commit {:.2} s",
+        secs(c.plan_ms),
+        secs(c.compute_ms),
+        secs(c.write_ms),
+        secs(c.commit_ms)
+    );
+    println!("udf cpu    {:.2} s", secs(c.udf_cpu_ms));
+    println!("rows       {} read, {} written", c.rows_read, c.rows_written);
+    println!("store      {} requests, {} bytes read, {} bytes written", c.object_store_requests, c.bytes_read, c.bytes_written);
+    println!("memory     {:.1} MiB at peak", c.peak_memory_bytes as f64 / (1u64 << 20) as f64);
     match (&r.error, r.status) {
         (Some(reason), JobStatus::Cancelled) => println!("reason     {reason}"),
         (Some(error), _) => println!("error      {error}"),

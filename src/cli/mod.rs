@@ -8,6 +8,8 @@
 mod backfill;
 mod cleanup;
 mod cluster;
+mod columns;
+mod errors;
 pub mod format;
 mod inspect;
 mod jobs;
@@ -19,10 +21,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use leman_engine::{BackfillOptions, Error, Result, StorageOptions};
+use leman_engine::{BackfillOptions, Error, Result};
 
-use crate::{bench, builtins, demo};
-use crate::table::{AddColumnsOptions, Table};
+use crate::{bench, demo};
 
 /// `leman`: compute new columns of Lance tables with user functions.
 #[derive(Debug, Parser)]
@@ -44,29 +45,16 @@ enum Command {
         rows: usize,
     },
     /// Declare a column computed by a built-in UDF (metadata only).
-    AddColumn {
-        /// The table: a Lance dataset directory or an s3:// URI.
-        #[arg(long)]
-        table: String,
-        #[command(flatten)]
-        storage: storage::StorageArgs,
-        /// New column name.
-        #[arg(long)]
-        column: String,
-        /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
-        #[arg(long)]
-        udf: String,
-        /// Input column(s), comma-separated.
-        #[arg(long, value_delimiter = ',', required = true)]
-        input: Vec<String>,
-        /// UDF argument, `key=value` (busy: micros=N).
-        #[arg(long = "udf-arg", value_parser = parse_key_value)]
-        udf_args: Vec<(String, String)>,
-    },
+    AddColumn(columns::AddColumnArgs),
+    /// Replace the UDF of a column (metadata only): the next backfill
+    /// without --where recomputes the rows another UDF or version computed.
+    AlterColumn(columns::AlterColumnArgs),
     /// Compute a UDF column.
     Backfill(backfill::BackfillArgs),
     /// List a table's jobs, show one, or cancel one.
     Jobs(jobs::JobsArgs),
+    /// List the rows UDFs failed on (skipped or failing a job).
+    Errors(errors::ErrorsArgs),
     /// Remove the checkpoints beside a table that no job can reuse.
     Cleanup(cleanup::CleanupArgs),
     /// Cluster set-up and status.
@@ -151,9 +139,9 @@ pub const EXIT_CANCELLED: u8 = 3;
 pub async fn run(cli: Cli) -> ExitCode {
     let outcome = match cli.command {
         Command::Demo { dir, rows } => demo(dir, rows).await,
-        Command::AddColumn { table, storage, column, udf, input, udf_args } => {
-            add_column(&table, storage.options(), &column, &udf, &input, &udf_args).await
-        }
+        Command::AddColumn(args) => columns::add(args).await,
+        Command::AlterColumn(args) => columns::alter(args).await,
+        Command::Errors(args) => errors::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
@@ -187,31 +175,6 @@ fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .filter(|(k, _)| !k.is_empty())
         .ok_or_else(|| format!("expected key=value, got {arg:?}"))
-}
-
-async fn add_column(
-    path: &str,
-    storage_options: StorageOptions,
-    column: &str,
-    udf: &str,
-    inputs: &[String],
-    args: &[(String, String)],
-) -> Result<ExitCode> {
-    let table = Table::open_with(path, storage_options, builtins::registry()).await?;
-    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-    let udf = builtins::get(udf, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
-    let schema = table.schema().await?;
-    for input in &inputs {
-        let field = schema.field_with_name(input).map_err(|_| Error::InputNotFound {
-            udf: udf.name().to_string(),
-            input: input.to_string(),
-            table: table.uri().to_string(),
-        })?;
-        builtins::check_input(udf.name(), input, field.data_type())?;
-    }
-    table.add_columns([(column, udf.clone())], AddColumnsOptions::default()).await?;
-    println!("added column {column} computed by {}({}) to {}", udf.name(), inputs.join(", "), table.uri());
-    Ok(ExitCode::SUCCESS)
 }
 
 fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {

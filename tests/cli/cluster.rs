@@ -22,16 +22,43 @@ impl Drop for Processes {
 
 /// Starts `leman args`, returning the process and its first stdout line.
 fn start(args: &[&str]) -> (Child, String) {
+    start_logging(args, None)
+}
+
+/// As [`start`], with the process's warnings and errors in `log`, to say
+/// what a process did when a test fails.
+fn start_logging(args: &[&str], log: Option<&std::path::Path>) -> (Child, String) {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+        None => Stdio::null(),
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_leman"))
         .args(args)
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("start leman");
     let stdout = child.stdout.take().expect("stdout");
+    let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("first line");
+    reader.read_line(&mut line).expect("first line");
+    // Whatever it prints later is read and dropped, so that a write to its
+    // stdout never fails on a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
     (child, line.trim().to_string())
+}
+
+/// The last lines of each log in `logs`, to print when a test fails.
+fn tails(logs: &[std::path::PathBuf]) -> String {
+    logs.iter()
+        .map(|log| {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            format!("--- {}:\n{}", log.display(), lines[lines.len().saturating_sub(30)..].join("\n"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A head and `workers` workers of 2 cpus each on 127.0.0.1.
@@ -40,8 +67,10 @@ pub(crate) fn cluster(certs: &str, workers: usize) -> (Processes, String) {
     let (head, line) = start(&["head", "--listen", "127.0.0.1:0", "--certs", certs]);
     processes.0.push(head);
     let head = line.strip_prefix("head listening on ").expect("head address").to_string();
-    for _ in 0..workers {
-        let (worker, line) = start(&["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", "2"]);
+    for i in 0..workers {
+        let log = std::path::Path::new(certs).with_file_name(format!("worker-{i}.log"));
+        let args = ["worker", "--join", &head, "--listen", "127.0.0.1:0", "--join-timeout-secs", "30", "--certs", certs, "--cpus", "2"];
+        let (worker, line) = start_logging(&args, Some(&log));
         assert!(line.contains("joined the head"), "{line}");
         processes.0.push(worker);
     }
@@ -213,7 +242,11 @@ async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() 
     // on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(45);
     while members(&head, certs).len() != 2 {
-        assert!(Instant::now() < deadline, "the workers did not join the new head");
+        if Instant::now() >= deadline {
+            let logs: Vec<_> = (0..2).map(|i| std::path::Path::new(certs).with_file_name(format!("worker-{i}.log"))).collect();
+            let exits: Vec<_> = processes.0[1..].iter_mut().map(|worker| worker.try_wait().ok().flatten()).collect();
+            panic!("the workers did not join the new head; their exits: {exits:?}\n{}", tails(&logs));
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
 

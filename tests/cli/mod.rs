@@ -1,6 +1,7 @@
 //! Tests of the `leman` binary: real processes on real Lance datasets,
 //! including one written by pylance.
 
+mod alter;
 mod bench;
 mod cancel;
 mod cleanup;
@@ -10,6 +11,7 @@ mod dry_run;
 mod errors;
 mod interop;
 mod manifests;
+mod on_error;
 mod resume;
 mod s3;
 

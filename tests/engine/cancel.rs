@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, CancelReason, Error, JobEvent, JobStatus};
 
-use crate::engine::support::{Calls, column, doubling, fixture, run, within};
+use crate::engine::support::{Calls, column, doubling, fixture, run, until_event};
 
 /// 2,000 rows in 4 fragments whose UDF sleeps 50 ms a batch of 10 rows:
 /// 10 s of work for one applier, so a job stopped within a second or two
@@ -33,10 +33,7 @@ async fn a_requested_cancel_stops_the_job_and_a_rerun_computes_the_rest() {
     let f = slow_job_table(&calls).await;
     let job = f.table.backfill("doubled", options()).await.unwrap();
     let id = job.id().to_string();
-    within(Duration::from_secs(60), async {
-        while !matches!(job.next_event().await, Some(JobEvent::Progress(p)) if p.rows_done >= 20) {}
-    })
-    .await;
+    until_event(&job, |event| matches!(event, JobEvent::Progress(p) if p.rows_done >= 20)).await;
     let asked = f.table.cancel_job(&id).await.unwrap();
     assert_eq!(asked.status, JobStatus::Running);
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus};
 
-use crate::engine::support::{Calls, Gate, column, doubling, failing_at, fixture, run, within};
+use crate::engine::support::{Calls, Gate, column, doubling, failing_at, fixture, run, until_event};
 
 fn snapshot(calls: &Calls, ids: std::ops::Range<i64>) -> HashMap<i64, usize> {
     ids.map(|id| (id, calls.of(id))).collect()
@@ -85,10 +85,7 @@ async fn a_cancelled_job_resumes_where_it_stopped() {
     let options = BackfillOptions::default().batch_size(25).concurrency(1).task_shuffle_diversity(1).commit_granularity(1);
     let job = f.table.backfill("doubled", options.clone()).await.unwrap();
     let job_id = job.id().to_string();
-    within(Duration::from_secs(60), async {
-        while !matches!(job.next_event().await, Some(JobEvent::Committed { .. })) {}
-    })
-    .await;
+    until_event(&job, |event| matches!(event, JobEvent::Committed { .. })).await;
     job.cancel();
     gate.open();
     let (_, outcome) = run(job).await;

@@ -102,8 +102,14 @@ async fn checkpoints_of_an_abandoned_job_go_once_older_than_asked() {
     let options = BackfillOptions::default().batch_size(10).concurrency(1).task_shuffle_diversity(1).commit_at_end();
     let (_, outcome) = run(f.table.backfill("doubled", options).await.unwrap()).await;
     assert!(matches!(outcome, Err(Error::JobFailed { .. })), "{outcome:?}");
+    // A request to cancel a job that no longer runs (its process died
+    // before removing it) goes whatever its age.
+    let cancels = Path::new(f.table.uri()).join("_leman/cancels");
+    std::fs::create_dir_all(&cancels).unwrap();
+    std::fs::write(cancels.join("deadbeef0000.json"), b"{}").unwrap();
     let kept = f.table.cleanup(&keep_all()).await.unwrap();
-    assert_eq!(kept.removed.objects, 0, "{kept:?}");
+    assert_eq!((kept.removed.objects, kept.stale_cancel_requests), (0, 1), "{kept:?}");
+    assert!(!cancels.join("deadbeef0000.json").exists());
 
     let report = f.table.cleanup(&CleanupOptions { dry_run: false, older_than: Duration::ZERO }).await.unwrap();
     assert_eq!(report.by_reason.get(&Unreachable::Abandoned).map(|t| t.objects), Some(kept.examined.objects), "{report:?}");

@@ -111,6 +111,29 @@ async fn an_applier_killed_mid_job_starts_again_and_the_job_completes_as_embedde
     assert!(restarted, "applier 0 was started again after it was killed");
     assert_eq!(view.summary.map(|s| s.rows_computed), Some(2000));
 
+    // The record counts what the workers wrote: at least the data files.
+    let field = table.dataset().await.unwrap().schema().field("slow").unwrap().id;
+    let data_bytes: u64 = table
+        .dataset()
+        .await
+        .unwrap()
+        .get_fragments()
+        .iter()
+        .flat_map(|f| f.metadata().files.clone())
+        .filter(|file| file.fields.contains(&field))
+        .map(|file| file.file_size_bytes.get().map_or(0, |size| size.get()))
+        .sum();
+    let record = loop {
+        let record = table.job(&job_id).await.unwrap().unwrap();
+        if record.status != JobStatus::Running {
+            break record;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(70), "the record was not final");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(data_bytes > 0 && record.cost.bytes_written >= data_bytes, "{data_bytes} bytes of data files, {:?}", record.cost);
+    assert_eq!((record.cost.rows_written, record.cost.rows_read >= 2000), (2000, true), "{:?}", record.cost);
+
     let embedded = c.table("killed_embedded", &["slow"], 0).await;
     embedded.backfill("slow", BackfillOptions::default()).await.unwrap().wait().await.unwrap();
     assert_eq!(column(&table, "slow").await, column(&embedded, "slow").await);

@@ -2,6 +2,7 @@
 //! directories, embedded and on an in-process cluster: one test binary, one
 //! module per behaviour of a backfill.
 
+mod alter;
 mod cancel;
 mod checkpoints;
 mod cleanup;

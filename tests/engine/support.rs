@@ -149,6 +149,23 @@ pub async fn run(job: Job) -> (Vec<JobEvent>, leman::Result<leman::Summary>) {
     (events, job.wait().await)
 }
 
+/// Waits (at most a minute) for an event of `job` that `wanted` picks; a
+/// job that ends first is a panic naming how it ended.
+pub async fn until_event(job: &Job, wanted: impl Fn(&JobEvent) -> bool) -> JobEvent {
+    within(Duration::from_secs(60), async {
+        loop {
+            match job.next_event().await {
+                Some(event) if wanted(&event) => return event,
+                Some(JobEvent::Failed(failure)) => panic!("the job failed first: {failure}"),
+                Some(JobEvent::Finished(summary)) => panic!("the job finished first: {summary:?}"),
+                Some(_) => {}
+                None => panic!("the job ended first"),
+            }
+        }
+    })
+    .await
+}
+
 /// `future`, or a panic if it takes longer than `limit`.
 pub async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(limit, future).await.unwrap_or_else(|_| panic!("not done within {limit:?}"))

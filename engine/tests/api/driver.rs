@@ -110,7 +110,7 @@ impl JobExecutor for ScriptedJob {
         })
     }
 
-    fn stop(&mut self) -> BoxFuture<'_, ()> {
+    fn stop(&mut self) -> BoxFuture<'_, leman_engine::StoreTally> {
         self.local.stop()
     }
 }

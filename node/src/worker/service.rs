@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskError, TaskOutput};
-use leman_engine::{JobSpec, UdfRegistry, write_locally};
+use leman_engine::{JobSpec, StoreMeter, UdfRegistry, write_locally};
 use leman_runtime::Service;
 use leman_writer::WriterContext;
 use ractor::rpc::CallResult;
@@ -27,6 +27,8 @@ struct HostedJob {
     context: Arc<BackfillContext>,
     writer: WriterContext,
     appliers: HashMap<usize, RunningApplier>,
+    /// Counts what the job's work here asks of the table's object store.
+    meter: StoreMeter,
 }
 
 struct RunningApplier {
@@ -95,8 +97,9 @@ impl Service for WorkerService {
                 WorkerResponse::Stopped
             }
             WorkerRequest::StopJob { job_id } => {
+                let meter = self.jobs.lock().await.get(&job_id).map(|job| job.meter.clone());
                 self.stop_jobs(|id| id == job_id).await;
-                WorkerResponse::Stopped
+                WorkerResponse::JobStopped { store: meter.map(|meter| meter.take()).unwrap_or_default() }
             }
             WorkerRequest::Hosted => {
                 let jobs = self.jobs.lock().await;
@@ -152,11 +155,12 @@ impl WorkerService {
         // Built without the lock: opening a table can take a while, and the
         // tasks of jobs already here must not wait for it. Of two requests
         // that race here, the first to finish is kept.
-        let (context, writer) = build(&self.registry, spec).await?;
+        let meter = StoreMeter::new();
+        let (context, writer) = build(&self.registry, spec, &meter).await?;
         let mut jobs = self.jobs.lock().await;
         let job = jobs
             .entry(spec.job_id.clone())
-            .or_insert_with(|| HostedJob { spec: spec.clone(), context, writer, appliers: HashMap::new() });
+            .or_insert_with(|| HostedJob { spec: spec.clone(), context, writer, appliers: HashMap::new(), meter });
         Ok(job.writer.clone())
     }
 
@@ -212,10 +216,17 @@ impl WorkerService {
     }
 }
 
-/// Builds a job's applier and writer contexts from its spec.
-async fn build(registry: &UdfRegistry, spec: &JobSpec) -> std::result::Result<(Arc<BackfillContext>, WriterContext), String> {
+/// Builds a job's applier and writer contexts from its spec, their object
+/// stores counted by `meter`.
+async fn build(
+    registry: &UdfRegistry,
+    spec: &JobSpec,
+    meter: &StoreMeter,
+) -> std::result::Result<(Arc<BackfillContext>, WriterContext), String> {
+    let mut metered = spec.clone();
+    metered.table = metered.table.with_store_wrapper(meter.around(spec.table.store_wrapper.clone()));
     let contexts = async {
-        let setup = spec.open(registry).await?;
+        let setup = metered.open(registry).await?;
         Ok::<_, leman_engine::Error>((Arc::new(setup.applier_context()?), setup.writer_context()?))
     };
     contexts.await.map_err(|e| format!("this worker cannot run job {}: {e}", spec.job_id))

@@ -150,7 +150,7 @@ async fn an_applier_that_stops_on_its_own_is_reported_to_its_spawner_and_one_sto
         fragment_id: 0,
         data_files: Vec::new(),
     };
-    let task = leman_applier::TaskSpec { fragment_id: 0, rows: 0..10, key: key.batch_key(0..10) };
+    let task = leman_applier::TaskSpec { fragment_id: 0, rows: 0..10, key: key.batch_key(0..10), all_rows: false };
     let gone = s.ask(WorkerRequest::RunTask { job_id: "j".into(), index: 1, task }).await;
     assert!(matches!(gone, WorkerResponse::ApplierGone { .. }), "{gone:?}");
     s.spawn(1, 2).await;

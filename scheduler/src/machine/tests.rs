@@ -281,3 +281,54 @@ fn at_most_max_writers_fragment_writes_are_in_flight() {
     assert_eq!(writes(&mut scheduler), [5]);
     assert!(Scheduler::new(now, JobConfig { max_writers: 0, ..JobConfig::default() }, Vec::new()).is_err());
 }
+
+/// Completes every task, skipping `skip(i)` of its rows for the `i`th.
+fn run_skipping(h: &mut Harness, rows: u64, skip: impl Fn(usize) -> u64) {
+    let mut i = 0;
+    while let Some((_, task, _)) = h.running.pop_front() {
+        let skipped = skip(i);
+        i += 1;
+        h.event(Event::TaskSucceeded {
+            task: task.id,
+            stats: TaskStats { rows_computed: rows - skipped, rows_skipped: skipped, errors: Vec::new() },
+        });
+    }
+}
+
+#[test]
+fn a_job_past_its_skipped_rows_budget_fails_naming_it() {
+    let budget = SkipBudget { max_rows: Some(3), max_fraction: None };
+    let config = JobConfig { batch_size: 10, skip_budget: budget, ..JobConfig::default() };
+    let mut h = Harness::new(config.clone(), fragments(4, 10), &[1]);
+    run_skipping(&mut h, 10, |_| 1);
+    let Some(Command::Failed(failure)) = &h.end else { panic!("{:?}", h.end) };
+    assert!(failure.message.contains("4 rows skipped, more than max_skipped_rows = 3"), "{}", failure.message);
+    assert!(h.commits.iter().flatten().count() < 4, "the fourth fragment was not committed");
+
+    let mut within = Harness::new(config, fragments(4, 10), &[1]);
+    run_skipping(&mut within, 10, |i| u64::from(i < 3));
+    assert!(matches!(&within.end, Some(Command::Finished(s)) if s.rows_skipped == 3), "{:?}", within.end);
+}
+
+#[test]
+fn the_skipped_fraction_is_judged_from_enough_rows_or_at_the_end() {
+    let budget = SkipBudget { max_rows: None, max_fraction: Some(0.01) };
+    // 2,000 rows in tasks of 100: one bad row in the first task is 1% of
+    // 100 rows, but the job ends at 1 of 2,000 (0.05%): it succeeds.
+    let config = JobConfig { batch_size: 100, skip_budget: budget, ..JobConfig::default() };
+    let mut h = Harness::new(config.clone(), fragments(2, 1000), &[1]);
+    run_skipping(&mut h, 100, |i| u64::from(i == 0) * 5);
+    assert!(matches!(&h.end, Some(Command::Finished(s)) if s.rows_skipped == 5), "{:?}", h.end);
+
+    // 3 rows of every 100 fail: past 1,000 rows the job is judged and fails.
+    let mut bad = Harness::new(config.clone(), fragments(2, 1000), &[1]);
+    run_skipping(&mut bad, 100, |_| 3);
+    let Some(Command::Failed(failure)) = &bad.end else { panic!("{:?}", bad.end) };
+    assert!(failure.message.contains("30 of 1000 rows skipped (3.00%), more than max_skipped_fraction = 0.01"), "{}", failure.message);
+
+    // A small job is judged at its last task.
+    let mut small = Harness::new(config, fragments(1, 200), &[1]);
+    run_skipping(&mut small, 100, |i| u64::from(i == 1) * 3);
+    let Some(Command::Failed(failure)) = &small.end else { panic!("{:?}", small.end) };
+    assert!(failure.message.contains("3 of 200 rows skipped"), "{}", failure.message);
+}

@@ -1,0 +1,54 @@
+//! What this thread and process use, for what a job cost: a thread's CPU
+//! time from Linux's `/proc/thread-self/schedstat` (nanoseconds on a CPU),
+//! so that a UDF's CPU-seconds are its threads' own, not the process's; the
+//! process's peak resident memory from `/proc/self/status` (`VmHWM`).
+//! `None` where the kernel does not say.
+
+use std::time::Duration;
+
+/// Time the calling thread has spent on a CPU.
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// This process's peak resident memory so far, in bytes.
+pub fn peak_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_thread_counts_its_own_time() {
+        let Some(before) = thread_cpu_time() else { return };
+        let started = std::time::Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let spent = thread_cpu_time().unwrap_or_default().saturating_sub(before);
+        assert!(spent >= Duration::from_millis(25), "{spent:?} of 50 ms busy");
+        let idle = std::thread::spawn(|| {
+            let before = thread_cpu_time().unwrap_or_default();
+            std::thread::sleep(Duration::from_millis(50));
+            thread_cpu_time().unwrap_or_default().saturating_sub(before)
+        });
+        let idle = idle.join().unwrap_or_else(|_| panic!("thread panicked"));
+        assert!(idle < Duration::from_millis(20), "a sleeping thread spends no CPU: {idle:?}");
+    }
+
+    #[test]
+    fn peak_memory_grows_with_what_was_touched() {
+        let Some(before) = peak_memory() else { return };
+        let touched = std::hint::black_box(vec![1u8; 256 << 20]);
+        let after = peak_memory().unwrap_or_default();
+        assert!(after >= before.max(256 << 20), "{after} bytes at peak after touching 256 MiB ({})", touched.len());
+    }
+}

@@ -1,0 +1,143 @@
+//! `leman add-column` and `leman alter-column`: declare a column computed
+//! by a built-in UDF, or replace the UDF of one, with its error policy.
+//! Metadata only: nothing is computed until a backfill.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use leman_engine::{Error, ErrorPolicy, Result, RetryBackoff, Udf};
+
+use crate::builtins;
+use crate::table::{AddColumnsOptions, Table};
+
+/// What a failing UDF call does; recorded with the column's UDF by
+/// `add-column` and `alter-column`, for one run by `backfill`.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct OnErrorArgs {
+    /// What a failing UDF call does: fail (the job fails, naming the rows),
+    /// retry:N (N more calls with backoff, then fail) or skip (the row is
+    /// left null and recorded; `leman errors` lists them).
+    #[arg(long, value_name = "fail|retry:N|skip")]
+    pub on_error: Option<ErrorPolicy>,
+    /// Wait before the first retry and the longest wait, in milliseconds
+    /// (default 200,20000); each wait doubles, with jitter.
+    #[arg(long, value_name = "FIRST,MAX")]
+    pub retry_backoff_ms: Option<RetryBackoff>,
+}
+
+impl OnErrorArgs {
+    /// `udf` with the policy and backoff given, if given.
+    fn apply(&self, udf: Udf) -> Udf {
+        let udf = match self.on_error {
+            Some(policy) => udf.with_error_policy(policy),
+            None => udf,
+        };
+        match self.retry_backoff_ms {
+            Some(backoff) => udf.with_retry_backoff(backoff),
+            None => udf,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddColumnArgs {
+    /// The table: a Lance dataset directory or an s3:// URI.
+    #[arg(long)]
+    table: String,
+    #[command(flatten)]
+    storage: super::storage::StorageArgs,
+    /// New column name.
+    #[arg(long)]
+    column: String,
+    /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
+    #[arg(long)]
+    udf: String,
+    /// Input column(s), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    input: Vec<String>,
+    /// UDF argument, `key=value` (busy: micros=N).
+    #[arg(long = "udf-arg", value_parser = super::parse_key_value)]
+    udf_args: Vec<(String, String)>,
+    #[command(flatten)]
+    on_error: OnErrorArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AlterColumnArgs {
+    /// The table: a Lance dataset directory or an s3:// URI.
+    #[arg(long)]
+    table: String,
+    #[command(flatten)]
+    storage: super::storage::StorageArgs,
+    /// The UDF column.
+    #[arg(long)]
+    column: String,
+    /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
+    #[arg(long)]
+    udf: String,
+    /// Input column(s), comma-separated (default: the column's inputs now).
+    #[arg(long, value_delimiter = ',')]
+    input: Vec<String>,
+    /// UDF argument, `key=value` (busy: micros=N).
+    #[arg(long = "udf-arg", value_parser = super::parse_key_value)]
+    udf_args: Vec<(String, String)>,
+    #[command(flatten)]
+    on_error: OnErrorArgs,
+}
+
+pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
+    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
+    let udf = builtin(&table, &args.udf, &args.input, &args.udf_args).await?;
+    let udf = args.on_error.apply(udf);
+    table.add_columns([(args.column.as_str(), udf.clone())], AddColumnsOptions::default()).await?;
+    println!(
+        "added column {} computed by {}({}) to {}, on error: {}",
+        args.column,
+        udf.name(),
+        args.input.join(", "),
+        table.uri(),
+        udf.error_policy()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn alter(args: AlterColumnArgs) -> Result<ExitCode> {
+    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
+    let inputs = if args.input.is_empty() {
+        table.udf_record(&args.column).await?.ok_or_else(|| Error::NoUdf { column: args.column.clone() })?.inputs
+    } else {
+        args.input.clone()
+    };
+    let udf = args.on_error.apply(builtin(&table, &args.udf, &inputs, &args.udf_args).await?);
+    let old = table.alter_udf(&args.column, udf.clone()).await?;
+    println!(
+        "column {} of {} is now computed by {}({}) version {}, on error: {} (was {} version {}); \
+         the next backfill without --where recomputes the rows another UDF or version computed",
+        args.column,
+        table.uri(),
+        udf.name(),
+        inputs.join(", "),
+        udf.version(),
+        udf.error_policy(),
+        old.name,
+        old.version,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Built-in `name` over `inputs`, each checked against the table's schema.
+async fn builtin(table: &Table, name: &str, inputs: &[String], args: &[(String, String)]) -> Result<Udf> {
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let udf = builtins::get(name, &inputs, args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+    let schema = table.schema().await?;
+    for input in &inputs {
+        let field = schema.field_with_name(input).map_err(|_| Error::InputNotFound {
+            udf: udf.name().to_string(),
+            input: input.to_string(),
+            table: table.uri().to_string(),
+        })?;
+        builtins::check_input(udf.name(), input, field.data_type())?;
+    }
+    Ok(udf)
+}
