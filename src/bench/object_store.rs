@@ -106,7 +106,7 @@ impl Tally {
         for (&(area, op), &n) in counts {
             match (area, op) {
                 (Area::BatchCheckpoint, _) | (Area::Data, Op::Get) => batch += n,
-                (Area::FragmentCheckpoint, _) | (Area::Data, _) => fragment += n,
+                (Area::FragmentCheckpoint, _) | (Area::Data, _) | (Area::Fill, Op::Put) => fragment += n,
                 _ => job += n,
             }
         }
