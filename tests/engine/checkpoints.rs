@@ -75,6 +75,9 @@ async fn a_cancelled_job_resumes_where_it_stopped() {
     let calls = Arc::new(Calls::default());
     let gate = Arc::new(Gate::default());
     let blocked = gate.clone();
+    // The call holding row 250 (fragment 1) waits until the test opens the
+    // gate; the applier's other thread computes the rest, whatever order
+    // the batches' reads finish in, so fragment 0 commits.
     let udf = doubling(calls.clone(), move |ids| {
         if ids.contains(&250) {
             blocked.wait(Duration::from_secs(60))?;
@@ -82,7 +85,12 @@ async fn a_cancelled_job_resumes_where_it_stopped() {
         Ok(())
     });
     f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
-    let options = BackfillOptions::default().batch_size(25).concurrency(1).task_shuffle_diversity(1).commit_granularity(1);
+    let options = BackfillOptions::default()
+        .batch_size(25)
+        .concurrency(1)
+        .intra_applier_concurrency(2)
+        .task_shuffle_diversity(1)
+        .commit_granularity(1);
     let job = f.table.backfill("doubled", options.clone()).await.unwrap();
     let job_id = job.id().to_string();
     until_event(&job, |event| matches!(event, JobEvent::Committed { .. })).await;
@@ -92,11 +100,13 @@ async fn a_cancelled_job_resumes_where_it_stopped() {
     assert!(matches!(outcome, Err(Error::Cancelled { .. })), "{outcome:?}");
     let record = f.table.job(&job_id).await.unwrap().unwrap();
     assert_eq!(record.status, JobStatus::Cancelled);
+    assert_eq!(record.progress.fragments_committed, 1, "fragment 1 waited on row 250 until the cancel");
     let done = calls.total();
-    assert!((200..400).contains(&done), "fragment 0 and part of fragment 1: {done}");
+    assert!((225..=400).contains(&done), "fragment 0 and at least the batch in flight of fragment 1: {done}");
 
     calls.reset();
-    run(f.table.backfill("doubled", options).await.unwrap()).await.1.unwrap();
+    let summary = run(f.table.backfill("doubled", options).await.unwrap()).await.1.unwrap();
     assert_eq!(calls.total() + done, 400, "no row computed twice");
+    assert!(summary.rows_from_checkpoints >= 25, "the batch in flight at the cancel was kept: {summary:?}");
     assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
 }
