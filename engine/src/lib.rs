@@ -9,8 +9,10 @@
 //! is its entry point; the [`Job`] it returns reports events and the
 //! outcome. Around it: [`plan_backfill`] makes a job's plan and stops
 //! there (a dry run), [`TableStores::request_cancel`] stops a running job
-//! from any process, and [`cleanup`] removes the checkpoints no job can
-//! reuse.
+//! from any process, [`cleanup`] removes the checkpoints no job can reuse,
+//! [`RowErrorStore`] keeps the rows UDFs failed on (which
+//! [`BackfillOptions::retry_errors`] recomputes), and each job's record
+//! says what it cost ([`JobCost`], counted with a [`StoreMeter`]).
 //!
 //! Where a job's appliers run and its fragments are written is not its
 //! business: it asks an [`Executor`], the way Ballista's scheduler core asks
