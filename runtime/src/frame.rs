@@ -24,6 +24,8 @@ pub const MAX_FRAME_CAP: u32 = 256 << 20;
 
 const MAGIC: [u8; 2] = *b"LM";
 const HEADER: usize = 8;
+/// What a payload's buffer starts at; it grows as bytes arrive.
+const READ_CHUNK: usize = 64 << 10;
 
 /// Why a frame was refused.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,12 @@ pub fn write_frame<'w, W: AsyncWrite + Unpin, T: Serialize>(
 
 /// Reads one frame and decodes it.
 pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(reader: &mut R, limit: u32) -> Result<T, FrameError> {
+    let len = read_header(reader, limit).await?;
+    read_payload(reader, len).await
+}
+
+/// Reads a frame's header; returns the length of its payload (at most `limit`).
+pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R, limit: u32) -> Result<u32, FrameError> {
     let mut header = [0u8; HEADER];
     reader.read_exact(&mut header).await.map_err(FrameError::Truncated)?;
     let magic = [header[0], header[1]];
@@ -111,8 +119,22 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(reader: &mut 
     if len > limit {
         return Err(FrameError::Oversized { len, limit });
     }
-    let mut payload = vec![0u8; len as usize];
-    reader.read_exact(&mut payload).await.map_err(FrameError::Truncated)?;
+    Ok(len)
+}
+
+/// Reads a payload of `len` bytes and decodes it. Memory grows with the
+/// bytes that arrive, not with the length announced: a peer that announces
+/// a large frame and sends little costs little.
+pub async fn read_payload<R: AsyncRead + Unpin, T: DeserializeOwned>(reader: &mut R, len: u32) -> Result<T, FrameError> {
+    let mut payload = Vec::with_capacity((len as usize).min(READ_CHUNK));
+    reader.take(u64::from(len)).read_to_end(&mut payload).await.map_err(FrameError::Truncated)?;
+    if payload.len() != len as usize {
+        let missing = len as usize - payload.len();
+        return Err(FrameError::Truncated(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{missing} of {len} bytes missing"),
+        )));
+    }
     decode(&payload)
 }
 

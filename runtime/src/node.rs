@@ -10,6 +10,15 @@
 //! connection, and every other stream, goes on. A peer whose certificate is
 //! not from the cluster CA never gets a connection; the refusal is logged
 //! and counted.
+//!
+//! What one peer can make a node hold is bounded: a connection has at most
+//! [`MAX_BIDI_STREAMS`] requests and [`MAX_UNI_STREAMS`] casts open at once;
+//! a frame must arrive whole within [`NodeConfig::frame_timeout`]; a
+//! payload's buffer grows with the bytes that arrive, not with the length
+//! its header announces; and the payloads a connection's requests hold
+//! while they are read and served add up to at most
+//! [`NodeConfig::max_bytes_in_flight`] (a frame past the budget waits for
+//! room, within its deadline).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +29,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::RuntimeError;
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAX_FRAME_CAP};
@@ -28,6 +37,10 @@ use crate::tls::{ClusterCerts, SERVER_NAME};
 
 /// QUIC application error code of a stream reset for a bad frame.
 const BAD_FRAME: u32 = 1;
+/// Requests a peer may have open on one connection at once.
+pub const MAX_BIDI_STREAMS: u32 = 512;
+/// Casts a peer may have open on one connection at once.
+pub const MAX_UNI_STREAMS: u32 = 64;
 
 /// What a node serves: typed requests in, typed responses out.
 pub trait Service: Send + Sync + 'static {
@@ -56,11 +69,23 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// A connection with no traffic for this long is closed.
     pub idle_timeout: Duration,
+    /// How long a request or cast frame may take to arrive whole, from its
+    /// stream's opening; a slower one is reset.
+    pub frame_timeout: Duration,
+    /// Payload bytes the requests and casts of one connection may hold at
+    /// once, while read and served (never below `max_frame`).
+    pub max_bytes_in_flight: u32,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        Self { max_frame: DEFAULT_MAX_FRAME, request_timeout: Duration::from_secs(30), idle_timeout: Duration::from_secs(10) }
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            request_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(30),
+            max_bytes_in_flight: 4 * DEFAULT_MAX_FRAME,
+        }
     }
 }
 
@@ -117,7 +142,7 @@ impl Node {
         server.transport_config(transport(&config));
         let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| RuntimeError::Bind { addr, source })?;
         let node = Self::with_endpoint(endpoint, certs, config)?;
-        tokio::spawn(accept_loop(node.endpoint.clone(), service, node.config.max_frame, node.stats.clone()));
+        tokio::spawn(accept_loop(node.endpoint.clone(), service, Limits::of(&node.config), node.stats.clone()));
         Ok(node)
     }
 
@@ -234,18 +259,37 @@ fn transport(config: &NodeConfig) -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(quinn::IdleTimeout::try_from(config.idle_timeout).ok());
     transport.keep_alive_interval(Some(config.idle_timeout / 3));
-    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1024));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_BIDI_STREAMS));
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(MAX_UNI_STREAMS));
     Arc::new(transport)
 }
 
-async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, limit: u32, stats: Arc<NodeStats>) {
+/// What a served connection's streams may take.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_frame: u32,
+    frame_timeout: Duration,
+    bytes_in_flight: u32,
+}
+
+impl Limits {
+    fn of(config: &NodeConfig) -> Self {
+        Self {
+            max_frame: config.max_frame,
+            frame_timeout: config.frame_timeout,
+            bytes_in_flight: config.max_bytes_in_flight.max(config.max_frame),
+        }
+    }
+}
+
+async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, limits: Limits, stats: Arc<NodeStats>) {
     while let Some(incoming) = endpoint.accept().await {
         let service = service.clone();
         let stats = stats.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             match incoming.await {
-                Ok(connection) => serve_connection(connection, service, limit, stats).await,
+                Ok(connection) => serve_connection(connection, service, limits, stats).await,
                 Err(error) => {
                     stats.refused_connections.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(peer = %remote, %error, "refused a connection: its certificate is not from this cluster's CA, or the handshake failed");
@@ -255,8 +299,9 @@ async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, lim
     }
 }
 
-async fn serve_connection<S: Service>(connection: quinn::Connection, service: Arc<S>, limit: u32, stats: Arc<NodeStats>) {
+async fn serve_connection<S: Service>(connection: quinn::Connection, service: Arc<S>, limits: Limits, stats: Arc<NodeStats>) {
     let peer = connection.remote_address();
+    let budget = Arc::new(Semaphore::new(limits.bytes_in_flight as usize));
     loop {
         let accepted = tokio::select! {
             streams = connection.accept_bi() => streams.map(|(send, recv)| (Some(send), recv)),
@@ -273,7 +318,7 @@ async fn serve_connection<S: Service>(connection: quinn::Connection, service: Ar
                 return;
             }
         };
-        tokio::spawn(serve_stream(peer, send, recv, service.clone(), limit, stats.clone()));
+        tokio::spawn(serve_stream(peer, send, recv, service.clone(), limits, budget.clone(), stats.clone()));
     }
 }
 
@@ -284,11 +329,30 @@ async fn serve_stream<S: Service>(
     mut send: Option<quinn::SendStream>,
     mut recv: quinn::RecvStream,
     service: Arc<S>,
-    limit: u32,
+    limits: Limits,
+    budget: Arc<Semaphore>,
     stats: Arc<NodeStats>,
 ) {
-    let request = match frame::read_frame::<_, S::Request>(&mut recv, limit).await {
-        Ok(request) => request,
+    let read = async {
+        let len = frame::read_header(&mut recv, limits.max_frame).await?;
+        // Room for the payload in the connection's budget, held until the
+        // request is served (`len` is at most the budget: it never waits
+        // for more than there is).
+        let room = budget.clone().acquire_many_owned(len).await.map_err(|_| {
+            FrameError::Truncated(std::io::Error::other("the connection closed"))
+        })?;
+        let request = frame::read_payload::<_, S::Request>(&mut recv, len).await?;
+        Ok::<_, FrameError>((request, room))
+    };
+    let outcome = match tokio::time::timeout(limits.frame_timeout, read).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(FrameError::Truncated(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("the frame did not arrive whole within {:?}", limits.frame_timeout),
+        ))),
+    };
+    let (request, _room) = match outcome {
+        Ok(read) => read,
         Err(error) => {
             stats.bad_frames.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(%peer, %error, "bad frame; resetting its stream");
@@ -304,7 +368,7 @@ async fn serve_stream<S: Service>(
         return service.cast(peer, request).await;
     };
     let response = service.call(peer, request).await;
-    match frame::write_frame(&mut send, &response, limit).await {
+    match frame::write_frame(&mut send, &response, limits.max_frame).await {
         Ok(()) => {
             let _ = send.finish();
             stats.requests_served.fetch_add(1, Ordering::Relaxed);

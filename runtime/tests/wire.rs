@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use leman_runtime::frame::{self, PROTOCOL_VERSION};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, RuntimeError, Service, tls};
 
 /// Echoes a number after `delay_ms` milliseconds.
@@ -76,8 +77,8 @@ async fn bad_frames_reset_their_stream_while_other_requests_complete() {
     let connection = raw.connection(addr).await.unwrap();
     let frames: [Vec<u8>; 3] = [
         b"GARBAGE!".to_vec(),                                             // malformed header
-        [b"LM".as_slice(), &1u16.to_le_bytes(), &(1u32 << 30).to_le_bytes()].concat(), // oversized
-        [b"LM".as_slice(), &1u16.to_le_bytes(), &100u32.to_le_bytes(), &[1, 2, 3]].concat(), // truncated
+        [b"LM".as_slice(), &PROTOCOL_VERSION.to_le_bytes(), &(1u32 << 30).to_le_bytes()].concat(), // oversized
+        [b"LM".as_slice(), &PROTOCOL_VERSION.to_le_bytes(), &100u32.to_le_bytes(), &[1, 2, 3]].concat(), // truncated
     ];
     for bytes in frames {
         let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -160,4 +161,93 @@ async fn a_peer_that_never_answers_holds_up_only_its_own_requests() {
     assert!(started.elapsed() < Duration::from_secs(3));
     let stuck = stuck.await.unwrap();
     assert!(matches!(stuck, Err(RuntimeError::Timeout { .. } | RuntimeError::Connect { .. })), "{stuck:?}");
+}
+
+/// Answers how many bytes it was sent.
+struct Measure;
+
+impl Service for Measure {
+    type Request = Vec<u8>;
+    type Response = usize;
+    async fn call(&self, _peer: SocketAddr, request: Vec<u8>) -> usize {
+        request.len()
+    }
+}
+
+/// Opens a request stream on `connection` and sends the first `sent` bytes
+/// of `frame`; the stream stays open.
+async fn send_part(connection: &quinn::Connection, frame: &[u8], sent: usize) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = connection.open_bi().await.unwrap();
+    send.write_all(&frame[..sent]).await.unwrap();
+    (send, recv)
+}
+
+#[tokio::test]
+async fn a_frame_that_does_not_arrive_in_time_is_reset_and_others_go_on() {
+    let (_dir, certs) = cluster();
+    let config = NodeConfig { frame_timeout: Duration::from_millis(500), ..NodeConfig::default() };
+    let server = Node::serve(loopback(), &certs, config, Arc::new(Measure)).unwrap();
+    let addr = server.local_addr().unwrap();
+    let raw = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
+    let connection = raw.connection(addr).await.unwrap();
+    // Announces 10 MiB, sends 10 bytes of it, and waits.
+    let frame = frame::encode_frame(&vec![7u8; 10 << 20], 16 << 20).unwrap();
+    let (_send, mut recv) = send_part(&connection, &frame, 18).await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), recv.read_to_end(1 << 20))
+        .await
+        .expect("the stream was reset at its deadline, long before 10 s");
+    assert!(answer.is_err(), "a frame past its deadline gets its stream reset: {answer:?}");
+    assert_eq!(server.stats().bad_frames(), 1);
+    let client = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
+    assert_eq!(client.request::<_, usize>(addr, &vec![1u8; 1000]).await.unwrap(), 1000, "the node still serves");
+}
+
+/// Answers how many bytes it was sent, after `delay_ms` milliseconds;
+/// counts the calls it has begun.
+#[derive(Default)]
+struct SlowMeasure(std::sync::atomic::AtomicUsize);
+
+impl Service for SlowMeasure {
+    type Request = (u64, Vec<u8>);
+    type Response = usize;
+    async fn call(&self, _peer: SocketAddr, (delay_ms, bytes): (u64, Vec<u8>)) -> usize {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        bytes.len()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_s_payloads_in_flight_stay_within_its_budget() {
+    let (_dir, certs) = cluster();
+    let config = NodeConfig {
+        max_frame: 64 << 10,
+        max_bytes_in_flight: 100 << 10,
+        frame_timeout: Duration::from_secs(1),
+        ..NodeConfig::default()
+    };
+    let service = Arc::new(SlowMeasure::default());
+    let server = Node::serve(loopback(), &certs, config.clone(), service.clone()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let client = Arc::new(Node::client(loopback(), &certs, config).unwrap());
+    let big = |delay_ms: u64| (delay_ms, vec![1u8; 60 << 10]);
+
+    // A: 60 KiB served for 4 s holds 60 of the connection's 100 KiB.
+    let held = tokio::spawn({
+        let client = client.clone();
+        async move { client.request::<_, usize>(addr, &big(4000)).await }
+    });
+    // Once its call has begun, A's payload holds its room until it is answered.
+    eventually("A is being served", || service.0.load(std::sync::atomic::Ordering::SeqCst) == 1).await;
+    // A small request beside it has room: 40 KiB are left.
+    assert_eq!(client.request::<_, usize>(addr, &(0u64, vec![1u8; 1000])).await.unwrap(), 1000);
+    // B: another 60 KiB finds no room, and is reset at its deadline.
+    let started = Instant::now();
+    let refused = client.request::<_, usize>(addr, &big(0)).await;
+    assert!(matches!(refused, Err(RuntimeError::Frame { .. } | RuntimeError::Closed { .. })), "{refused:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "it waited out its deadline: {:?}", started.elapsed());
+    assert_eq!(server.stats().bad_frames(), 1);
+    // Once A is answered, its room is free again.
+    assert_eq!(held.await.unwrap().unwrap(), 60 << 10);
+    assert_eq!(client.request::<_, usize>(addr, &big(0)).await.unwrap(), 60 << 10);
 }
