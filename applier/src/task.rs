@@ -108,10 +108,6 @@ pub struct TaskOutput {
     pub udf_cpu: Option<Duration>,
     /// Physical rows read (the task's range).
     pub rows_read: u64,
-    /// Arrow bytes of the columns read.
-    pub bytes_read: u64,
-    /// Arrow bytes of the checkpointed batch.
-    pub bytes_written: u64,
     /// Peak resident memory of the process that ran it, so far.
     pub peak_memory_bytes: Option<u64>,
 }
@@ -163,11 +159,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .cloned()
         .ok_or_else(|| io("reading", &format!("column {} was not read", context.column)))?;
     let selected_count = selection.true_count();
-    let read = TaskOutput {
-        rows_read: spec.rows.end - spec.rows.start,
-        bytes_read: batch.get_array_memory_size() as u64,
-        ..TaskOutput::default()
-    };
+    let read = TaskOutput { rows_read: spec.rows.end - spec.rows.start, ..TaskOutput::default() };
     let (values, mut output) = if selected_count == 0 {
         (old, read)
     } else {
@@ -205,7 +197,6 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         (merged.values, output)
     };
     let checkpoint = RecordBatch::try_new(context.output_schema.clone(), vec![values]).map_err(|e| io("assembling", &e))?;
-    output.bytes_written = checkpoint.get_array_memory_size() as u64;
     output.peak_memory_bytes = crate::usage::peak_memory();
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
     let origin = Origin {

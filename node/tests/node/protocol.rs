@@ -36,8 +36,6 @@ fn every_message_round_trips_through_frames() {
             udf_time: Some(Duration::from_micros(1500)),
             udf_cpu: Some(Duration::from_micros(1400)),
             rows_read: 4,
-            bytes_read: 4096,
-            bytes_written: 64,
             peak_memory_bytes: Some(1 << 30),
         })),
         WorkerResponse::Task(Err(TaskError::Udf { message: "x".into(), row_address: Some(1 << 32), attempts: 3 })),
