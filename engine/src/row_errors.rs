@@ -84,8 +84,8 @@ impl RowErrorStore {
         Self { store, dir: table_dir.clone().join("_leman").join("errors") }
     }
 
-    /// Records the errors of one task of job `job_id` (every record of one
-    /// call shares its job, fragment and rows).
+    /// Records the errors of one task: `records` share their job, fragment
+    /// and task rows, and replace what an earlier try of the task recorded.
     pub async fn put(&self, records: &[RowErrorRecord]) -> Result<()> {
         let Some(first) = records.first() else { return Ok(()) };
         let name = format!("{}-{}.json", first.fragment_id, first.task_rows.start);
