@@ -199,10 +199,13 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
         }
     }
     let read_files: HashSet<&str> = now.file_fields.keys().filter_map(|path| path.rsplit('/').next()).collect();
+    // A running job's written files are read by no fragment until it commits them.
+    let busy_fields: HashSet<i32> =
+        dataset.schema().fields.iter().filter(|field| now.busy.contains(&field.name)).map(|field| field.id).collect();
     let mut doomed_fills = Vec::new();
     for fill in store.fills().list().await? {
         report.fills_examined.add_bytes(fill.size);
-        let read = read_files.contains(fill.data_file.as_str());
+        let read = read_files.contains(fill.data_file.as_str()) || busy_fields.contains(&fill.field_id);
         let old = SystemTime::now().duration_since(fill.last_modified).is_ok_and(|age| age > options.older_than);
         if !read && old {
             report.fills_removed.add_bytes(fill.size);

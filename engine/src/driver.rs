@@ -403,6 +403,7 @@ impl Driver {
             fragment_key: fragment.fragment_key.clone(),
             base_output_file: fragment.base_output_file.clone(),
             origin: fragment.origin.clone(),
+            fill_tag: fragment.fill_tag.clone(),
         };
         // Spawned on its own, so that a write that panics is a failed try.
         let written = tokio::spawn(self.executor.write_fragment(write));
@@ -557,12 +558,10 @@ impl ErrorRecorder {
 /// What a failed task says, with the row it failed at when the UDF said.
 fn task_failure(udf: &str, error: TaskError) -> String {
     match error {
-        TaskError::Udf { message, row_address: Some(address), attempts } => format!(
-            "UDF {udf} failed at row {} (row address {address}) after {attempts} calls: {message}",
-            address & 0xffff_ffff
-        ),
-        TaskError::Udf { message, row_address: None, attempts } => {
-            format!("UDF {udf} failed after {attempts} calls: {message}")
+        TaskError::Udf { message, row_address, attempts } => {
+            let at = row_address.map(|address| format!(" at row {} (row address {address})", address & 0xffff_ffff)).unwrap_or_default();
+            let after = if attempts > 0 { format!(" after {attempts} calls") } else { String::new() };
+            format!("UDF {udf} failed{at}{after}: {message}")
         }
         io => io.to_string(),
     }

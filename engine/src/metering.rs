@@ -2,8 +2,10 @@
 //! that counts the requests made through every store a table is opened
 //! with, and the bytes they read and wrote. A job meters its own stores
 //! (one meter per job per process): embedded, the driver's meter sees all
-//! of them; on a cluster each worker meters its share and reports it with
-//! each task and fragment write ([`StoreTally`]), and the head adds it up.
+//! of them; on a cluster each worker meters its share and reports it when
+//! the job is stopped there ([`StoreTally`], in its answer to `StopJob`),
+//! and the head adds it up: until then a job's record counts the head's
+//! requests only, and a worker lost mid-job takes its count with it.
 //!
 //! One call of the wrapped store is one request of an S3 store: a multipart
 //! upload counts its start, each part and its end.
@@ -167,8 +169,11 @@ impl ObjectStore for Metered {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
         self.meter.request();
+        let head = options.head;
         let result = self.inner.get_opts(location, options).await?;
-        self.meter.read(result.range.end.saturating_sub(result.range.start));
+        if !head {
+            self.meter.read(result.range.end.saturating_sub(result.range.start));
+        }
         Ok(result)
     }
 

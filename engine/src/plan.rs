@@ -51,6 +51,8 @@ pub(crate) struct FragmentPlan {
     /// Whether every live row is computed, whatever the filter: its values
     /// came from another UDF or version.
     pub all_rows: bool,
+    /// The fill of the data file it writes.
+    pub fill_tag: Option<String>,
 }
 
 /// The job's plan: scheduler inputs and the driver's view of each fragment.
@@ -97,7 +99,7 @@ async fn inspect(
     let id = fragment.id() as u64;
     let files = &fragment.metadata().files;
     let output_file = files.iter().find(|f| f.fields.contains(&resolved.field_id)).map(|f| f.path.clone());
-    let all_rows = output_file.as_ref().zip(resolved.fills.as_ref()).is_some_and(|(file, fills)| fills.is_stale(file));
+    let all_rows = resolved.fills.is_stale(output_file.as_ref());
     let filter = if all_rows { ALL_ROWS } else { resolved.filter.sql() };
     let fingerprint = resolved.udf.fingerprint();
     let parts = |data_files: Vec<String>| KeyParts {
@@ -146,6 +148,7 @@ async fn inspect(
             input.checkpointed_counts.1 += counts.rows_skipped;
         }
     }
-    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written, all_rows };
+    let fill_tag = resolved.fills.tag_after(output_file.as_ref(), all_rows);
+    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written, all_rows, fill_tag };
     Ok(Some((input, plan)))
 }

@@ -31,24 +31,41 @@ pub(crate) struct Resolved {
     pub udf: Udf,
     /// The filter in force.
     pub filter: RowFilter,
-    /// Under the default filter, which UDF filled each of the column's data
-    /// files: fragments filled by another UDF or version are recomputed
-    /// whole. `None` under a filter of the user's.
-    pub fills: Option<Fills>,
+    /// Which UDF filled each of the column's data files.
+    pub fills: Fills,
 }
 
-/// The column's fills, and the tag of its UDF now.
+/// The column's fills, the tag of its UDF now, and whether stale fragments
+/// are recomputed whole (under the default filter only: a filter of the
+/// user's says which rows to compute).
 #[derive(Debug)]
 pub(crate) struct Fills {
     pub tags: HashMap<String, String>,
     pub current: String,
+    pub recompute_stale: bool,
 }
 
 impl Fills {
-    /// Whether the column's values in `data_file` came from another UDF or
-    /// version than the column's now (unknown origins are taken as they are).
-    pub fn is_stale(&self, data_file: &str) -> bool {
-        FillIndex::tag_of(&self.tags, data_file).is_some_and(|tag| tag != self.current)
+    /// The tag of the file the column's values are read from now, if any.
+    fn tag_of(&self, data_file: Option<&String>) -> Option<&str> {
+        data_file.and_then(|file| FillIndex::tag_of(&self.tags, file))
+    }
+
+    /// Whether every live row of a fragment whose column is read from
+    /// `data_file` is to be computed: another UDF or version computed its
+    /// values (unknown origins are taken as they are).
+    pub fn is_stale(&self, data_file: Option<&String>) -> bool {
+        self.recompute_stale && self.tag_of(data_file).is_some_and(|tag| tag != self.current)
+    }
+
+    /// The fill of the file a job writes over `data_file`: the UDF now if it
+    /// computes every value the file holds (all rows, or the file is new,
+    /// or every kept value came from the same UDF), else the old file's.
+    pub fn tag_after(&self, data_file: Option<&String>, all_rows: bool) -> Option<String> {
+        if all_rows || data_file.is_none() {
+            return Some(self.current.clone());
+        }
+        self.tag_of(data_file).map(str::to_string)
     }
 }
 
@@ -137,11 +154,10 @@ pub(crate) async fn resolve(
         }
     };
     let filter = RowFilter::compile(&sql, &schema).map_err(Error::InvalidFilter)?;
-    let fills = if options.filter.is_none() && options.retry_errors.is_none() {
-        let tags = stores.checkpoints.fills().tags(field_id).await?;
-        Some(Fills { tags, current: fill_tag(udf.name(), &udf.fingerprint()) })
-    } else {
-        None
+    let fills = Fills {
+        tags: stores.checkpoints.fills().tags(field_id).await?,
+        current: fill_tag(udf.name(), &udf.fingerprint()),
+        recompute_stale: options.filter.is_none() && options.retry_errors.is_none(),
     };
     Ok(Resolved {
         table: table.clone(),

@@ -95,7 +95,8 @@ impl RowErrorStore {
         Ok(())
     }
 
-    /// Every record of job `job_id`, or of every job, in job then row order.
+    /// Every record of job `job_id`, or of every job, oldest first (then by
+    /// job, fragment and row).
     pub async fn list(&self, job_id: Option<&str>) -> Result<Vec<RowErrorRecord>> {
         let prefix = match job_id {
             Some(id) => self.dir.clone().join(id),

@@ -104,12 +104,14 @@ pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
 
 pub(crate) async fn alter(args: AlterColumnArgs) -> Result<ExitCode> {
     let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
-    let inputs = if args.input.is_empty() {
-        table.udf_record(&args.column).await?.ok_or_else(|| Error::NoUdf { column: args.column.clone() })?.inputs
-    } else {
-        args.input.clone()
+    let recorded = table.udf_record(&args.column).await?.ok_or_else(|| Error::NoUdf { column: args.column.clone() })?;
+    let inputs = if args.input.is_empty() { recorded.inputs.clone() } else { args.input.clone() };
+    // The column keeps its error policy unless one is given.
+    let kept = OnErrorArgs {
+        on_error: args.on_error.on_error.or(recorded.on_error),
+        retry_backoff_ms: args.on_error.retry_backoff_ms.or(recorded.retry_backoff),
     };
-    let udf = args.on_error.apply(builtin(&table, &args.udf, &inputs, &args.udf_args).await?);
+    let udf = kept.apply(builtin(&table, &args.udf, &inputs, &args.udf_args).await?);
     let old = table.alter_udf(&args.column, udf.clone()).await?;
     println!(
         "column {} of {} is now computed by {}({}) version {}, on error: {} (was {} version {}); \

@@ -57,6 +57,10 @@ async fn alter_column_then_backfill_recomputes_every_row() {
     assert!(record["cost"]["bytes_written"].as_u64().unwrap() > 0, "{record}");
     assert_eq!(record["options"]["concurrency"], "8", "{record}");
 
+    // Without --on-error the column keeps its policy.
+    ok(leman(&["alter-column", "--table", &path, "--column", "len", "--udf", "str_len", "--input", "a"]));
+    assert_eq!(table.udf_record("len").await.unwrap().unwrap().on_error, Some(leman::ErrorPolicy::Skip));
+
     let wrong = fails(leman(&["alter-column", "--table", &path, "--column", "len", "--udf", "sha256", "--input", "b"]));
     assert!(wrong.contains("produces Utf8 but column len is Int32"), "{wrong}");
 }

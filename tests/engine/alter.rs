@@ -45,6 +45,11 @@ async fn a_new_udf_recomputes_every_row_the_old_one_computed() {
     f.table.alter_udf("n", tripling().with_inputs(&["grp"])).await.unwrap();
     let plan = f.table.plan_backfill("n", &BackfillOptions::default()).await.unwrap();
     assert_eq!((plan.fragments_recomputed_whole, plan.rows_to_compute), (3, 300), "{plan:?}");
+    // A filter of the user's recomputes some rows of fragment 0 and keeps
+    // the rest: its new file still holds the old UDF's values, and says so.
+    run(f.table.backfill("n", BackfillOptions::default().filter("id < 50")).await.unwrap()).await.1.unwrap();
+    let plan = f.table.plan_backfill("n", &BackfillOptions::default()).await.unwrap();
+    assert_eq!((plan.fragments_recomputed_whole, plan.rows_to_compute), (3, 300), "{plan:?}");
 
     let text = Udf::array("text", Field::new("t", DataType::Utf8, true), &["text"], |cols| Ok(cols[0].clone()));
     assert!(matches!(f.table.alter_udf("n", text).await, Err(Error::TypeMismatch { .. })));

@@ -150,8 +150,10 @@ async fn a_job_record_tells_what_the_job_cost_and_who_ran_it() {
     let record = f.table.job(&job_id).await.unwrap().unwrap();
     let cost = &record.cost;
     assert_eq!((cost.rows_read, cost.rows_written), (200, 200), "{cost:?}");
-    assert!(cost.udf_cpu_ms >= 8 * 5 / 2, "8 calls of 5 ms: {cost:?}");
-    assert!(cost.compute_ms >= cost.udf_cpu_ms.min(8 * 5 / 2), "{cost:?}");
+    if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        assert!(cost.udf_cpu_ms > 0, "8 calls spinning 5 ms each: {cost:?}");
+    }
+    assert!(cost.compute_ms >= 8 * 5, "the tasks took at least their UDF's 40 ms: {cost:?}");
     assert!(cost.object_store_requests > 8 && cost.bytes_read > 0 && cost.bytes_written > 0, "{cost:?}");
     assert!(cost.peak_memory_bytes > 1 << 20, "{cost:?}");
     assert_eq!(record.options.get("concurrency").map(String::as_str), Some("2"));

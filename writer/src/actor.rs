@@ -22,6 +22,10 @@ pub struct FragmentWrite {
     /// What the fragment key hashed (its data files: the fragment's input
     /// files), kept in the fragment's record for clean-up.
     pub origin: Origin,
+    /// Which UDF the new file's values came from, as a fill tag, if one
+    /// UDF computed them all (`None` when some were kept from a file of
+    /// unknown origin).
+    pub fill_tag: Option<String>,
 }
 
 /// Messages a writer takes.

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use lance::Dataset;
 use lance_core::datatypes::Schema as LanceSchema;
 use lance_table::format::DataFile;
-use leman_checkpoint::{CheckpointStore, FragmentRecord, fill_tag};
+use leman_checkpoint::{CheckpointStore, FragmentRecord};
 
 use crate::actor::FragmentWrite;
 use crate::error::WriterError;
@@ -37,7 +37,7 @@ impl WriterContext {
 /// checkpoints (in physical row order, covering every row), then stores its
 /// fragment checkpoint under `write.fragment_key`.
 pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Result<DataFile, WriterError> {
-    let FragmentWrite { fragment_id, batches, fragment_key, base_output_file, origin } = write;
+    let FragmentWrite { fragment_id, batches, fragment_key, base_output_file, origin, fill_tag } = write;
     let fragment = context
         .dataset
         .get_fragment(fragment_id as usize)
@@ -56,13 +56,12 @@ pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Re
         }
     });
     let group = fragment.write_columns(stream, &context.column_schema).await?;
-    let tag = fill_tag(&origin.udf_name, &origin.udf_version);
     let record = FragmentRecord { data_file: group.1.clone(), base_output_file, origin: Some(origin) };
     let checkpoint_error = |source| WriterError::Checkpoint { fragment_id, source };
-    // The fill first: a data file that a fragment record names always says
-    // which UDF computed it.
-    if let Some(field) = context.column_schema.fields.first() {
-        context.checkpoints.fills().record(field.id, &group.1.path, &tag).await.map_err(checkpoint_error)?;
+    // The fill first: a data file that a fragment record names says which
+    // UDF computed it, where one did.
+    if let (Some(field), Some(tag)) = (context.column_schema.fields.first(), &fill_tag) {
+        context.checkpoints.fills().record(field.id, &group.1.path, tag).await.map_err(checkpoint_error)?;
     }
     context.checkpoints.put_fragment(&fragment_key, &record).await.map_err(checkpoint_error)?;
     Ok(group.1)

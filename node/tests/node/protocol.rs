@@ -67,6 +67,7 @@ fn every_message_round_trips_through_frames() {
         fragment_key: key.fragment_key(),
         base_output_file: Some("b.lance".into()),
         origin: key.origin(),
+        fill_tag: Some("0123456789abcdef".into()),
     };
     let requests = [
         WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3, gpus: vec![0, 2] },
