@@ -42,6 +42,8 @@ pub struct BackfillContext {
     checkpoints: CheckpointStore,
     read_schema: LanceSchema,
     output_schema: SchemaRef,
+    /// The UDF's fingerprint, which each batch's record names.
+    fingerprint: String,
 }
 
 impl BackfillContext {
@@ -64,7 +66,8 @@ impl BackfillContext {
             .project(&names)
             .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
         let output_schema = Arc::new(Schema::new(vec![Field::new(column, udf.data_type().clone(), true)]));
-        Ok(Self { dataset, udf, column: column.to_string(), filter, checkpoints, read_schema, output_schema })
+        let fingerprint = udf.fingerprint();
+        Ok(Self { dataset, udf, column: column.to_string(), filter, checkpoints, read_schema, output_schema, fingerprint })
     }
 
     /// The UDF.
@@ -202,7 +205,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     let origin = Origin {
         column: context.column.clone(),
         udf_name: context.udf.name().to_string(),
-        udf_version: context.udf.fingerprint(),
+        udf_version: context.fingerprint.clone(),
         fragment_id: spec.fragment_id,
         data_files: fragment.metadata().files.iter().map(|file| file.path.clone()).collect(),
     };

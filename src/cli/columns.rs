@@ -40,60 +40,60 @@ impl OnErrorArgs {
     }
 }
 
+/// A table's column and the built-in UDF to compute it with: what
+/// `add-column` and `alter-column` share.
 #[derive(Debug, Args)]
-pub(crate) struct AddColumnArgs {
+pub(crate) struct ColumnUdfArgs {
     /// The table: a Lance dataset directory or an s3:// URI.
     #[arg(long)]
     table: String,
     #[command(flatten)]
     storage: super::storage::StorageArgs,
-    /// New column name.
+    /// The column (new, for add-column).
     #[arg(long)]
     column: String,
     /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
     #[arg(long)]
     udf: String,
-    /// Input column(s), comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
-    input: Vec<String>,
     /// UDF argument, `key=value` (busy: micros=N).
     #[arg(long = "udf-arg", value_parser = super::parse_key_value)]
     udf_args: Vec<(String, String)>,
     #[command(flatten)]
     on_error: OnErrorArgs,
+}
+
+impl ColumnUdfArgs {
+    async fn open(&self) -> Result<Table> {
+        Table::open_with(&self.table, self.storage.options(), builtins::registry()).await
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AddColumnArgs {
+    #[command(flatten)]
+    target: ColumnUdfArgs,
+    /// Input column(s), comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    input: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct AlterColumnArgs {
-    /// The table: a Lance dataset directory or an s3:// URI.
-    #[arg(long)]
-    table: String,
     #[command(flatten)]
-    storage: super::storage::StorageArgs,
-    /// The UDF column.
-    #[arg(long)]
-    column: String,
-    /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
-    #[arg(long)]
-    udf: String,
+    target: ColumnUdfArgs,
     /// Input column(s), comma-separated (default: the column's inputs now).
     #[arg(long, value_delimiter = ',')]
     input: Vec<String>,
-    /// UDF argument, `key=value` (busy: micros=N).
-    #[arg(long = "udf-arg", value_parser = super::parse_key_value)]
-    udf_args: Vec<(String, String)>,
-    #[command(flatten)]
-    on_error: OnErrorArgs,
 }
 
 pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
-    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
-    let udf = builtin(&table, &args.udf, &args.input, &args.udf_args).await?;
-    let udf = args.on_error.apply(udf);
-    table.add_columns([(args.column.as_str(), udf.clone())], AddColumnsOptions::default()).await?;
+    let target = &args.target;
+    let table = target.open().await?;
+    let udf = target.on_error.apply(builtin(&table, &target.udf, &args.input, &target.udf_args).await?);
+    table.add_columns([(target.column.as_str(), udf.clone())], AddColumnsOptions::default()).await?;
     println!(
         "added column {} computed by {}({}) to {}, on error: {}",
-        args.column,
+        target.column,
         udf.name(),
         args.input.join(", "),
         table.uri(),
@@ -103,20 +103,21 @@ pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
 }
 
 pub(crate) async fn alter(args: AlterColumnArgs) -> Result<ExitCode> {
-    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
-    let recorded = table.udf_record(&args.column).await?.ok_or_else(|| Error::NoUdf { column: args.column.clone() })?;
+    let target = &args.target;
+    let table = target.open().await?;
+    let recorded = table.udf_record(&target.column).await?.ok_or_else(|| Error::NoUdf { column: target.column.clone() })?;
     let inputs = if args.input.is_empty() { recorded.inputs.clone() } else { args.input.clone() };
     // The column keeps its error policy unless one is given.
     let kept = OnErrorArgs {
-        on_error: args.on_error.on_error.or(recorded.on_error),
-        retry_backoff_ms: args.on_error.retry_backoff_ms.or(recorded.retry_backoff),
+        on_error: target.on_error.on_error.or(recorded.on_error),
+        retry_backoff_ms: target.on_error.retry_backoff_ms.or(recorded.retry_backoff),
     };
-    let udf = kept.apply(builtin(&table, &args.udf, &inputs, &args.udf_args).await?);
-    let old = table.alter_udf(&args.column, udf.clone()).await?;
+    let udf = kept.apply(builtin(&table, &target.udf, &inputs, &target.udf_args).await?);
+    let old = table.alter_udf(&target.column, udf.clone()).await?;
     println!(
         "column {} of {} is now computed by {}({}) version {}, on error: {} (was {} version {}); \
          the next backfill without --where recomputes the rows another UDF or version computed",
-        args.column,
+        target.column,
         table.uri(),
         udf.name(),
         inputs.join(", "),
