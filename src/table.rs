@@ -153,7 +153,7 @@ impl Table {
     /// checked before this returns: an unknown column, a bad filter or a
     /// UDF of the wrong type is an `Err` here and the table is untouched.
     pub async fn backfill(&self, column: &str, options: BackfillOptions) -> Result<Job> {
-        leman_engine::start(&self.location, column, options, &self.registry, &LocalExecutor).await
+        leman_engine::start(&self.location, column, options, &self.registry, Arc::new(LocalExecutor)).await
     }
 
     /// What [`backfill`](Self::backfill) would do with these options,

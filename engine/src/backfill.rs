@@ -1,5 +1,6 @@
 //! Starting a backfill: resolve, take the column's lease, plan, open the
-//! executor, and hand the job to its driver.
+//! executor, and hand the job to its driver; and planning the further
+//! passes a job makes when a concurrent commit rewrote its fragments.
 //!
 //! Everything a user can get wrong (column, UDF, inputs, types, filter,
 //! options) is checked before any work starts, so a bad backfill is an
@@ -15,15 +16,15 @@ use tokio::sync::{mpsc, watch};
 use crate::cancel;
 use crate::cost::JobCosts;
 use crate::driver::{Driver, JobChannels};
-use crate::error::{Error, Result};
-use crate::executor::{Executor, JobSetup, JobSpec};
+use crate::error::Result;
+use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec};
 use crate::job::Job;
 use crate::location::TableLocation;
 use crate::metering::StoreMeter;
 use crate::options::BackfillOptions;
-use crate::plan::plan;
+use crate::plan::{Plan, plan};
 use crate::registry::UdfRegistry;
-use crate::resolve::resolve;
+use crate::resolve::{Resolved, resolve};
 use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
@@ -34,7 +35,7 @@ pub async fn start(
     column: &str,
     options: BackfillOptions,
     registry: &UdfRegistry,
-    executor: &dyn Executor,
+    executor: Arc<dyn Executor>,
 ) -> Result<Job> {
     // The timeout counts from here: planning is part of the job's time (one
     // too long to add to the clock never runs out).
@@ -47,42 +48,22 @@ pub async fn start(
     let resolved = resolve(table, registry, column, &options, &stores).await?;
     let id = new_job_id();
     let lease = stores.lease(column, &id).await?;
-    let prepared = async {
-        let plan = plan(&resolved, &stores.checkpoints, &options).await?;
-        let spec = JobSpec {
-            job_id: id.clone(),
-            table: resolved.table.clone(),
-            read_version: resolved.dataset.version().version,
-            column: resolved.column.clone(),
-            udf: UdfRecord::of(&resolved.udf),
-            filter: resolved.filter.sql().to_string(),
-            threads: options.intra_applier_concurrency,
-        };
-        let setup = JobSetup {
-            spec,
-            dataset: resolved.dataset.clone(),
-            udf: resolved.udf.clone(),
-            filter: resolved.filter.clone(),
-            checkpoints: stores.checkpoints.clone(),
-        };
-        let job_executor = executor.open(&setup)?;
-        Ok::<_, Error>((plan, Arc::new(setup), job_executor))
-    }
-    .await;
-    let (plan, setup, job_executor) = match prepared {
-        Ok(prepared) => prepared,
-        Err(error) => {
-            lease.release().await;
-            return Err(error);
-        }
+    let planner = PassPlanner {
+        table: table.clone(),
+        column: column.to_string(),
+        options: options.clone(),
+        registry: registry.clone(),
+        executor,
+        stores: stores.clone(),
+        job_id: id.clone(),
     };
     let (events, receiver) = mpsc::unbounded_channel();
     let (signal, cancelled) = watch::channel(None);
     let signal = Arc::new(signal);
-    let channels = JobChannels { user: events, cancelled };
+    let channels = JobChannels { user: events, cancelled, fence: lease.fence() };
     let cancels = stores.cancels.clone();
     let costs = Arc::new(JobCosts::new(began.elapsed(), meter));
-    let driver = match Driver::new(setup, stores, plan, &options, job_executor, channels, costs) {
+    let driver = match planner.prepare(resolved).await.and_then(|pass| Driver::new(pass, planner, &options, channels, costs)) {
         Ok(driver) => driver,
         Err(error) => {
             lease.release().await;
@@ -99,6 +80,68 @@ pub async fn start(
         outcome
     });
     Ok(Job::new(id, receiver, outcome, signal))
+}
+
+/// One pass of a job over one version of the table: its plan, and where
+/// its work runs. A job makes one pass, and another on the newest version
+/// when a concurrent commit made it re-plan fragments.
+pub(crate) struct Pass {
+    pub plan: Plan,
+    pub setup: Arc<JobSetup>,
+    pub executor: Box<dyn JobExecutor>,
+}
+
+/// What plans a job's passes.
+pub(crate) struct PassPlanner {
+    table: TableLocation,
+    column: String,
+    options: BackfillOptions,
+    registry: UdfRegistry,
+    executor: Arc<dyn Executor>,
+    stores: TableStores,
+    job_id: String,
+}
+
+impl PassPlanner {
+    /// Whether the job may make another pass: not when the user pinned
+    /// its version or limited its fragments, which a pass on the newest
+    /// version would not honour.
+    pub fn may_pass_again(&self) -> bool {
+        self.options.read_version.is_none() && self.options.num_frags.is_none()
+    }
+
+    /// The stores beside the table.
+    pub fn stores(&self) -> &TableStores {
+        &self.stores
+    }
+
+    /// The next pass, on the table's newest version.
+    pub async fn next(&self) -> Result<Pass> {
+        let resolved = resolve(&self.table, &self.registry, &self.column, &self.options, &self.stores).await?;
+        self.prepare(resolved).await
+    }
+
+    async fn prepare(&self, resolved: Resolved) -> Result<Pass> {
+        let plan = plan(&resolved, &self.stores.checkpoints, &self.options).await?;
+        let spec = JobSpec {
+            job_id: self.job_id.clone(),
+            table: resolved.table.clone(),
+            read_version: resolved.dataset.version().version,
+            column: resolved.column.clone(),
+            udf: UdfRecord::of(&resolved.udf),
+            filter: resolved.filter.sql().to_string(),
+            threads: self.options.intra_applier_concurrency,
+        };
+        let setup = JobSetup {
+            spec,
+            dataset: resolved.dataset.clone(),
+            udf: resolved.udf.clone(),
+            filter: resolved.filter.clone(),
+            checkpoints: self.stores.checkpoints.clone(),
+        };
+        let executor = self.executor.open(&setup)?;
+        Ok(Pass { plan, setup: Arc::new(setup), executor })
+    }
 }
 
 fn new_job_id() -> String {

@@ -8,11 +8,20 @@
 //! appliers that wait), nothing else. An applier that is gone is started
 //! again, wherever the executor finds room. No decision about the job is
 //! made here: the scheduler makes them.
+//!
+//! A job makes one pass over its read version. When a commit had to
+//! re-plan because a concurrent commit rewrote or removed some of its
+//! fragments (a compaction, an update that moved rows), the driver makes
+//! another pass on the table's newest version, which plans what is left
+//! (reusing every checkpoint that still holds), up to [`MAX_PASSES`].
+//! Before each commit the column's lease is checked: a job whose lease
+//! was taken over commits nothing more.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use lance::Dataset;
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
@@ -21,15 +30,18 @@ use leman_scheduler::record::RowError;
 use leman_scheduler::{
     Command, Event, FragmentStart, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
 };
-use leman_writer::{FragmentWrite, commit::commit_replacements};
+use leman_writer::FragmentWrite;
+use leman_writer::commit::{Committed, commit_replacements};
 use tokio::sync::{mpsc, watch};
 
+use crate::backfill::{Pass, PassPlanner};
 use crate::cancel::CancelReason;
 use crate::clock::unix_millis;
 use crate::cost::{self, JobCosts};
 use crate::error::{Error, Result};
 use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
 use crate::job::JobEvent;
+use crate::lease::LeaseFence;
 use crate::options::BackfillOptions;
 use crate::plan::Plan;
 use crate::row_errors::{RowErrorRecord, RowOutcome};
@@ -40,12 +52,16 @@ use crate::stores::TableStores;
 const MIN_WRITERS: usize = 8;
 /// How long a failed or cancelled job waits for work already started.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+/// Passes a job makes at most (the table may keep being rewritten under it).
+const MAX_PASSES: u32 = 4;
 
 /// What a spawned future reports.
 #[derive(Debug)]
 enum Update {
     Event(Event),
     Written { fragment_id: u64, data_file: DataFile },
+    /// A commit settled; `replanned` if rows are left for another pass.
+    Committed { event: Event, replanned: bool },
     /// Incarnation `incarnation` of applier `index` is not running.
     ApplierGone { index: usize, incarnation: u64, reason: String },
 }
@@ -56,6 +72,8 @@ pub(crate) struct JobChannels {
     pub user: mpsc::UnboundedSender<JobEvent>,
     /// Set, with its reason, when the job is cancelled.
     pub cancelled: watch::Receiver<Option<CancelReason>>,
+    /// The column's lease, checked before each commit.
+    pub fence: LeaseFence,
 }
 
 /// A started applier: which start of its index it is, and its handle.
@@ -70,6 +88,13 @@ pub(crate) struct Driver {
     stores: TableStores,
     plan: Plan,
     scheduler: Scheduler,
+    config: JobConfig,
+    planner: PassPlanner,
+    /// Passes made so far, the one running included.
+    passes: u32,
+    /// Whether a commit of this pass re-planned (another pass is due).
+    replanned: bool,
+    fence: LeaseFence,
     batch_size: u64,
     threads: usize,
     executor: Box<dyn JobExecutor>,
@@ -92,15 +117,13 @@ pub(crate) struct Driver {
 
 impl Driver {
     pub fn new(
-        setup: Arc<JobSetup>,
-        stores: TableStores,
-        plan: Plan,
+        pass: Pass,
+        planner: PassPlanner,
         options: &BackfillOptions,
-        executor: Box<dyn JobExecutor>,
         channels: JobChannels,
         costs: Arc<JobCosts>,
     ) -> Result<Self> {
-        let JobChannels { user, cancelled } = channels;
+        let JobChannels { user, cancelled, fence } = channels;
         let config = JobConfig {
             batch_size: options.batch_size as u64,
             task_shuffle_diversity: options.task_shuffle_diversity,
@@ -113,13 +136,8 @@ impl Driver {
             skip_budget: options.skip_budget(),
             ..JobConfig::default()
         };
-        let scheduler = Scheduler::new(Instant::now(), config, plan.inputs.clone())
-            .map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
-        let written = plan
-            .fragments
-            .iter()
-            .filter_map(|(id, fragment)| fragment.written.clone().map(|file| (*id, file)))
-            .collect();
+        let Pass { plan, setup, executor } = pass;
+        let scheduler = new_scheduler(&config, &plan)?;
         let spec = &setup.spec;
         let record = JobRecord {
             id: spec.job_id.clone(),
@@ -140,18 +158,22 @@ impl Driver {
             cost: costs.snapshot(),
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
-        let needs_appliers = plan.inputs.iter().any(|f| f.start == FragmentStart::Compute);
-        Ok(Self {
-            stores,
-            plan,
+        let mut driver = Self {
+            stores: planner.stores().clone(),
+            plan: Plan::default(),
             scheduler,
+            config,
+            planner,
+            passes: 1,
+            replanned: false,
+            fence,
             batch_size: options.batch_size as u64,
             threads: options.intra_applier_concurrency,
             executor,
-            needs_appliers,
-            appliers: vec![None; options.concurrency],
+            needs_appliers: false,
+            appliers: Vec::new(),
             incarnations: 0,
-            written,
+            written: HashMap::new(),
             updates,
             in_flight: 0,
             updates_in,
@@ -160,7 +182,36 @@ impl Driver {
             record,
             costs,
             setup,
-        })
+        };
+        driver.use_plan(plan, options.concurrency);
+        Ok(driver)
+    }
+
+    /// Takes `plan` as the pass's own: what it has written, whether it
+    /// needs appliers, and room for `concurrency` of them.
+    fn use_plan(&mut self, plan: Plan, concurrency: usize) {
+        self.written = plan
+            .fragments
+            .iter()
+            .filter_map(|(id, fragment)| fragment.written.clone().map(|file| (*id, file)))
+            .collect();
+        self.needs_appliers = plan.inputs.iter().any(|f| f.start == FragmentStart::Compute);
+        self.appliers = vec![None; concurrency];
+        self.replanned = false;
+        self.plan = plan;
+    }
+
+    /// Starts pass `passes + 1` of the job on the table's newest version.
+    async fn next_pass(&mut self) -> Result<()> {
+        let Pass { plan, setup, executor } = self.planner.next().await?;
+        tracing::info!(job = %self.id(), version = setup.spec.read_version, "a commit re-planned: another pass on the newest version");
+        self.scheduler = new_scheduler(&self.config, &plan)?;
+        self.setup = setup;
+        self.executor = executor;
+        self.passes += 1;
+        let concurrency = self.appliers.len();
+        self.use_plan(plan, concurrency);
+        Ok(())
     }
 
     fn id(&self) -> &str {
@@ -170,6 +221,29 @@ impl Driver {
     /// Runs the job to its end.
     pub async fn run(mut self) -> Result<Summary> {
         self.stores.jobs.put(&self.record).await?;
+        let mut done = Summary::default();
+        let outcome = loop {
+            match self.run_pass().await {
+                Ok(summary) => {
+                    done.absorb(summary);
+                    if !self.replanned || self.passes == MAX_PASSES || !self.planner.may_pass_again() {
+                        if self.replanned {
+                            tracing::warn!(job = %self.id(), passes = self.passes, "the table is still being rewritten; rows it moved stay to the next run");
+                        }
+                        break Ok(done);
+                    }
+                    if let Err(error) = self.next_pass().await {
+                        break Err(error);
+                    }
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        self.finish(outcome).await
+    }
+
+    /// Runs the current pass to its end.
+    async fn run_pass(&mut self) -> Result<Summary> {
         let progress = self.scheduler.progress(Instant::now());
         self.tell(JobEvent::Planned {
             fragments: progress.fragments_total,
@@ -184,7 +258,7 @@ impl Driver {
             self.drain().await;
         }
         self.stop_appliers().await;
-        self.finish(outcome).await
+        outcome
     }
 
     /// Starts every applier still without a place, in index order, until
@@ -286,13 +360,17 @@ impl Driver {
                             self.written.insert(fragment_id, data_file);
                             Event::FragmentWritten { fragment_id }
                         }
+                        Update::Committed { event, replanned } => {
+                            self.replanned |= replanned;
+                            event
+                        }
                         Update::ApplierGone { index, incarnation, reason } => {
                             self.applier_gone(index, incarnation, &reason);
                             self.place_appliers().await?;
                             continue;
                         }
                     };
-                    if let Event::Committed { fragments, version } = &event {
+                    if let Event::Committed { fragments, version: Some(version), .. } = &event {
                         self.tell(JobEvent::Committed { fragments: fragments.clone(), version: *version });
                     }
                     self.scheduler.handle(Instant::now(), event);
@@ -444,23 +522,30 @@ impl Driver {
             .collect();
         let checkpoints = self.stores.checkpoints.clone();
         let dataset = self.setup.dataset.clone();
+        let column = self.setup.spec.column.clone();
+        let fence = self.fence.clone();
         self.in_flight += 1;
         let updates = self.updates.clone();
         let rows: u64 = self.plan.inputs.iter().filter(|f| fragments.contains(&f.id)).map(|f| f.physical_rows).sum();
         let costs = self.costs.clone();
         let began = Instant::now();
         tokio::spawn(async move {
-            let event = match commit_replacements(dataset, groups).await {
+            let update = match commit_checked(&fence, dataset, &column, groups).await {
                 Ok(committed) => {
                     costs.commit(began.elapsed(), rows);
                     if let Err(error) = checkpoints.delete_batches(&batches).await {
                         tracing::warn!(%error, ?fragments, "could not delete committed batch checkpoints; `leman cleanup` removes them");
                     }
-                    Event::Committed { fragments, version: committed.version().version }
+                    // Another pass is due for rows no commit of this one
+                    // can reach: those of fragments left out or moved.
+                    let replanned = !committed.left_out.is_empty() || committed.rows_moved;
+                    let version = committed.version();
+                    let event = Event::Committed { fragments: committed.fragments, left_out: committed.left_out, version };
+                    Update::Committed { event, replanned }
                 }
-                Err(error) => Event::CommitFailed { message: format!("committing fragments {fragments:?}: {error}") },
+                Err(error) => Update::Event(Event::CommitFailed { message: format!("committing fragments {fragments:?}: {error}") }),
             };
-            let _ = updates.send(Update::Event(event));
+            let _ = updates.send(update);
         });
     }
 
@@ -506,6 +591,22 @@ impl Driver {
         }
         outcome
     }
+}
+
+/// The scheduler of a pass over `plan`.
+fn new_scheduler(config: &JobConfig, plan: &Plan) -> Result<Scheduler> {
+    Scheduler::new(Instant::now(), config.clone(), plan.inputs.clone()).map_err(|e| Error::InvalidOptions { reason: e.to_string() })
+}
+
+/// Commits `groups` unless the job's lease was taken over.
+async fn commit_checked(
+    fence: &LeaseFence,
+    dataset: Arc<Dataset>,
+    column: &str,
+    groups: Vec<DataReplacementGroup>,
+) -> Result<Committed> {
+    fence.check().await?;
+    Ok(commit_replacements(dataset, column, groups).await?)
 }
 
 /// Writes the row error records of one task, beside the table.

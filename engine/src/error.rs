@@ -63,6 +63,10 @@ pub enum Error {
     /// Another job is backfilling the column.
     #[error("column {column} is being backfilled by job {job_id} (pid {pid} on {host}); wait for it to end or cancel it (a job whose process died is taken over 15 s after its last sign of life)")]
     ColumnBusy { column: String, job_id: String, pid: u32, host: String },
+    /// Another job took the column's lease over (this one was paused or cut
+    /// off from the store for longer than the lease lasts).
+    #[error("column {column} was taken over by job {job_id} (pid {pid} on {host}) while this job was paused or cut off; this job commits nothing more")]
+    ColumnTakenOver { column: String, job_id: String, pid: u32, host: String },
     /// The job failed; what was committed before stays committed.
     #[error("backfill job {job_id} failed: {failure}; fix the cause and run the same backfill again to resume from its checkpoints")]
     JobFailed { job_id: String, failure: JobFailure },

@@ -31,7 +31,7 @@
 //! // its UDF is registered in `registry` by name.
 //! let options = BackfillOptions::default().filter("text IS NOT NULL").concurrency(4);
 //! let table = leman_engine::TableLocation::new("/data/docs.lance", Default::default())?;
-//! let job = leman_engine::start(&table, "len", options, &registry, &LocalExecutor).await?;
+//! let job = leman_engine::start(&table, "len", options, &registry, std::sync::Arc::new(LocalExecutor)).await?;
 //! let summary = job.wait().await?;
 //! println!("{} rows computed in {} commits", summary.rows_computed, summary.commits);
 //! # Ok(()) }

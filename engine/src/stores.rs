@@ -85,7 +85,7 @@ impl TableStores {
 
     async fn mark_interrupted(&self, record: &mut JobRecord) -> Result<()> {
         if record.status == JobStatus::Running
-            && !lease::is_held_by(self.store.as_ref(), &self.dir, &record.column, &record.id).await?
+            && !lease::is_held_by(self.store.clone(), &self.dir, &record.column, &record.id).await?
         {
             record.status = JobStatus::Interrupted;
         }

@@ -156,8 +156,8 @@ impl HeadService {
     /// Starts a submitted job on the cluster and follows it.
     async fn submit(&self, submission: Submission) -> leman_engine::Result<String> {
         let table = TableLocation::new(&submission.table.uri, submission.table.storage_options)?;
-        let executor = ClusterExecutor { view: self.cluster.clone() };
-        let job = leman_engine::start(&table, &submission.column, submission.options, &self.registry, &executor).await?;
+        let executor = Arc::new(ClusterExecutor { view: self.cluster.clone() });
+        let job = leman_engine::start(&table, &submission.column, submission.options, &self.registry, executor).await?;
         let job_id = job.id().to_string();
         let view = JobView {
             job_id: job_id.clone(),

@@ -17,13 +17,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::PlanError;
 use crate::plan::{self, FragmentInput, FragmentStart, Task, TaskId};
-use crate::record::{JobFailure, Progress, RowError, Summary};
+use crate::record::{JobFailure, MAX_SUMMARY_ERRORS, Progress, RowError, Summary};
 
 /// Identifies one applier actor of the job.
 pub type ApplierId = usize;
-
-/// Errors kept in a summary; the count of skipped rows is always exact.
-const MAX_RECORDED_ERRORS: usize = 1000;
 
 /// Rows a job must have computed or skipped before its skipped fraction is
 /// judged (else at its last task), so that one bad row among the first
@@ -126,8 +123,10 @@ pub enum Event {
     /// writes the fragment again, up to [`JobConfig::max_task_attempts`];
     /// any other fails the job.
     FragmentFailed { fragment_id: u64, message: String, retryable: bool },
-    /// A commit group is in the table at `version`.
-    Committed { fragments: Vec<u64>, version: u64 },
+    /// A commit group is settled: `fragments` are in the table at
+    /// `version`; `left_out` were removed or rewritten by a concurrent
+    /// commit, and the job plans their rows again after this pass.
+    Committed { fragments: Vec<u64>, left_out: Vec<u64>, version: Option<u64> },
     /// A commit failed after the committer's own retries; the job fails.
     CommitFailed { message: String },
     /// The owner stopped the job.
@@ -333,7 +332,7 @@ impl Scheduler {
             Event::FragmentFailed { fragment_id, message, retryable } => {
                 self.fragment_failed(now, fragment_id, message, retryable)
             }
-            Event::Committed { fragments, version } => self.committed(fragments, version),
+            Event::Committed { fragments, left_out, version } => self.committed(fragments, left_out, version),
             Event::CommitFailed { message } => {
                 self.fail(now, JobFailure { message, fragment_id: None, rows: None })
             }
@@ -386,7 +385,7 @@ impl Scheduler {
         self.progress.rows_done += task.task.len();
         self.summary.rows_computed += stats.rows_computed;
         self.summary.rows_skipped += stats.rows_skipped;
-        let room = MAX_RECORDED_ERRORS.saturating_sub(self.summary.errors.len());
+        let room = MAX_SUMMARY_ERRORS.saturating_sub(self.summary.errors.len());
         self.summary.errors.extend(stats.errors.into_iter().take(room));
         let fragment_id = task.task.fragment_id;
         if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
@@ -488,16 +487,25 @@ impl Scheduler {
         }
     }
 
-    fn committed(&mut self, fragments: Vec<u64>, version: u64) {
+    fn committed(&mut self, fragments: Vec<u64>, left_out: Vec<u64>, version: Option<u64>) {
         self.commit_in_flight = false;
-        self.progress.commits += 1;
-        self.summary.commits += 1;
-        self.summary.version = Some(version);
+        if version.is_some() {
+            self.progress.commits += 1;
+            self.summary.commits += 1;
+            self.summary.version = version;
+        }
         for id in fragments {
             if let Some(fragment) = self.fragments.get_mut(&id) {
                 fragment.phase = FragmentPhase::Committed;
                 self.progress.fragments_committed += 1;
                 self.summary.fragments_committed += 1;
+            }
+        }
+        // Settled for this pass: the next one plans what is left of them.
+        for id in left_out {
+            if let Some(fragment) = self.fragments.get_mut(&id) {
+                fragment.phase = FragmentPhase::Committed;
+                self.summary.fragments_replanned += 1;
             }
         }
     }

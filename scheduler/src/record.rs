@@ -47,6 +47,9 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
+/// Errors kept in a summary; the count of skipped rows is always exact.
+pub const MAX_SUMMARY_ERRORS: usize = 1000;
+
 /// How a finished job went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
@@ -59,6 +62,11 @@ pub struct Summary {
     pub rows_from_checkpoints: u64,
     /// Fragments committed by this job.
     pub fragments_committed: u64,
+    /// Fragments a concurrent commit removed or rewrote before this job
+    /// could commit them; their rows, where any were left, were planned
+    /// again on the table's newest version.
+    #[serde(default)]
+    pub fragments_replanned: u64,
     /// Commits this job made.
     pub commits: u64,
     /// Table version after the job's last commit, if it committed.
@@ -67,6 +75,22 @@ pub struct Summary {
     pub errors: Vec<RowError>,
     /// Wall time of the job.
     pub elapsed: Duration,
+}
+
+impl Summary {
+    /// Adds what a later pass of the same job did.
+    pub fn absorb(&mut self, later: Summary) {
+        self.rows_computed += later.rows_computed;
+        self.rows_skipped += later.rows_skipped;
+        self.rows_from_checkpoints += later.rows_from_checkpoints;
+        self.fragments_committed += later.fragments_committed;
+        self.fragments_replanned += later.fragments_replanned;
+        self.commits += later.commits;
+        self.version = later.version.or(self.version);
+        let room = MAX_SUMMARY_ERRORS.saturating_sub(self.errors.len());
+        self.errors.extend(later.errors.into_iter().take(room));
+        self.elapsed += later.elapsed;
+    }
 }
 
 /// Why a job failed.

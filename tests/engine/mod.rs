@@ -9,6 +9,7 @@ mod cleanup;
 mod cluster;
 mod commits;
 mod concurrency;
+mod conflicts;
 mod dry_run;
 mod errors;
 mod filters;

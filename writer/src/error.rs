@@ -16,6 +16,9 @@ pub enum WriterError {
         #[source]
         source: leman_checkpoint::CheckpointError,
     },
+    /// A concurrent commit dropped the column being written.
+    #[error("column {column} was dropped from the table by a concurrent commit (it is gone at version {version}); the job stops: add the column again to compute it")]
+    ColumnDropped { column: String, version: u64 },
     /// Lance failed to write or commit.
     #[error("lance: {0}")]
     Lance(#[from] lance::Error),

@@ -6,8 +6,9 @@
 //! holds only the new column (`FileFragment::write_columns`), and records a
 //! fragment checkpoint. Writers of different fragments run in parallel. The
 //! [`commit`] module then commits groups of written fragments as one
-//! `DataReplacement` transaction against the job's read version, which lance
-//! rebases over concurrent appends. It never runs UDFs.
+//! `DataReplacement` transaction, rebased by lance over compatible
+//! concurrent commits and re-planned over conflicting ones. It never runs
+//! UDFs.
 //!
 //! ```no_run
 //! # async fn demo(ds: std::sync::Arc<lance::Dataset>, groups: Vec<lance::dataset::transaction::DataReplacementGroup>)

@@ -181,7 +181,7 @@ async fn run(concurrency: usize, no_room: &[usize]) -> Run {
     *script.events.lock().unwrap() = Some(events_in);
     let gate = Arc::new(Gate::default());
     let options = BackfillOptions::default().concurrency(concurrency).batch_size(250).udf(gated(gate.clone()));
-    let job = start(&table.location(), "n", options, &table.registry, &Scripted(script.clone())).await.unwrap();
+    let job = start(&table.location(), "n", options, &table.registry, Arc::new(Scripted(script.clone()))).await.unwrap();
     Run { table, script, events, gate, job }
 }
 

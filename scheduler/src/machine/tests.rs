@@ -58,7 +58,7 @@ impl Harness {
                 Command::Commit { fragments } => {
                     self.commits.push(fragments.clone());
                     let version = self.commits.len() as u64 + 1;
-                    self.scheduler.handle(self.now, Event::Committed { fragments, version });
+                    self.scheduler.handle(self.now, Event::Committed { fragments, left_out: Vec::new(), version: Some(version) });
                 }
                 Command::Progress(_) => {}
                 end @ (Command::Finished(_) | Command::Failed(_) | Command::Cancelled(_)) => {

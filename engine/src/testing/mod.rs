@@ -1,6 +1,9 @@
 //! Helpers for the tests of this crate and of the crates above it (the
 //! `testing` feature): a real Lance table in a temporary directory, with a
-//! column declared for a UDF that a registry can build again.
+//! column declared for a UDF that a registry can build again; and
+//! [`faults`], an object store wrapper that fails or holds chosen requests.
+
+pub mod faults;
 
 use std::sync::Arc;
 
