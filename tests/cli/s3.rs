@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 
 use leman::bench::s3::LocalS3;
+use leman_engine::testing::faults::{Fault, Faults, Request};
 
 use crate::cli::cluster::{Processes, wait_for};
 use crate::cli::interop::{python, run_python};
@@ -136,6 +137,27 @@ async fn storage_options_reach_the_workers_and_their_secrets_no_record_or_log() 
     assert!(!shown.contains(&s3.secret_access_key), "{shown}");
     let records = objects(&s3, &format!("{uri}/_leman"), Some(&s3.secret_access_key));
     assert!(records.iter().any(|key| key.contains("_leman/jobs/")), "{records:?}");
+}
+
+/// The second put of a data file fails (tested on S3: on the local file
+/// system lance writes data files past the object store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_data_file_put_on_s3_ends_exact_or_with_a_clean_error_and_a_re_run_ends_exact() {
+    let s3 = server();
+    let table = make_table(&s3, "faults", 4, 1).await;
+    let faults = Faults::new();
+    let failure = faults.inject(Request::Put, "/data/", 2, Fault::Fail);
+    let faulty = leman::Table::open_at(table.location().clone().with_store_wrapper(faults), table.registry().clone()).await.unwrap();
+    let options = leman::BackfillOptions::default().batch_size(250);
+    let outcome = faulty.backfill("n", options.clone()).await.unwrap().wait().await;
+    assert!(failure.fired(), "the fault was never reached");
+    if let Err(error) = outcome {
+        let message = error.to_string();
+        assert!(!message.contains('\n') && message.contains("injected fault"), "one line naming its cause: {message}");
+        table.backfill("n", options).await.unwrap().wait().await.unwrap();
+    }
+    table.dataset().await.unwrap().validate().await.unwrap();
+    assert_eq!(table.count_rows(Some("n = character_length(text)")).await.unwrap(), 2000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

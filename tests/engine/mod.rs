@@ -17,4 +17,5 @@ mod full;
 mod incremental;
 mod readme;
 mod shapes;
+mod storage_faults;
 mod support;

@@ -1,8 +1,10 @@
 //! Storage that misbehaves on cue: a lance [`WrappingObjectStore`] that
 //! makes the Nth request of a kind to a path fail, fail after it was
 //! carried out (an ambiguous write: done, but reported as an error), or
-//! wait until the test lets it go (to hold a job in its commit window while
-//! another writer commits). Every other request goes through unchanged.
+//! wait until the test lets it go, before it is carried out (to hold a job
+//! in its commit window while another writer commits) or after (to stop a
+//! process right after a write landed). Every other request goes through
+//! unchanged.
 //!
 //! ```no_run
 //! # async fn demo(location: leman_engine::TableLocation) {
@@ -48,6 +50,8 @@ pub enum Fault {
     FailAfter,
     /// It waits until [`Trigger::release`], then goes through.
     Hold,
+    /// It is carried out, then waits until [`Trigger::release`].
+    HoldAfter,
 }
 
 /// One injected fault, and what the test sees of it.
@@ -184,18 +188,38 @@ fn injected(path: &Path, after: bool) -> object_store::Error {
     object_store::Error::Generic { store: "faults", source: format!("injected fault on {path}, {when}").into() }
 }
 
+/// What is left to do once a request was carried out.
+enum Then {
+    Return,
+    Fail,
+    Hold(Arc<Trigger>),
+}
+
+impl Then {
+    async fn after<T>(self, path: &Path, result: T) -> object_store::Result<T> {
+        match self {
+            Then::Return => Ok(result),
+            Then::Fail => Err(injected(path, true)),
+            Then::Hold(trigger) => {
+                trigger.hold().await;
+                Ok(result)
+            }
+        }
+    }
+}
+
 impl FaultyStore {
-    /// What to do before `request`: `Err` to fail it now, `Ok(true)` to
-    /// fail it once done.
-    async fn before(&self, request: Request, path: &Path) -> object_store::Result<bool> {
-        let Some(trigger) = self.faults.fault_for(request, path) else { return Ok(false) };
+    /// What to do before `request` (`Err` fails it now), and after it.
+    async fn before(&self, request: Request, path: &Path) -> object_store::Result<Then> {
+        let Some(trigger) = self.faults.fault_for(request, path) else { return Ok(Then::Return) };
         match trigger.fault {
             Fault::Fail => Err(injected(path, false)),
-            Fault::FailAfter => Ok(true),
+            Fault::FailAfter => Ok(Then::Fail),
             Fault::Hold => {
                 trigger.hold().await;
-                Ok(false)
+                Ok(Then::Return)
             }
+            Fault::HoldAfter => Ok(Then::Hold(trigger)),
         }
     }
 }
@@ -203,21 +227,21 @@ impl FaultyStore {
 #[async_trait]
 impl ObjectStore for FaultyStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
-        let fail_after = self.before(Request::Put, location).await?;
+        let then = self.before(Request::Put, location).await?;
         let result = self.inner.put_opts(location, payload, opts).await?;
-        if fail_after { Err(injected(location, true)) } else { Ok(result) }
+        then.after(location, result).await
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
-        let fail_after = self.before(Request::Put, location).await?;
+        let then = self.before(Request::Put, location).await?;
         let upload = self.inner.put_multipart_opts(location, opts).await?;
-        Ok(Box::new(FaultyUpload { inner: upload, fail_after: fail_after.then(|| location.clone()) }))
+        Ok(Box::new(FaultyUpload { inner: upload, path: location.clone(), then: Some(then) }))
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        let fail_after = self.before(Request::Get, location).await?;
+        let then = self.before(Request::Get, location).await?;
         let result = self.inner.get_opts(location, options).await?;
-        if fail_after { Err(injected(location, true)) } else { Ok(result) }
+        then.after(location, result).await
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
@@ -237,11 +261,17 @@ impl ObjectStore for FaultyStore {
     }
 }
 
-#[derive(Debug)]
 struct FaultyUpload {
     inner: Box<dyn MultipartUpload>,
-    /// Set when the upload is to fail once completed.
-    fail_after: Option<Path>,
+    path: Path,
+    /// What to do once completed.
+    then: Option<Then>,
+}
+
+impl fmt::Debug for FaultyUpload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FaultyUpload").field("path", &self.path).finish_non_exhaustive()
+    }
 }
 
 #[async_trait]
@@ -252,8 +282,8 @@ impl MultipartUpload for FaultyUpload {
 
     async fn complete(&mut self) -> object_store::Result<PutResult> {
         let result = self.inner.complete().await?;
-        match &self.fail_after {
-            Some(path) => Err(injected(path, true)),
+        match self.then.take() {
+            Some(then) => then.after(&self.path, result).await,
             None => Ok(result),
         }
     }
