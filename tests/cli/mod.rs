@@ -9,6 +9,7 @@ mod cluster;
 mod discovery;
 mod dry_run;
 mod errors;
+mod fencing;
 mod interop;
 mod manifests;
 mod on_error;
