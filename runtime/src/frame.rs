@@ -5,7 +5,10 @@
 //! configuration, serde). The length is checked against the node's limit
 //! before any of the payload is read, and decoding is bounded by the frame,
 //! so a malformed, truncated or oversized frame is an error for its stream
-//! and never a panic or an unbounded allocation.
+//! and never a panic or an unbounded allocation: bincode allocates what a
+//! length inside the payload claims before it reads those bytes, so each
+//! payload is decoded under a limit of [`CLAIM_FACTOR`] times its own
+//! length (at least [`MIN_CLAIM`]), not under the largest frame's.
 //!
 //! bincode sits behind [`encode`] and [`decode`] alone, so that it can be
 //! swapped (3.0 is an empty release and RUSTSEC-2025-0141 marks the crate
@@ -53,18 +56,37 @@ pub enum FrameError {
     Write(std::io::Error),
 }
 
-fn config() -> impl bincode::config::Config {
-    bincode::config::standard().with_limit::<{ MAX_FRAME_CAP as usize }>()
-}
+/// What decoding a payload may claim (allocate), per byte of payload: a
+/// decoded value may well take more memory than its encoding (a `None` is
+/// one byte on the wire, sixteen in an `Option<u64>`), never this much more.
+pub const CLAIM_FACTOR: usize = 32;
+/// What decoding any payload may claim, however short.
+pub const MIN_CLAIM: usize = 64 << 10;
 
 /// Encodes a message as a payload.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
-    bincode::serde::encode_to_vec(message, config()).map_err(|e| FrameError::Encode(e.to_string()))
+    let config = bincode::config::standard().with_limit::<{ MAX_FRAME_CAP as usize }>();
+    bincode::serde::encode_to_vec(message, config).map_err(|e| FrameError::Encode(e.to_string()))
 }
 
 /// Decodes a whole payload as one message; trailing bytes are an error.
+/// It allocates at most [`CLAIM_FACTOR`] times the payload's length (at
+/// least [`MIN_CLAIM`]), whatever lengths the payload claims inside it.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
-    let (message, used) = bincode::serde::decode_from_slice(payload, config()).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let bound = payload.len().saturating_mul(CLAIM_FACTOR).max(MIN_CLAIM);
+    // bincode takes its limit as a constant: the smallest class that fits.
+    macro_rules! decode_under {
+        ($($limit:expr),*) => {
+            $(if bound <= $limit { return decode_limited::<T, { $limit }>(payload); })*
+        };
+    }
+    decode_under!(1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30, 1 << 32, 1 << 33);
+    Err(FrameError::Malformed(format!("a payload of {} bytes is over any limit", payload.len())))
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(payload: &[u8]) -> Result<T, FrameError> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (message, used) = bincode::serde::decode_from_slice(payload, config).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(FrameError::Malformed(format!("{} trailing bytes", payload.len() - used)));
     }

@@ -69,7 +69,8 @@ pub struct Trigger {
 }
 
 impl Trigger {
-    /// Whether the chosen request came.
+    /// Whether the chosen request came (for [`Fault::HoldAfter`]: and was
+    /// carried out).
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
     }
@@ -92,6 +93,11 @@ impl Trigger {
     pub fn release(&self) {
         self.released.store(true, Ordering::SeqCst);
         self.release.notify_waiters();
+    }
+
+    fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.reached.notify_waiters();
     }
 
     /// Whether this request is the chosen one (counting it).
@@ -152,8 +158,11 @@ impl Faults {
         let mut chosen = None;
         for trigger in triggers {
             if trigger.matches(request, path) && chosen.is_none() {
-                trigger.fired.store(true, Ordering::SeqCst);
-                trigger.reached.notify_waiters();
+                // A request held after it is carried out counts as reached
+                // once it was.
+                if trigger.fault != Fault::HoldAfter {
+                    trigger.fire();
+                }
                 chosen = Some(trigger);
             }
         }
@@ -201,6 +210,7 @@ impl Then {
             Then::Return => Ok(result),
             Then::Fail => Err(injected(path, true)),
             Then::Hold(trigger) => {
+                trigger.fire();
                 trigger.hold().await;
                 Ok(result)
             }

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod properties;
 mod protocol;
 mod worker;
