@@ -159,7 +159,7 @@ pub(crate) fn wait_for(mut child: Child) -> (std::process::ExitStatus, String) {
     (status, stdout)
 }
 
-fn members(head: &str, certs: &str) -> Vec<serde_json::Value> {
+pub(crate) fn members(head: &str, certs: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["cluster", "members", "--head", head, "--certs", certs, "--json"])).trim()).unwrap()
 }
 

@@ -13,6 +13,7 @@ mod fencing;
 mod interop;
 mod manifests;
 mod on_error;
+mod paused;
 mod resume;
 mod s3;
 
