@@ -30,8 +30,10 @@ pub const CONTAINER: &str = "leman";
 #[derive(Clone)]
 pub struct EmbeddedCerts {
     ca: String,
-    node_cert: String,
-    node_key: String,
+    head_cert: String,
+    head_key: String,
+    worker_cert: String,
+    worker_key: String,
 }
 
 impl std::fmt::Debug for EmbeddedCerts {
@@ -41,15 +43,23 @@ impl std::fmt::Debug for EmbeddedCerts {
 }
 
 impl EmbeddedCerts {
-    /// Reads `ca.pem`, `node.pem` and `node.key` from `dir` (as `leman
-    /// cluster init` wrote them). `ca.key` is not read.
+    /// Reads `ca.pem` and the head's and the workers' certificates and
+    /// keys (`head.pem`, `head.key`, `worker.pem`, `worker.key`) from `dir`
+    /// (as `leman cluster init` wrote them). `ca.key` is not read, nor is
+    /// the client's certificate: it stays with whoever submits jobs.
     pub fn read(dir: &Path) -> Result<Self, SpecError> {
         let read = |file: &str| {
             std::fs::read_to_string(dir.join(file)).map_err(|e| SpecError::Certs {
                 reason: format!("{}: {e}; make them with `leman cluster init --dir {}`", dir.join(file).display(), dir.display()),
             })
         };
-        Ok(Self { ca: read("ca.pem")?, node_cert: read("node.pem")?, node_key: read("node.key")? })
+        Ok(Self {
+            ca: read("ca.pem")?,
+            head_cert: read("head.pem")?,
+            head_key: read("head.key")?,
+            worker_cert: read("worker.pem")?,
+            worker_key: read("worker.key")?,
+        })
     }
 }
 
@@ -81,7 +91,13 @@ pub fn manifests(spec: &ClusterSpec, certs: Option<&EmbeddedCerts>) -> Result<Ve
             r.labels(&[]),
             json!({
                 "type": "Opaque",
-                "stringData": { "ca.pem": certs.ca, "node.pem": certs.node_cert, "node.key": certs.node_key },
+                "stringData": {
+                    "ca.pem": certs.ca,
+                    "head.pem": certs.head_cert,
+                    "head.key": certs.head_key,
+                    "worker.pem": certs.worker_cert,
+                    "worker.key": certs.worker_key,
+                },
             }),
         ));
     }
@@ -207,7 +223,7 @@ impl Renderer<'_> {
         let head = &self.spec.head;
         let args = self.args("head");
         let resources = json!({ "cpu": head.cpus.as_str(), "memory": head.memory.as_str() });
-        let mut pod = self.pod(&c.image, args, resources, false, &head.node_selector, &head.tolerations);
+        let mut pod = self.pod("head", &c.image, args, resources, false, &head.node_selector, &head.tolerations);
         if let Some(class) = &head.priority_class {
             pod["priorityClassName"] = json!(class);
         }
@@ -252,7 +268,7 @@ impl Renderer<'_> {
             resources[&group.gpu_resource] = json!(group.gpus.to_string());
         }
         let image = group.image.as_deref().unwrap_or(&c.image);
-        let mut pod = self.pod(image, args, resources, group.gpus > 0, &group.node_selector, &group.tolerations);
+        let mut pod = self.pod("worker", image, args, resources, group.gpus > 0, &group.node_selector, &group.tolerations);
         if let Some(size) = &group.shm_size {
             if let Some(volumes) = pod["volumes"].as_array_mut() {
                 volumes.push(json!({ "name": "shm", "emptyDir": { "medium": "Memory", "sizeLimit": size.as_str() } }));
@@ -310,9 +326,11 @@ impl Renderer<'_> {
     }
 
     /// A pod of one `leman` container with `args`, `resources` as both
-    /// requests and limits.
+    /// requests and limits, and the certificate of `role` alone mounted.
+    #[allow(clippy::too_many_arguments)]
     fn pod(
         &self,
+        role: &str,
         image: &str,
         args: Vec<String>,
         resources: Value,
@@ -349,12 +367,22 @@ impl Renderer<'_> {
         if !c.env_from_secrets.is_empty() {
             container["envFrom"] = c.env_from_secrets.iter().map(|name| json!({ "secretRef": { "name": name } })).collect();
         }
+        let items: Vec<Value> = ["ca.pem".to_string(), format!("{role}.pem"), format!("{role}.key")]
+            .iter()
+            .map(|file| json!({ "key": file, "path": file }))
+            .collect();
         let mut pod = json!({
             "serviceAccountName": self.spec.service_account(),
             "containers": [container],
             // Read-only, and readable by whatever user the image runs as:
             // the files are seen by this pod's container alone.
-            "volumes": [{ "name": "certs", "secret": { "secretName": self.spec.certs_secret(), "defaultMode": 0o444 } }],
+            // Only the CA and this role's certificate: a worker never holds
+            // the head's key, so it cannot pose as the head.
+            "volumes": [{ "name": "certs", "secret": {
+                "secretName": self.spec.certs_secret(),
+                "defaultMode": 0o444,
+                "items": items,
+            } }],
         });
         if !c.image_pull_secrets.is_empty() {
             pod["imagePullSecrets"] = c.image_pull_secrets.iter().map(|name| json!({ "name": name })).collect();

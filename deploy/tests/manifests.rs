@@ -142,7 +142,17 @@ fn every_name_is_dns_1123_and_requests_equal_limits() {
 #[test]
 fn the_yaml_reads_back_as_the_manifests_and_embeds_no_ca_key() {
     let certs = tempfile::tempdir().unwrap();
-    for (file, content) in [("ca.pem", "CA CERT"), ("ca.key", "CA PRIVATE KEY"), ("node.pem", "NODE CERT"), ("node.key", "NODE KEY")] {
+    let files = [
+        ("ca.pem", "CA CERT"),
+        ("ca.key", "CA PRIVATE KEY"),
+        ("head.pem", "HEAD CERT"),
+        ("head.key", "HEAD KEY"),
+        ("worker.pem", "WORKER CERT"),
+        ("worker.key", "WORKER KEY"),
+        ("client.pem", "CLIENT CERT"),
+        ("client.key", "CLIENT PRIVATE KEY"),
+    ];
+    for (file, content) in files {
         std::fs::write(certs.path().join(file), content).unwrap();
     }
     let embedded = EmbeddedCerts::read(certs.path()).unwrap();
@@ -160,8 +170,16 @@ fn the_yaml_reads_back_as_the_manifests_and_embeds_no_ca_key() {
         assert!(position("StatefulSet") < position("Deployment"), "{kinds:?}");
         let secret = of_kind(&documents, "Secret")[0];
         let data: BTreeMap<String, String> = serde_json::from_value(secret["stringData"].clone()).unwrap();
-        assert_eq!(data.keys().collect::<Vec<_>>(), ["ca.pem", "node.key", "node.pem"]);
+        assert_eq!(data.keys().collect::<Vec<_>>(), ["ca.pem", "head.key", "head.pem", "worker.key", "worker.pem"]);
         assert!(!yaml.contains("CA PRIVATE KEY"), "the CA's key never leaves its directory");
+        assert!(!yaml.contains("CLIENT PRIVATE KEY"), "the client's key stays with whoever submits jobs");
+        for (kind, role) in [("StatefulSet", "head"), ("Deployment", "worker")] {
+            for object in of_kind(&documents, kind) {
+                let items = &object["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"];
+                let files: Vec<&str> = items.as_array().unwrap().iter().map(|item| item["key"].as_str().unwrap()).collect();
+                assert_eq!(files, ["ca.pem", &format!("{role}.pem"), &format!("{role}.key")], "a {role} mounts its own certificate only");
+            }
+        }
         assert!(!render(&spec, None).unwrap().contains("kind: Secret"), "no Secret unless asked to embed one");
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use leman_cluster::{Membership, MembershipEvent};
 use leman_engine::{Canceller, Error as EngineError, JobEvent, JobStatus, TableLocation, UdfRegistry};
+use leman_runtime::tls::Role;
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 use tokio::sync::broadcast;
 
@@ -37,8 +38,11 @@ pub struct HeadConfig {
     pub listen: SocketAddr,
     /// The cluster's name; workers of another name are refused.
     pub cluster_name: String,
-    /// Directory of the cluster's certificates.
+    /// Directory of the cluster's certificates (the head's: `head.pem`).
     pub certs: PathBuf,
+    /// Certificate fingerprints to refuse, one per line, read again when
+    /// the file changes.
+    pub revoked: Option<PathBuf>,
     /// Address for `/livez`, `/readyz` and `/metrics`, if any.
     pub http: Option<SocketAddr>,
     /// UDFs that submitted jobs may use (the workers' too).
@@ -48,7 +52,7 @@ pub struct HeadConfig {
 impl HeadConfig {
     /// A head of cluster `leman` on `listen`, without HTTP endpoints.
     pub fn new(listen: SocketAddr, certs: PathBuf, registry: UdfRegistry) -> Self {
-        Self { listen, cluster_name: leman_cluster::DEFAULT_CLUSTER_NAME.to_string(), certs, http: None, registry }
+        Self { listen, cluster_name: leman_cluster::DEFAULT_CLUSTER_NAME.to_string(), certs, revoked: None, http: None, registry }
     }
 }
 
@@ -74,6 +78,16 @@ struct HeadService {
 impl Service for HeadService {
     type Request = HeadRequest;
     type Response = HeadResponse;
+
+    /// Workers join and report; clients (and heads) run jobs.
+    fn roles_for(&self, request: &HeadRequest) -> &'static [Role] {
+        match request {
+            HeadRequest::Join(_) | HeadRequest::Heartbeat(_) | HeadRequest::ApplierExited(_) => &[Role::Worker],
+            HeadRequest::Members | HeadRequest::Submit(_) | HeadRequest::JobStatus { .. } | HeadRequest::CancelJob { .. } => {
+                &[Role::Client, Role::Head]
+            }
+        }
+    }
 
     async fn call(&self, peer: SocketAddr, request: HeadRequest) -> HeadResponse {
         match request {
@@ -217,7 +231,7 @@ impl HeadService {
 impl Head {
     /// Starts a head (within a tokio runtime).
     pub fn start(config: &HeadConfig) -> Result<Self> {
-        let certs = ClusterCerts::load(&config.certs)?;
+        let certs = ClusterCerts::load_revoking(&config.certs, Role::Head, config.revoked.as_deref())?;
         let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
         let (events, _) = broadcast::channel(1024);
         // Requests to workers leave from the listening address's IP, so

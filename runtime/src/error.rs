@@ -32,6 +32,9 @@ pub enum RuntimeError {
         #[source]
         source: FrameError,
     },
+    /// The peer refused the request (the role of this node's certificate).
+    #[error("{peer} refused the request: {reason}")]
+    Refused { peer: SocketAddr, reason: String },
     /// No response in time.
     #[error("no response from {peer} within {after:?}")]
     Timeout { peer: SocketAddr, after: Duration },

@@ -30,7 +30,7 @@
 //! }
 //!
 //! leman_runtime::tls::init_cluster(dir)?;
-//! let certs = ClusterCerts::load(dir)?;
+//! let certs = ClusterCerts::load(dir, leman_runtime::tls::Role::Head)?;
 //! let server = Node::serve("127.0.0.1:0".parse().unwrap(), &certs, NodeConfig::default(), Arc::new(Echo))?;
 //! let client = Node::client("127.0.0.1:0".parse().unwrap(), &certs, NodeConfig::default())?;
 //! let reply: String = client.request(server.local_addr()?, &"hello".to_string()).await?;

@@ -19,6 +19,13 @@
 //! while they are read and served add up to at most
 //! [`NodeConfig::max_bytes_in_flight`] (a frame past the budget waits for
 //! room, within its deadline).
+//!
+//! Each request is checked against the role of the peer's certificate
+//! ([`Service::roles_for`]): one from a peer of another role is refused,
+//! logged with both roles, and its stream reset; the requester gets
+//! [`RuntimeError::Refused`]. A node given a revocation list reads it again
+//! every [`REVOCATION_CHECK`] and closes its connections with any peer
+//! whose certificate it now lists.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,10 +40,18 @@ use tokio::sync::{Mutex, Semaphore};
 
 use crate::error::RuntimeError;
 use crate::frame::{self, DEFAULT_MAX_FRAME, FrameError, MAX_FRAME_CAP};
-use crate::tls::{ClusterCerts, SERVER_NAME};
+use crate::tls::{ClusterCerts, Identity, Revocations, Role, SERVER_NAME, describe};
 
 /// QUIC application error code of a stream reset for a bad frame.
 const BAD_FRAME: u32 = 1;
+/// QUIC application error code of a stream reset for a request the peer's
+/// role may not make.
+const ROLE_REFUSED: u32 = 2;
+/// QUIC application error code of a connection closed for a revoked or
+/// unreadable certificate.
+const CERTIFICATE_REFUSED: u32 = 3;
+/// How often a revocation list is read again for changes.
+pub const REVOCATION_CHECK: Duration = Duration::from_secs(1);
 /// Requests a peer may have open on one connection at once.
 pub const MAX_BIDI_STREAMS: u32 = 512;
 /// Casts a peer may have open on one connection at once.
@@ -50,6 +65,11 @@ pub trait Service: Send + Sync + 'static {
     type Response: Serialize + Send + 'static;
     /// Answers one request from `peer`.
     fn call(&self, peer: SocketAddr, request: Self::Request) -> impl Future<Output = Self::Response> + Send;
+
+    /// The roles whose certificates may make `request` (all, by default).
+    fn roles_for(&self, _request: &Self::Request) -> &'static [Role] {
+        &Role::ALL
+    }
 
     /// Takes one cast from `peer`: a request nobody waits for. By default it
     /// is served like a call and its response dropped.
@@ -125,6 +145,10 @@ impl NodeStats {
 /// of each making its own.
 type Slot = Arc<Mutex<Option<quinn::Connection>>>;
 
+/// Live connections and the certificates of their peers, for closing
+/// those a revocation list comes to name.
+type Live = Arc<std::sync::Mutex<Vec<(String, quinn::Connection)>>>;
+
 /// A node of the cluster; see the [module docs](self).
 #[derive(Debug)]
 pub struct Node {
@@ -133,6 +157,8 @@ pub struct Node {
     connections: std::sync::Mutex<HashMap<SocketAddr, Slot>>,
     config: NodeConfig,
     stats: Arc<NodeStats>,
+    live: Live,
+    revocation_watch: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Node {
@@ -142,7 +168,8 @@ impl Node {
         server.transport_config(transport(&config));
         let endpoint = quinn::Endpoint::server(server, addr).map_err(|source| RuntimeError::Bind { addr, source })?;
         let node = Self::with_endpoint(endpoint, certs, config)?;
-        tokio::spawn(accept_loop(node.endpoint.clone(), service, Limits::of(&node.config), node.stats.clone()));
+        let served = Served { service, limits: Limits::of(&node.config), stats: node.stats.clone(), live: node.live.clone() };
+        tokio::spawn(accept_loop(node.endpoint.clone(), served));
         Ok(node)
     }
 
@@ -156,7 +183,9 @@ impl Node {
         config.max_frame = config.max_frame.min(MAX_FRAME_CAP);
         let mut client = certs.client_config()?;
         client.transport_config(transport(&config));
-        Ok(Self { endpoint, client, connections: std::sync::Mutex::default(), config, stats: Arc::default() })
+        let live = Live::default();
+        let revocation_watch = certs.revocations().map(|list| tokio::spawn(watch_revocations(list.clone(), live.clone())));
+        Ok(Self { endpoint, client, connections: std::sync::Mutex::default(), config, stats: Arc::default(), live, revocation_watch })
     }
 
     /// The address it listens on.
@@ -187,10 +216,17 @@ impl Node {
         let limit = self.config.max_frame;
         let exchange = async {
             let connection = self.connection(peer).await?;
-            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| closed(peer, e))?;
+            let refused_certificate = |error| certificate_refused(&connection, peer).unwrap_or(error);
+            let (mut send, mut recv) = connection.open_bi().await.map_err(|e| refused_certificate(closed(peer, e)))?;
             frame::write_frame(&mut send, request, limit).await.map_err(|e| frame_error(peer, e))?;
             send.finish().map_err(|e| RuntimeError::Closed { peer, reason: e.to_string() })?;
-            frame::read_frame(&mut recv, limit).await.map_err(|e| frame_error(peer, e))
+            frame::read_frame(&mut recv, limit).await.map_err(|e| match refused_by_role(&e) {
+                true => RuntimeError::Refused {
+                    peer,
+                    reason: "this node's certificate has a role that may not make this request (see the peer's log)".to_string(),
+                },
+                false => refused_certificate(frame_error(peer, e)),
+            })
         };
         self.bounded(peer, timeout, exchange).await
     }
@@ -245,6 +281,8 @@ impl Node {
             .connect_with(self.client.clone(), peer, SERVER_NAME)
             .map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
         let connection = connecting.await.map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
+        let identity = peer_identity(&connection).map_err(|reason| RuntimeError::Connect { peer, reason })?;
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).push((identity.fingerprint, connection.clone()));
         *slot = Some(connection.clone());
         Ok(connection)
     }
@@ -252,6 +290,70 @@ impl Node {
     /// Closes every connection and stops listening.
     pub fn close(&self) {
         self.endpoint.close(quinn::VarInt::from_u32(0), b"node closed");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.revocation_watch {
+            watch.abort();
+        }
+    }
+}
+
+/// Who the peer of a connection is, by its certificate.
+fn peer_identity(connection: &quinn::Connection) -> Result<Identity, String> {
+    let certificates = connection
+        .peer_identity()
+        .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .ok_or("the peer presented no certificate")?;
+    Identity::of(certificates.first().ok_or("the peer presented no certificate")?)
+}
+
+/// The peer's refusal of this node's certificate, if that is how the
+/// connection ended. (In TLS 1.3 a client learns that its certificate was
+/// refused only when the server closes the connection, after the handshake
+/// looked done on its side.)
+fn certificate_refused(connection: &quinn::Connection, peer: SocketAddr) -> Option<RuntimeError> {
+    let reason = match connection.close_reason()? {
+        // A TLS alert.
+        quinn::ConnectionError::ConnectionClosed(close) if (0x100..0x200).contains(&u64::from(close.error_code)) => close.reason,
+        quinn::ConnectionError::ApplicationClosed(close) if close.error_code == quinn::VarInt::from_u32(CERTIFICATE_REFUSED) => close.reason,
+        _ => return None,
+    };
+    Some(RuntimeError::Connect { peer, reason: format!("the peer refused this node's certificate: {}", String::from_utf8_lossy(&reason)) })
+}
+
+/// Whether a read failed because the peer refused the request for the
+/// role of this node's certificate.
+fn refused_by_role(error: &FrameError) -> bool {
+    let FrameError::Truncated(io) = error else { return false };
+    io.get_ref()
+        .and_then(|inner| inner.downcast_ref::<quinn::ReadError>())
+        .is_some_and(|read| matches!(read, quinn::ReadError::Reset(code) if *code == quinn::VarInt::from_u32(ROLE_REFUSED)))
+}
+
+/// Reads the revocation list again every [`REVOCATION_CHECK`]; when it
+/// changed, closes the live connections whose peer it now lists.
+async fn watch_revocations(revocations: Arc<Revocations>, live: Live) {
+    let mut acted_on = revocations.generation();
+    loop {
+        tokio::time::sleep(REVOCATION_CHECK).await;
+        // Handshakes read the list too: a change is news until acted on
+        // here, whoever read it first.
+        let generation = revocations.generation();
+        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        live.retain(|(_, connection)| connection.close_reason().is_none());
+        if generation == acted_on {
+            continue;
+        }
+        acted_on = generation;
+        for (fingerprint, connection) in live.iter() {
+            if revocations.is_revoked(fingerprint) {
+                tracing::warn!(peer = %connection.remote_address(), fingerprint, "closing the connection of a revoked certificate");
+                connection.close(quinn::VarInt::from_u32(CERTIFICATE_REFUSED), b"certificate revoked");
+            }
+        }
     }
 }
 
@@ -282,26 +384,49 @@ impl Limits {
     }
 }
 
-async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, service: Arc<S>, limits: Limits, stats: Arc<NodeStats>) {
+/// What every connection a node serves shares.
+struct Served<S> {
+    service: Arc<S>,
+    limits: Limits,
+    stats: Arc<NodeStats>,
+    live: Live,
+}
+
+impl<S> Clone for Served<S> {
+    fn clone(&self) -> Self {
+        Self { service: self.service.clone(), limits: self.limits, stats: self.stats.clone(), live: self.live.clone() }
+    }
+}
+
+async fn accept_loop<S: Service>(endpoint: quinn::Endpoint, served: Served<S>) {
     while let Some(incoming) = endpoint.accept().await {
-        let service = service.clone();
-        let stats = stats.clone();
+        let served = served.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             match incoming.await {
-                Ok(connection) => serve_connection(connection, service, limits, stats).await,
+                Ok(connection) => serve_connection(connection, served).await,
                 Err(error) => {
-                    stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(peer = %remote, %error, "refused a connection: its certificate is not from this cluster's CA, or the handshake failed");
+                    served.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = %remote, %error, "refused a connection: its certificate is not from this cluster's CA, is not valid now or is revoked, or the handshake failed");
                 }
             }
         });
     }
 }
 
-async fn serve_connection<S: Service>(connection: quinn::Connection, service: Arc<S>, limits: Limits, stats: Arc<NodeStats>) {
+async fn serve_connection<S: Service>(connection: quinn::Connection, served: Served<S>) {
     let peer = connection.remote_address();
-    let budget = Arc::new(Semaphore::new(limits.bytes_in_flight as usize));
+    let identity = match peer_identity(&connection) {
+        Ok(identity) => Arc::new(identity),
+        Err(reason) => {
+            served.stats.refused_connections.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%peer, reason, "refused a connection");
+            connection.close(quinn::VarInt::from_u32(CERTIFICATE_REFUSED), b"certificate refused");
+            return;
+        }
+    };
+    served.live.lock().unwrap_or_else(PoisonError::into_inner).push((identity.fingerprint.clone(), connection.clone()));
+    let budget = Arc::new(Semaphore::new(served.limits.bytes_in_flight as usize));
     loop {
         let accepted = tokio::select! {
             streams = connection.accept_bi() => streams.map(|(send, recv)| (Some(send), recv)),
@@ -311,28 +436,28 @@ async fn serve_connection<S: Service>(connection: quinn::Connection, service: Ar
             Ok(streams) => streams,
             Err(quinn::ConnectionError::ApplicationClosed(_) | quinn::ConnectionError::LocallyClosed) => return,
             Err(error) => {
-                if connection.peer_identity().is_none() {
-                    stats.refused_connections.fetch_add(1, Ordering::Relaxed);
-                }
                 tracing::debug!(%peer, %error, "connection ended");
                 return;
             }
         };
-        tokio::spawn(serve_stream(peer, send, recv, service.clone(), limits, budget.clone(), stats.clone()));
+        let stream = Stream { peer, identity: identity.clone(), send, recv };
+        tokio::spawn(serve_stream(stream, served.clone(), budget.clone()));
     }
+}
+
+/// One stream of a served connection, and who opened it.
+struct Stream {
+    peer: SocketAddr,
+    identity: Arc<Identity>,
+    send: Option<quinn::SendStream>,
+    recv: quinn::RecvStream,
 }
 
 /// Serves one stream: a request and its response, or a cast (`send` is
 /// `None`) and nothing back.
-async fn serve_stream<S: Service>(
-    peer: SocketAddr,
-    mut send: Option<quinn::SendStream>,
-    mut recv: quinn::RecvStream,
-    service: Arc<S>,
-    limits: Limits,
-    budget: Arc<Semaphore>,
-    stats: Arc<NodeStats>,
-) {
+async fn serve_stream<S: Service>(stream: Stream, served: Served<S>, budget: Arc<Semaphore>) {
+    let Stream { peer, identity, mut send, mut recv } = stream;
+    let Served { service, limits, stats, .. } = served;
     let read = async {
         let len = frame::read_header(&mut recv, limits.max_frame).await?;
         // Room for the payload in the connection's budget, held until the
@@ -363,6 +488,15 @@ async fn serve_stream<S: Service>(
             return;
         }
     };
+    let allowed = service.roles_for(&request);
+    if !allowed.contains(&identity.role) {
+        tracing::warn!(%peer, peer_identity = %identity, "refused a request: the peer's certificate has role {}, the request needs {}", identity.role, describe(allowed));
+        let _ = recv.stop(quinn::VarInt::from_u32(ROLE_REFUSED));
+        if let Some(send) = send.as_mut() {
+            let _ = send.reset(quinn::VarInt::from_u32(ROLE_REFUSED));
+        }
+        return;
+    }
     let Some(mut send) = send else {
         stats.casts_taken.fetch_add(1, Ordering::Relaxed);
         return service.cast(peer, request).await;

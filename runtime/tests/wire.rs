@@ -24,7 +24,7 @@ impl Service for Slow {
 fn cluster() -> (tempfile::TempDir, ClusterCerts) {
     let dir = tempfile::tempdir().unwrap();
     tls::init_cluster(dir.path()).unwrap();
-    let certs = ClusterCerts::load(dir.path()).unwrap();
+    let certs = ClusterCerts::load(dir.path(), tls::Role::Head).unwrap();
     (dir, certs)
 }
 
@@ -55,7 +55,7 @@ async fn nodes_of_one_cluster_talk_and_others_are_refused() {
     eventually("the refusal is counted", || server.stats().refused_connections() >= 1).await;
     assert_eq!(server.stats().requests_served(), 1, "the stranger got nothing served");
 
-    assert!(ClusterCerts::load(&std::path::PathBuf::from("/nonexistent")).is_err());
+    assert!(ClusterCerts::load(&std::path::PathBuf::from("/nonexistent"), tls::Role::Head).is_err());
     assert!(tls::init_cluster(_a.path()).is_err(), "an existing CA is not overwritten");
 }
 

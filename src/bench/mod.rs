@@ -346,7 +346,7 @@ async fn busy_udf(table: &Table) -> Result<(Vec<Figure>, Duration)> {
 /// (3) The busy job with 2 appliers on 2 local worker processes.
 async fn on_local_cluster(table: &Table, exe: &Path, embedded: Duration) -> Result<Figure> {
     let cluster = LocalCluster::start(exe, 2)?;
-    let certs = ClusterCerts::load(cluster.certs()).map_err(Error::cluster)?;
+    let certs = ClusterCerts::load(cluster.certs(), leman_runtime::tls::Role::Client).map_err(Error::cluster)?;
     let options = BackfillOptions::default().concurrency(2).intra_applier_concurrency(1).batch_size(1024);
     let submission = Submission { table: table.location().clone(), column: "cluster".into(), options };
     let job_id = leman_node::submit(cluster.head(), &certs, &submission).await?;
@@ -458,7 +458,7 @@ fn cold_start(table: &Table, exe: &Path) -> Result<Figure> {
 async fn wire(dir: &Path, load: LoopbackLoad) -> Result<Vec<Figure>> {
     let certs_dir = dir.join("certs");
     leman_runtime::tls::init_cluster(&certs_dir).map_err(Error::cluster)?;
-    let certs = ClusterCerts::load(&certs_dir).map_err(Error::cluster)?;
+    let certs = ClusterCerts::load(&certs_dir, leman_runtime::tls::Role::Head).map_err(Error::cluster)?;
     let figures = loopback::measure(&certs, load).await.map_err(Error::cluster)?;
     let micros = |d: Duration| format!("{:.0} us", d.as_secs_f64() * 1e6);
     Ok(vec![

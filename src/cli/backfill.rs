@@ -122,13 +122,13 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
         return dry_run(&args).await;
     }
     if let (Some(target), Some(certs)) = (&args.cluster, &args.certs) {
-        let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let certs = ClusterCerts::load(certs, leman_runtime::tls::Role::Client).map_err(Error::cluster)?;
         let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
         return run_on_cluster(&args, head, &certs).await;
     }
     if let Some(workers) = args.local_workers {
         let cluster = LocalCluster::start(&std::env::current_exe()?, workers)?;
-        let outcome = match ClusterCerts::load(cluster.certs()) {
+        let outcome = match ClusterCerts::load(cluster.certs(), leman_runtime::tls::Role::Client) {
             Ok(certs) => run_on_cluster(&args, cluster.head(), &certs).await,
             Err(error) => Err(Error::cluster(error)),
         };

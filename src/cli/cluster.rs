@@ -12,6 +12,7 @@ use clap::Args;
 use leman_engine::{Error, Result};
 use leman_node::{DEFAULT_CLUSTER_NAME, Discovery, Head, HeadConfig, JoinTarget, Resources, Worker, WorkerConfig};
 use leman_runtime::ClusterCerts;
+use leman_runtime::tls::Role;
 
 use super::machine;
 use crate::builtins;
@@ -26,9 +27,14 @@ pub(crate) struct HeadArgs {
     /// on 0.0.0.0); printed at start.
     #[arg(long)]
     advertise: Option<SocketAddr>,
-    /// Directory of the cluster's certificates (`leman cluster init`).
+    /// Directory of the cluster's certificates (`leman cluster init`, or
+    /// `leman cluster issue --role head`): `ca.pem`, `head.pem`, `head.key`.
     #[arg(long)]
     certs: PathBuf,
+    /// File of certificate fingerprints to refuse (one per line; read
+    /// again when it changes: a listed node is disconnected within seconds).
+    #[arg(long)]
+    revoked: Option<PathBuf>,
     /// The cluster's name; workers of another name are refused.
     #[arg(long, default_value = DEFAULT_CLUSTER_NAME)]
     cluster_name: String,
@@ -46,9 +52,14 @@ pub(crate) struct WorkerArgs {
     /// DNS server to ask instead of the system's, IP:PORT.
     #[arg(long, env = "LEMAN_DNS_SERVER")]
     dns_server: Option<SocketAddr>,
-    /// Directory of the cluster's certificates.
+    /// Directory of the cluster's certificates: `ca.pem`, `worker.pem`,
+    /// `worker.key`.
     #[arg(long)]
     certs: PathBuf,
+    /// File of certificate fingerprints to refuse (one per line; read
+    /// again when it changes).
+    #[arg(long)]
+    revoked: Option<PathBuf>,
     /// Address to listen on (UDP).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: SocketAddr,
@@ -114,7 +125,14 @@ pub(crate) async fn head(args: HeadArgs) -> Result<ExitCode> {
     {
         return Err(Error::InvalidOptions { reason: format!("--advertise {addr}: give an address others can reach, not an unspecified one") });
     }
-    let config = HeadConfig { listen: args.listen, cluster_name: args.cluster_name, certs: args.certs, http: args.http, registry: builtins::registry() };
+    let config = HeadConfig {
+        listen: args.listen,
+        cluster_name: args.cluster_name,
+        certs: args.certs,
+        revoked: args.revoked,
+        http: args.http,
+        registry: builtins::registry(),
+    };
     let head = Head::start(&config)?;
     println!("head listening on {}", head.local_addr()?);
     if let Some(addr) = args.advertise {
@@ -141,6 +159,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
         advertise: args.advertise,
         cluster_name: args.cluster_name,
         certs: args.certs,
+        revoked: args.revoked,
         resources,
         join_timeout: args.join_timeout_secs.map(Duration::from_secs),
         http: args.http,
@@ -166,7 +185,7 @@ pub(crate) async fn worker(args: WorkerArgs) -> Result<ExitCode> {
 }
 
 pub(crate) async fn members(target: &JoinTarget, dns_server: Option<SocketAddr>, certs: &Path, json: bool) -> Result<ExitCode> {
-    let certs = ClusterCerts::load(certs).map_err(Error::cluster)?;
+    let certs = ClusterCerts::load(certs, Role::Client).map_err(Error::cluster)?;
     let head = find_head(target, dns_server, &certs).await?;
     let members = leman_node::members(head, &certs).await?;
     if json {

@@ -91,7 +91,7 @@ async fn show(args: &JobsArgs, id: &str) -> Result<ExitCode> {
 }
 
 async fn show_on_cluster(args: &JobsArgs, target: &leman_node::JoinTarget, certs: &std::path::Path, id: &str) -> Result<ExitCode> {
-    let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+    let certs = leman_runtime::ClusterCerts::load(certs, leman_runtime::tls::Role::Client).map_err(Error::cluster)?;
     let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
     let view = leman_node::job_status(head, &certs, id).await?;
     if args.json {
@@ -134,7 +134,7 @@ async fn cancel(args: &JobsArgs, id: &str, wait: Duration) -> Result<ExitCode> {
         )))
     };
     if let (Some(target), Some(certs)) = (&args.cluster, &args.certs) {
-        let certs = leman_runtime::ClusterCerts::load(certs).map_err(Error::cluster)?;
+        let certs = leman_runtime::ClusterCerts::load(certs, leman_runtime::tls::Role::Client).map_err(Error::cluster)?;
         let head = super::cluster::find_head(target, args.dns_server, &certs).await?;
         leman_node::cancel_job(head, &certs, id).await?;
         let view = loop {

@@ -91,12 +91,33 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
-    /// Create a cluster CA and a node certificate in DIR; copy `ca.pem`,
-    /// `node.pem` and `node.key` to every node.
+    /// Create a cluster CA in DIR and a certificate per role beside it
+    /// (`head.pem`, `worker.pem`, `client.pem`, with their keys): DIR serves
+    /// as `--certs` for every process of a local cluster.
     Init {
         /// Directory for the cluster's certificates.
         #[arg(long)]
         dir: std::path::PathBuf,
+    },
+    /// Issue a certificate for one node from the CA in `--ca`: its role and
+    /// name, valid for `--days`; written to `--out` (`ca.pem`, `ROLE.pem`,
+    /// `ROLE.key`), the directory that node takes as `--certs`.
+    Issue {
+        /// Directory of the cluster CA (`ca.pem`, `ca.key`).
+        #[arg(long)]
+        ca: std::path::PathBuf,
+        /// What the node may do: head, worker or client.
+        #[arg(long)]
+        role: leman_runtime::tls::Role,
+        /// The node's name, logged by the nodes it talks to.
+        #[arg(long)]
+        name: String,
+        /// Directory to write the certificate to.
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Days it is valid for, from now.
+        #[arg(long, default_value_t = leman_runtime::tls::DEFAULT_DAYS)]
+        days: u32,
     },
     /// Render the Kubernetes manifests of a cluster spec (TOML), in apply
     /// order; see kubernetes/README.md for the keys.
@@ -105,7 +126,7 @@ enum ClusterCommand {
         #[arg(long)]
         spec: std::path::PathBuf,
         /// Also render the certificates Secret from this directory
-        /// (`ca.pem`, `node.pem`, `node.key`; the CA's key is never read).
+        /// (`ca.pem`, `head.*`, `worker.*`; the CA's and the client's keys are never read).
         #[arg(long)]
         embed_certs: Option<std::path::PathBuf>,
         /// Write to this file instead of stdout.
@@ -148,6 +169,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
+        Command::Cluster(ClusterCommand::Issue { ca, role, name, out, days }) => cluster_issue(&ca, role, &name, &out, days),
         Command::Cluster(ClusterCommand::Manifests { spec, embed_certs, output }) => {
             cluster::manifests(&spec, embed_certs.as_deref(), output.as_deref())
         }
@@ -179,8 +201,20 @@ fn parse_key_value(arg: &str) -> std::result::Result<(String, String), String> {
 
 fn cluster_init(dir: &std::path::Path) -> Result<ExitCode> {
     leman_runtime::tls::init_cluster(dir).map_err(Error::cluster)?;
-    println!("created a cluster CA and a node certificate in {}", dir.display());
-    println!("copy ca.pem, node.pem and node.key to every node; keep ca.key to issue more");
+    println!("created a cluster CA and a head, a worker and a client certificate in {}", dir.display());
+    println!("on one machine, pass it as --certs to every process; across machines, give each node only its own");
+    println!("certificate from `leman cluster issue --ca {} --role ROLE --name NAME --out DIR`; keep ca.key safe", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cluster_issue(ca: &std::path::Path, role: leman_runtime::tls::Role, name: &str, out: &std::path::Path, days: u32) -> Result<ExitCode> {
+    let identity = leman_runtime::tls::issue(ca, role, name, out, days).map_err(Error::cluster)?;
+    println!(
+        "issued a {role} certificate for {name:?} in {}, valid until {}",
+        out.display(),
+        leman_runtime::tls::date(identity.not_after)
+    );
+    println!("fingerprint {} (list it in a --revoked file to refuse this node)", identity.fingerprint);
     Ok(ExitCode::SUCCESS)
 }
 

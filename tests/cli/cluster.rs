@@ -21,7 +21,7 @@ impl Drop for Processes {
 }
 
 /// Starts `leman args`, returning the process and its first stdout line.
-fn start(args: &[&str]) -> (Child, String) {
+pub(crate) fn start(args: &[&str]) -> (Child, String) {
     start_logging(args, None)
 }
 

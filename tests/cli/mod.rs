@@ -3,6 +3,7 @@
 
 mod alter;
 mod bench;
+mod certs;
 mod cancel;
 mod cleanup;
 mod cluster;

@@ -39,7 +39,9 @@ async fn cluster(cpus: f64) -> Cluster {
     let worker = Worker::start(&config).await.unwrap();
     let workers = vec![worker.local_addr().unwrap()];
     tokio::spawn(worker.run());
-    let certs = ClusterCerts::load(&certs_dir).unwrap();
+    // The test submits jobs and asks the worker what it hosts, which only a
+    // head may: it holds the head's certificate.
+    let certs = ClusterCerts::load(&certs_dir, leman_runtime::tls::Role::Head).unwrap();
     let client = Node::client(loopback(), &certs, NodeConfig::default()).unwrap();
     Cluster { dir, certs, head, workers, client }
 }

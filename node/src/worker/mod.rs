@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use leman_cluster::{Backoff, Heartbeat, Join, JoinTarget, NodeId, Resources};
 use leman_engine::UdfRegistry;
+use leman_runtime::tls::Role;
 use leman_runtime::{ClusterCerts, Node, NodeConfig};
 use ractor::{Actor, ActorRef};
 use tokio::sync::{mpsc, watch};
@@ -56,8 +57,11 @@ pub struct WorkerConfig {
     pub advertise: Option<SocketAddr>,
     /// The cluster it joins; a head of another name refuses it.
     pub cluster_name: String,
-    /// Directory of the cluster's certificates.
+    /// Directory of the cluster's certificates (the worker's: `worker.pem`).
     pub certs: PathBuf,
+    /// Certificate fingerprints to refuse, one per line, read again when
+    /// the file changes.
+    pub revoked: Option<PathBuf>,
     /// What it offers.
     pub resources: Resources,
     /// How long to keep trying to join at start; `None` keeps trying.
@@ -79,6 +83,7 @@ impl WorkerConfig {
             advertise: None,
             cluster_name: leman_cluster::DEFAULT_CLUSTER_NAME.to_string(),
             certs,
+            revoked: None,
             resources,
             join_timeout: Some(Duration::from_secs(30)),
             http: None,
@@ -105,7 +110,7 @@ pub struct Worker {
 impl Worker {
     /// Starts a worker and joins the head, retrying until `join_timeout`.
     pub async fn start(config: &WorkerConfig) -> Result<Self> {
-        let certs = ClusterCerts::load(&config.certs)?;
+        let certs = ClusterCerts::load_revoking(&config.certs, Role::Worker, config.revoked.as_deref())?;
         let discovery = Discovery::new(config.head.clone(), config.dns_server)?;
         let figures = Arc::new(WorkerMetrics::default());
         let service = Arc::new(WorkerService::new(config.registry.clone(), figures.clone()));

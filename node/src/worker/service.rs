@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskError, TaskOutput};
 use leman_engine::{JobSpec, StoreMeter, UdfRegistry, write_locally};
 use leman_runtime::Service;
+use leman_runtime::tls::Role;
 use leman_writer::WriterContext;
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorId, ActorRef};
@@ -54,6 +55,11 @@ impl std::fmt::Debug for WorkerService {
 impl Service for WorkerService {
     type Request = WorkerRequest;
     type Response = WorkerResponse;
+
+    /// Only a head may ask a worker for anything.
+    fn roles_for(&self, _request: &WorkerRequest) -> &'static [Role] {
+        &[Role::Head]
+    }
 
     async fn call(&self, _peer: SocketAddr, request: WorkerRequest) -> WorkerResponse {
         match request {

@@ -59,7 +59,7 @@ async fn setup_with(job_id: &str, table: UdfTable, gpus: f64) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let certs_dir = dir.path().join("certs");
     leman_runtime::tls::init_cluster(&certs_dir).unwrap();
-    let certs = ClusterCerts::load(&certs_dir).unwrap();
+    let certs = ClusterCerts::load(&certs_dir, leman_runtime::tls::Role::Head).unwrap();
     let spec = JobSpec {
         job_id: job_id.into(),
         table: table.location(),
