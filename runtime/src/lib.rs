@@ -45,5 +45,5 @@ pub mod node;
 pub mod tls;
 
 pub use error::RuntimeError;
-pub use node::{Node, NodeConfig, NodeStats, Service};
+pub use node::{MAX_BIDI_STREAMS, MAX_UNI_STREAMS, Node, NodeConfig, NodeStats, Service};
 pub use tls::ClusterCerts;

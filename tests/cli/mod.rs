@@ -10,6 +10,7 @@ mod cluster;
 mod discovery;
 mod dry_run;
 mod errors;
+mod hostile;
 mod fencing;
 mod interop;
 mod manifests;
