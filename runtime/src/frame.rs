@@ -62,6 +62,10 @@ pub enum FrameError {
 pub const CLAIM_FACTOR: usize = 32;
 /// What decoding any payload may claim, however short.
 pub const MIN_CLAIM: usize = 64 << 10;
+/// What serde may reserve for a sequence before its elements arrive (its
+/// cautious size hint), on top of the claims: a short payload announcing a
+/// long list costs this much at most, and only while it is decoded.
+pub const SEQUENCE_RESERVE: usize = 1 << 20;
 
 /// Encodes a message as a payload.
 pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
@@ -71,7 +75,8 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
 
 /// Decodes a whole payload as one message; trailing bytes are an error.
 /// It allocates at most [`CLAIM_FACTOR`] times the payload's length (at
-/// least [`MIN_CLAIM`]), whatever lengths the payload claims inside it.
+/// least [`MIN_CLAIM`]) plus [`SEQUENCE_RESERVE`], whatever lengths the
+/// payload claims inside it.
 pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
     let bound = payload.len().saturating_mul(CLAIM_FACTOR).max(MIN_CLAIM);
     // bincode takes its limit as a constant: the smallest class that fits.

@@ -3,16 +3,10 @@
 //! first, resumed (SIGCONT), commits nothing more and says that the column
 //! was taken over, by whom.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cli::cancel::slow_table;
-use crate::cli::{Backfill, leman};
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
+use crate::cli::{Backfill, leman, signal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_job_whose_column_was_taken_over_commits_nothing_and_says_so() {

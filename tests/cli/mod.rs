@@ -32,6 +32,12 @@ pub fn leman(args: &[&str]) -> Output {
         .expect("run leman")
 }
 
+/// Sends `signal` (`-STOP`, `-CONT`) to process `pid`, one the test started.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(output: Output) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -4,18 +4,12 @@
 //! table equals the embedded run's.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lance::dataset::transaction::Operation;
 
-use crate::cli::backfill_until;
+use crate::cli::{backfill_until, signal};
 use crate::cli::cluster::{cluster, column, init_certs, members, twin_tables, wait_for};
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").args([signal, &pid.to_string()]).status().expect("run kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
 
 /// Waits (at most `limit`) until the head counts `count` members.
 fn until_members(head: &str, certs: &str, count: usize, limit: Duration, what: &str) {

@@ -12,7 +12,7 @@ use leman_checkpoint::KeyParts;
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
 use leman_engine::{StorageOptions, StoreTally, TableLocation, UdfRecord};
 use leman_node::{ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, MemberInfo, WorkerRequest, WorkerResponse};
-use leman_runtime::frame::{self, CLAIM_FACTOR, MIN_CLAIM};
+use leman_runtime::frame::{self, CLAIM_FACTOR, MIN_CLAIM, SEQUENCE_RESERVE};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use serde::Serialize;
@@ -28,10 +28,10 @@ fn peak_during<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (result.unwrap_or_else(|| unreachable!("measure runs its closure")), peak)
 }
 
-/// What decoding `payload` may allocate: its bound, and room for the
-/// error message.
+/// What decoding `payload` may allocate: its bound, serde's reserve for a
+/// sequence, and room for the error message.
 fn allowed(payload: &[u8]) -> usize {
-    payload.len().saturating_mul(CLAIM_FACTOR).max(MIN_CLAIM) + (16 << 10)
+    payload.len().saturating_mul(CLAIM_FACTOR).max(MIN_CLAIM) + SEQUENCE_RESERVE + (16 << 10)
 }
 
 /// Decodes `payload` as a `T`: no panic, allocation within the bound, and
