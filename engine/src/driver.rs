@@ -60,8 +60,9 @@ const MAX_PASSES: u32 = 4;
 enum Update {
     Event(Event),
     Written { fragment_id: u64, data_file: DataFile },
-    /// A commit settled; `replanned` if rows are left for another pass.
-    Committed { event: Event, replanned: bool },
+    /// A commit settled; `replanned` if rows are left for another pass;
+    /// `table` as the commit left it, for the next commit to build on.
+    Committed { event: Event, replanned: bool, table: Arc<Dataset> },
     /// Incarnation `incarnation` of applier `index` is not running.
     ApplierGone { index: usize, incarnation: u64, reason: String },
 }
@@ -94,6 +95,9 @@ pub(crate) struct Driver {
     passes: u32,
     /// Whether a commit of this pass re-planned (another pass is due).
     replanned: bool,
+    /// The table as the pass's last commit left it (at first, the pass's
+    /// read version): the next commit is made on top of it.
+    commit_base: Arc<Dataset>,
     fence: LeaseFence,
     batch_size: u64,
     threads: usize,
@@ -166,6 +170,7 @@ impl Driver {
             planner,
             passes: 1,
             replanned: false,
+            commit_base: setup.dataset.clone(),
             fence,
             batch_size: options.batch_size as u64,
             threads: options.intra_applier_concurrency,
@@ -206,6 +211,7 @@ impl Driver {
         let Pass { plan, setup, executor } = self.planner.next().await?;
         tracing::info!(job = %self.id(), version = setup.spec.read_version, "a commit re-planned: another pass on the newest version");
         self.scheduler = new_scheduler(&self.config, &plan)?;
+        self.commit_base = setup.dataset.clone();
         self.setup = setup;
         self.executor = executor;
         self.passes += 1;
@@ -360,8 +366,9 @@ impl Driver {
                             self.written.insert(fragment_id, data_file);
                             Event::FragmentWritten { fragment_id }
                         }
-                        Update::Committed { event, replanned } => {
+                        Update::Committed { event, replanned, table } => {
                             self.replanned |= replanned;
+                            self.commit_base = table;
                             event
                         }
                         Update::ApplierGone { index, incarnation, reason } => {
@@ -521,7 +528,8 @@ impl Driver {
             .flat_map(|fragment| fragment.batches.iter().map(|(_, key)| key.clone()))
             .collect();
         let checkpoints = self.stores.checkpoints.clone();
-        let dataset = self.setup.dataset.clone();
+        let read = self.setup.dataset.clone();
+        let base = self.commit_base.clone();
         let column = self.setup.spec.column.clone();
         let fence = self.fence.clone();
         self.in_flight += 1;
@@ -530,7 +538,7 @@ impl Driver {
         let costs = self.costs.clone();
         let began = Instant::now();
         tokio::spawn(async move {
-            let update = match commit_checked(&fence, dataset, &column, groups).await {
+            let update = match commit_checked(&fence, read, base, &column, groups).await {
                 Ok(committed) => {
                     costs.commit(began.elapsed(), rows);
                     if let Err(error) = checkpoints.delete_batches(&batches).await {
@@ -540,8 +548,9 @@ impl Driver {
                     // can reach: those of fragments left out or moved.
                     let replanned = !committed.left_out.is_empty() || committed.rows_moved;
                     let version = committed.version();
-                    let event = Event::Committed { fragments: committed.fragments, left_out: committed.left_out, version };
-                    Update::Committed { event, replanned }
+                    let Committed { fragments, left_out, dataset, .. } = committed;
+                    let event = Event::Committed { fragments, left_out, version };
+                    Update::Committed { event, replanned, table: Arc::new(dataset) }
                 }
                 Err(error) => Update::Event(Event::CommitFailed { message: format!("committing fragments {fragments:?}: {error}") }),
             };
@@ -601,12 +610,13 @@ fn new_scheduler(config: &JobConfig, plan: &Plan) -> Result<Scheduler> {
 /// Commits `groups` unless the job's lease was taken over.
 async fn commit_checked(
     fence: &LeaseFence,
-    dataset: Arc<Dataset>,
+    read: Arc<Dataset>,
+    base: Arc<Dataset>,
     column: &str,
     groups: Vec<DataReplacementGroup>,
 ) -> Result<Committed> {
     fence.check().await?;
-    Ok(commit_replacements(dataset, column, groups).await?)
+    Ok(commit_replacements(read, base, column, groups).await?)
 }
 
 /// Writes the row error records of one task, beside the table.

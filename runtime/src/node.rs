@@ -146,8 +146,41 @@ impl NodeStats {
 type Slot = Arc<Mutex<Option<quinn::Connection>>>;
 
 /// Live connections and the certificates of their peers, for closing
-/// those a revocation list comes to name.
-type Live = Arc<std::sync::Mutex<Vec<(String, quinn::Connection)>>>;
+/// those a revocation list comes to name; kept only by a node that has
+/// a list (else every call is a no-op).
+#[derive(Debug, Clone, Default)]
+struct Live(Option<Arc<std::sync::Mutex<Vec<Tracked>>>>);
+
+/// A connection and its peer's certificate fingerprint.
+type Tracked = (String, quinn::Connection);
+
+impl Live {
+    fn tracking() -> Self {
+        Self(Some(Arc::default()))
+    }
+
+    /// Adds a connection, dropping those that have closed.
+    fn register(&self, fingerprint: &str, connection: &quinn::Connection) {
+        if let Some(list) = &self.0 {
+            let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+            list.retain(|(_, open)| open.close_reason().is_none());
+            list.push((fingerprint.to_string(), connection.clone()));
+        }
+    }
+
+    /// Closes the connections whose peer `revocations` lists.
+    fn close_revoked(&self, revocations: &Revocations) {
+        let Some(list) = &self.0 else { return };
+        let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+        list.retain(|(_, connection)| connection.close_reason().is_none());
+        for (fingerprint, connection) in list.iter() {
+            if revocations.is_revoked(fingerprint) {
+                tracing::warn!(peer = %connection.remote_address(), fingerprint, "closing the connection of a revoked certificate");
+                connection.close(quinn::VarInt::from_u32(CERTIFICATE_REFUSED), b"certificate revoked");
+            }
+        }
+    }
+}
 
 /// A node of the cluster; see the [module docs](self).
 #[derive(Debug)]
@@ -183,8 +216,13 @@ impl Node {
         config.max_frame = config.max_frame.min(MAX_FRAME_CAP);
         let mut client = certs.client_config()?;
         client.transport_config(transport(&config));
-        let live = Live::default();
-        let revocation_watch = certs.revocations().map(|list| tokio::spawn(watch_revocations(list.clone(), live.clone())));
+        let (live, revocation_watch) = match certs.revocations() {
+            Some(list) => {
+                let live = Live::tracking();
+                (live.clone(), Some(tokio::spawn(watch_revocations(list.clone(), live))))
+            }
+            None => (Live::default(), None),
+        };
         Ok(Self { endpoint, client, connections: std::sync::Mutex::default(), config, stats: Arc::default(), live, revocation_watch })
     }
 
@@ -282,7 +320,7 @@ impl Node {
             .map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
         let connection = connecting.await.map_err(|e| RuntimeError::Connect { peer, reason: e.to_string() })?;
         let identity = peer_identity(&connection).map_err(|reason| RuntimeError::Connect { peer, reason })?;
-        self.live.lock().unwrap_or_else(PoisonError::into_inner).push((identity.fingerprint, connection.clone()));
+        self.live.register(&identity.fingerprint, &connection);
         *slot = Some(connection.clone());
         Ok(connection)
     }
@@ -342,18 +380,11 @@ async fn watch_revocations(revocations: Arc<Revocations>, live: Live) {
         // Handshakes read the list too: a change is news until acted on
         // here, whoever read it first.
         let generation = revocations.generation();
-        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
-        live.retain(|(_, connection)| connection.close_reason().is_none());
         if generation == acted_on {
             continue;
         }
         acted_on = generation;
-        for (fingerprint, connection) in live.iter() {
-            if revocations.is_revoked(fingerprint) {
-                tracing::warn!(peer = %connection.remote_address(), fingerprint, "closing the connection of a revoked certificate");
-                connection.close(quinn::VarInt::from_u32(CERTIFICATE_REFUSED), b"certificate revoked");
-            }
-        }
+        live.close_revoked(&revocations);
     }
 }
 
@@ -425,7 +456,7 @@ async fn serve_connection<S: Service>(connection: quinn::Connection, served: Ser
             return;
         }
     };
-    served.live.lock().unwrap_or_else(PoisonError::into_inner).push((identity.fingerprint.clone(), connection.clone()));
+    served.live.register(&identity.fingerprint, &connection);
     let budget = Arc::new(Semaphore::new(served.limits.bytes_in_flight as usize));
     loop {
         let accepted = tokio::select! {

@@ -16,6 +16,10 @@
 //! version, where the checkpoints that still hold are reused. If the
 //! column itself was dropped, the commit fails saying so.
 //!
+//! A job commits each group on top of the table its previous commit left
+//! ([`Committed::dataset`]), judging the group's fragments there first, so
+//! that a conflict met by one group is not met again by every later one.
+//!
 //! A manifest write that reports an error may still have landed (an
 //! ambiguous commit: the store wrote it, the answer was lost). Before such
 //! an error is returned the versions since are searched for the
@@ -59,25 +63,34 @@ impl Committed {
     }
 }
 
-/// Commits `groups` of `column`'s data files, read from `dataset` (the
-/// job's read version), on top of the newest version of the table.
+/// Commits `groups` of `column`'s data files, written from `read` (the
+/// job's read version), on top of `base` (`read`, or a newer version of
+/// the same table: the one the job's previous commit left), or of the
+/// newest version if others committed since.
 pub async fn commit_replacements(
-    dataset: Arc<Dataset>,
+    read: Arc<Dataset>,
+    base: Arc<Dataset>,
     column: &str,
     groups: Vec<DataReplacementGroup>,
 ) -> Result<Committed, WriterError> {
-    let field_id = dataset.schema().field(column).map(|f| f.id).ok_or_else(|| WriterError::ColumnDropped {
+    let field_id = read.schema().field(column).map(|f| f.id).ok_or_else(|| WriterError::ColumnDropped {
         column: column.to_string(),
-        version: dataset.version().version,
+        version: read.version().version,
     })?;
-    let read = dataset.clone();
-    let mut target = dataset;
+    let mut target = base;
     let mut groups = groups;
     let mut left_out = Vec::new();
     let mut replans = 0;
     let mut rows_moved = false;
     loop {
         let replanned = replans > 0;
+        if target.version().version != read.version().version {
+            let (fit, unfit): (Vec<_>, Vec<_>) = groups
+                .into_iter()
+                .partition(|group| still_fits(read.fragments(), target.fragments(), group.0, field_id));
+            left_out.extend(unfit.iter().map(|g| g.0));
+            groups = fit;
+        }
         if groups.is_empty() {
             let dataset = Arc::unwrap_or_clone(target);
             return Ok(Committed { dataset, fragments: Vec::new(), left_out, replanned, rows_moved });
@@ -115,11 +128,6 @@ pub async fn commit_replacements(
             return Err(WriterError::ColumnDropped { column: column.to_string(), version: latest.version().version });
         }
         tracing::info!(%error, replans, newest = latest.version().version, "commit conflict; re-planning on the newest version");
-        let (fit, unfit): (Vec<_>, Vec<_>) = groups
-            .into_iter()
-            .partition(|group| still_fits(read.fragments(), latest.fragments(), group.0, field_id));
-        left_out.extend(unfit.iter().map(|g| g.0));
-        groups = fit;
         target = Arc::new(latest);
     }
 }

@@ -13,7 +13,7 @@
 //! ```no_run
 //! # async fn demo(ds: std::sync::Arc<lance::Dataset>, groups: Vec<lance::dataset::transaction::DataReplacementGroup>)
 //! # -> Result<(), leman_writer::WriterError> {
-//! let committed = leman_writer::commit::commit_replacements(ds, "len", groups).await?;
+//! let committed = leman_writer::commit::commit_replacements(ds.clone(), ds, "len", groups).await?;
 //! println!("table is now at version {:?}; left out: {:?}", committed.version(), committed.left_out);
 //! # Ok(()) }
 //! ```
