@@ -11,6 +11,9 @@
 //!   the vector is then divided by its L2 norm (a zero vector stays zero).
 //! - `busy`: int64 -> int64, returns its input after spinning the CPU for
 //!   `micros` microseconds per row (argument `micros`, default 50).
+//! - `wait`: int64 -> int64, returns its input after sleeping `micros`
+//!   microseconds per row (default 50), keeping no CPU busy: a stand-in for
+//!   a UDF that waits on a remote model or an accelerator.
 //! - `parse_int`: utf8 -> int64, a base-10 integer with an optional sign and
 //!   surrounding spaces; anything else is an error naming the value (so
 //!   error policies can be tried from the command line); null in, null out.
@@ -30,7 +33,7 @@ use sha2::{Digest, Sha256};
 pub const EMBED_DIM: i32 = 64;
 
 /// Names of the built-in UDFs.
-pub const NAMES: [&str; 5] = ["str_len", "sha256", "hash_embed", "busy", "parse_int"];
+pub const NAMES: [&str; 6] = ["str_len", "sha256", "hash_embed", "busy", "wait", "parse_int"];
 
 /// The built-in UDF `name` reading `inputs`, with `args` (`key=value`).
 pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf, UdfError> {
@@ -40,12 +43,12 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
         "hash_embed" => Udf::array("hash_embed", Field::new("hash_embed", embed_type(), true), inputs, hash_embed),
         "parse_int" => Udf::array("parse_int", Field::new("parse_int", DataType::Int64, true), inputs, parse_ints),
         "busy" => {
-            let micros = match args.iter().find(|(k, _)| k == "micros") {
-                Some((_, v)) => v.parse::<u64>().map_err(|_| UdfError::new(format!("busy: micros={v} is not a whole number")))?,
-                None => 50,
-            };
-            let spin = Duration::from_micros(micros);
+            let spin = per_row(name, args)?;
             Udf::array("busy", Field::new("busy", DataType::Int64, true), inputs, move |cols| busy(cols, spin))
+        }
+        "wait" => {
+            let sleep = per_row(name, args)?;
+            Udf::array("wait", Field::new("wait", DataType::Int64, true), inputs, move |cols| wait(cols, sleep))
         }
         other => {
             return Err(UdfError::new(format!("unknown built-in UDF {other}; choose one of {}", NAMES.join(", "))));
@@ -59,7 +62,7 @@ pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> Result<()> {
     let (ok, expected) = match udf {
         "str_len" | "hash_embed" | "parse_int" => (data_type == &DataType::Utf8, "utf8"),
         "sha256" => (matches!(data_type, DataType::Utf8 | DataType::Binary | DataType::LargeBinary), "utf8 or binary"),
-        "busy" => (data_type == &DataType::Int64, "int64"),
+        "busy" | "wait" => (data_type == &DataType::Int64, "int64"),
         _ => (true, ""),
     };
     if ok {
@@ -183,6 +186,24 @@ fn hash_embed(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
         }
     }
     Ok(Arc::new(builder.finish()))
+}
+
+/// The `micros=N` argument of `busy` and `wait` (default 50), as a duration.
+fn per_row(udf: &str, args: &[(String, String)]) -> Result<Duration, UdfError> {
+    let micros = match args.iter().find(|(k, _)| k == "micros") {
+        Some((_, v)) => v.parse::<u64>().map_err(|_| UdfError::new(format!("{udf}: micros={v} is not a whole number")))?,
+        None => 50,
+    };
+    Ok(Duration::from_micros(micros))
+}
+
+fn wait(cols: &[ArrayRef], per_row: Duration) -> Result<ArrayRef, UdfError> {
+    let input = one_input(cols, "wait")?;
+    let values = input
+        .as_primitive_opt::<Int64Type>()
+        .ok_or_else(|| UdfError::new(format!("wait takes an int64 column, got {}", input.data_type())))?;
+    std::thread::sleep(per_row.saturating_mul(u32::try_from(values.len()).unwrap_or(u32::MAX)));
+    Ok(Arc::new(values.clone()))
 }
 
 fn busy(cols: &[ArrayRef], spin: Duration) -> Result<ArrayRef, UdfError> {

@@ -113,12 +113,20 @@ impl Service for HeadService {
                 HeadResponse::Joined { node }
             }
             HeadRequest::Heartbeat(beat) => HeadResponse::Alive { known: self.members().heartbeat(Instant::now(), beat.node) },
-            HeadRequest::Members => HeadResponse::Members(
-                self.members()
-                    .members()
-                    .map(|m| MemberInfo { node: m.id, addr: m.addr.clone(), resources: m.resources })
-                    .collect(),
-            ),
+            HeadRequest::Members => {
+                let reserved = self.cluster.reservations.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).used();
+                HeadResponse::Members(
+                    self.members()
+                        .members()
+                        .map(|m| MemberInfo {
+                            node: m.id,
+                            addr: m.addr.clone(),
+                            resources: m.resources,
+                            reserved: reserved.get(&m.id).copied().unwrap_or_default(),
+                        })
+                        .collect(),
+                )
+            }
             HeadRequest::Submit(submission) => match self.submit(*submission).await {
                 Ok(job_id) => HeadResponse::Submitted { job_id },
                 Err(error) => HeadResponse::Refused { reason: error.to_string() },

@@ -40,6 +40,10 @@ pub struct WorkerMetrics {
     pub bytes_written: Counter,
     /// Seconds the UDF took per batch.
     pub udf_batch_seconds: Histogram,
+    /// Jobs whose context this worker holds now.
+    pub jobs_hosted: Gauge,
+    /// Appliers running here now.
+    pub appliers_running: Gauge,
 }
 
 impl Default for WorkerMetrics {
@@ -52,6 +56,8 @@ impl Default for WorkerMetrics {
             bytes_written: Counter::default(),
             // 100 µs to about 100 s.
             udf_batch_seconds: Histogram::new(exponential_buckets(0.0001, 4.0, 11)),
+            jobs_hosted: Gauge::default(),
+            appliers_running: Gauge::default(),
         }
     }
 }
@@ -82,6 +88,8 @@ impl Metrics {
         registry.register("rows_skipped", "Rows the skip policy left null on this worker", figures.rows_skipped.clone());
         registry.register("bytes_written", "Bytes of the data files this worker wrote", figures.bytes_written.clone());
         registry.register("udf_batch_seconds", "Seconds the UDF took per batch", figures.udf_batch_seconds.clone());
+        registry.register("jobs_hosted", "Jobs whose context this worker holds; 0 once its jobs ended", figures.jobs_hosted.clone());
+        registry.register("appliers_running", "Appliers running on this worker; 0 once its jobs ended", figures.appliers_running.clone());
         Self { registry }
     }
 

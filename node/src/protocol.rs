@@ -176,4 +176,6 @@ pub struct MemberInfo {
     pub addr: String,
     /// What it offers.
     pub resources: Resources,
+    /// What the appliers of running jobs hold of it now.
+    pub reserved: Resources,
 }

@@ -191,9 +191,18 @@ pub(crate) async fn members(target: &JoinTarget, dns_server: Option<SocketAddr>,
     if json {
         println!("{}", serde_json::to_string(&members).map_err(|e| Error::Io(e.into()))?);
     } else {
-        println!("{:<10}  {:<22}  {:>6}  {:>6}  {:>14}", "NODE", "ADDRESS", "CPUS", "GPUS", "MEMORY");
+        // Each figure as reserved/offered.
+        println!("{:<10}  {:<22}  {:>11}  {:>11}  {:>29}", "NODE", "ADDRESS", "CPUS", "GPUS", "MEMORY");
         for m in members {
-            println!("{:<10}  {:<22}  {:>6}  {:>6}  {:>14}", m.node.to_string(), m.addr, m.resources.cpus, m.resources.gpus, m.resources.memory);
+            let (used, offered) = (m.reserved, m.resources);
+            println!(
+                "{:<10}  {:<22}  {:>11}  {:>11}  {:>29}",
+                m.node.to_string(),
+                m.addr,
+                format!("{}/{}", used.cpus, offered.cpus),
+                format!("{}/{}", used.gpus, offered.gpus),
+                format!("{}/{}", used.memory, offered.memory)
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -28,17 +28,19 @@ pub(crate) fn start(args: &[&str]) -> (Child, String) {
 /// As [`start`], with the process's warnings and errors in `log`, to say
 /// what a process did when a test fails.
 fn start_logging(args: &[&str], log: Option<&std::path::Path>) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leman"));
+    command.args(args);
+    start_command(command, log)
+}
+
+/// Starts `command` (a `leman` command line, perhaps behind a wrapper such
+/// as `nsenter`) as [`start_logging`] does.
+pub(crate) fn start_command(mut command: Command, log: Option<&std::path::Path>) -> (Child, String) {
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
         None => Stdio::null(),
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leman"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .expect("start leman");
+    let mut child = command.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(stderr).spawn().expect("start leman");
     let stdout = child.stdout.take().expect("stdout");
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
@@ -50,7 +52,7 @@ fn start_logging(args: &[&str], log: Option<&std::path::Path>) -> (Child, String
 }
 
 /// The last lines of each log in `logs`, to print when a test fails.
-fn tails(logs: &[std::path::PathBuf]) -> String {
+pub(crate) fn tails(logs: &[std::path::PathBuf]) -> String {
     logs.iter()
         .map(|log| {
             let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -237,7 +239,7 @@ async fn killing_the_head_mid_job_then_running_again_resumes_from_checkpoints() 
     let (new_head, line) = start(&["head", "--listen", &head, "--certs", certs]);
     processes.0[0] = new_head;
     assert!(line.contains(&head), "{line}");
-    // A worker finds its head gone after 3.5 s of silence, then joins with
+    // A worker finds its head gone after 4.5 s of silence, then joins with
     // backoff (0.5 s doubling, each try up to 2 s): 45 s covers six tries
     // on a loaded machine.
     let deadline = Instant::now() + Duration::from_secs(45);

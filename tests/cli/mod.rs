@@ -14,6 +14,7 @@ mod hostile;
 mod fencing;
 mod interop;
 mod manifests;
+mod network;
 mod on_error;
 mod paused;
 mod resume;
@@ -71,8 +72,15 @@ pub struct Backfill {
 impl Backfill {
     /// As [`backfill_until`], keeping the rest of its stderr.
     pub fn until(args: &[&str], rows: u64) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_leman"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leman"));
+        command.args(args);
+        Self::start(command, rows)
+    }
+
+    /// As [`Backfill::until`], for a `leman backfill` command line perhaps
+    /// behind a wrapper such as `nsenter`.
+    pub fn start(mut command: Command, rows: u64) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -21,7 +21,7 @@ fn until_members(head: &str, certs: &str, count: usize, limit: Duration, what: &
 }
 
 /// How many times each fragment's data was replaced after `version`.
-async fn replacements_since(table: &leman::Table, version: u64) -> HashMap<u64, usize> {
+pub(crate) async fn replacements_since(table: &leman::Table, version: u64) -> HashMap<u64, usize> {
     let dataset = table.dataset().await.unwrap();
     let mut replaced = HashMap::new();
     for v in version + 1..=dataset.version().version {

@@ -160,29 +160,43 @@ impl Worker {
         self.http.as_ref().map(HttpServer::local_addr)
     }
 
-    /// Sends heartbeats until the process ends. When the head is silent
-    /// for longer than [`LOST_AFTER`], or says it lost this worker, the
-    /// jobs it ran here are stopped (their drivers have given them up) and
-    /// the worker joins again through discovery, for as long as it takes.
-    /// Returns only if a head refuses it.
+    /// Sends heartbeats until the process ends, each on its own task (one
+    /// waiting on a lost packet does not hold back the next). When the head
+    /// is silent for longer than [`LOST_AFTER`], or says it lost this
+    /// worker, the jobs it ran here are stopped (their drivers have given
+    /// them up) and the worker joins again through discovery, for as long as
+    /// it takes. Returns only if a head refuses it.
     pub async fn run(mut self) -> Result<()> {
         let mut last_heard = Instant::now();
+        let (answered, mut answers) = mpsc::unbounded_channel();
+        let mut beats = tokio::time::interval(HEARTBEAT_EVERY);
+        beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(HEARTBEAT_EVERY).await;
-            let beat = HeadRequest::Heartbeat(Heartbeat { node: self.id });
-            let head = self.head();
-            match self.node.request_within::<_, HeadResponse>(head, &beat, HEAD_TIMEOUT).await {
-                Ok(HeadResponse::Alive { known: true }) => last_heard = Instant::now(),
-                Ok(HeadResponse::Alive { known: false }) => {
-                    self.join_again("the head lost this worker").await?;
-                    last_heard = Instant::now();
-                }
-                Ok(other) => return Err(unexpected(head, other)),
-                Err(error) => {
-                    tracing::warn!(%error, %head, "heartbeat failed; the head may be down");
+            tokio::select! {
+                _ = beats.tick() => {
                     if last_heard.elapsed() > LOST_AFTER {
                         self.join_again("the head is unreachable").await?;
                         last_heard = Instant::now();
+                    }
+                    let (node, head, id, answered) = (self.node.clone(), self.head(), self.id, answered.clone());
+                    tokio::spawn(async move {
+                        let beat = HeadRequest::Heartbeat(Heartbeat { node: id });
+                        let answer = node.request_within::<_, HeadResponse>(head, &beat, HEAD_TIMEOUT).await;
+                        let _ = answered.send((id, head, answer));
+                    });
+                }
+                Some((id, head, answer)) = answers.recv() => {
+                    if id != self.id {
+                        continue; // a beat of an earlier membership
+                    }
+                    match answer {
+                        Ok(HeadResponse::Alive { known: true }) => last_heard = Instant::now(),
+                        Ok(HeadResponse::Alive { known: false }) => {
+                            self.join_again("the head lost this worker").await?;
+                            last_heard = Instant::now();
+                        }
+                        Ok(other) => return Err(unexpected(head, other)),
+                        Err(error) => tracing::warn!(%error, %head, "heartbeat failed; the head may be down"),
                     }
                 }
             }

@@ -100,6 +100,7 @@ impl Service for WorkerService {
                 {
                     applier.actor.stop(None);
                 }
+                self.recount(&jobs);
                 WorkerResponse::Stopped
             }
             WorkerRequest::StopJob { job_id } => {
@@ -167,7 +168,9 @@ impl WorkerService {
         let job = jobs
             .entry(spec.job_id.clone())
             .or_insert_with(|| HostedJob { spec: spec.clone(), context, writer, appliers: HashMap::new(), meter });
-        Ok(job.writer.clone())
+        let writer = job.writer.clone();
+        self.recount(&jobs);
+        Ok(writer)
     }
 
     async fn spawn_applier(&self, spec: JobSpec, index: usize, incarnation: u64, gpus: Vec<u32>) -> std::result::Result<(), String> {
@@ -189,6 +192,7 @@ impl WorkerService {
         let args = ApplierArgs { context: job.context.clone(), threads: job.spec.threads, index, gpus: gpus.clone() };
         let (actor, _) = Actor::spawn_linked(Some(name), Applier, args, supervisor).await.map_err(|e| e.to_string())?;
         job.appliers.insert(index, RunningApplier { incarnation, actor });
+        self.recount(&jobs);
         tracing::info!(job = %spec.job_id, index, incarnation, ?gpus, "applier started");
         Ok(())
     }
@@ -204,6 +208,7 @@ impl WorkerService {
                 }
             }
         }
+        self.recount(&jobs);
         ids.len()
     }
 
@@ -215,10 +220,19 @@ impl WorkerService {
             let found = job.appliers.iter().find(|(_, a)| a.actor.get_id() == actor).map(|(index, a)| (*index, a.incarnation));
             if let Some((index, incarnation)) = found {
                 job.appliers.remove(&index);
-                return Some(HostedApplier { job_id: job_id.clone(), index, incarnation });
+                let exited = HostedApplier { job_id: job_id.clone(), index, incarnation };
+                self.recount(&jobs);
+                return Some(exited);
             }
         }
         None
+    }
+
+    /// Sets the gauges of what is hosted here from `jobs`, after a change.
+    fn recount(&self, jobs: &HashMap<String, HostedJob>) {
+        self.figures.jobs_hosted.set(i64::try_from(jobs.len()).unwrap_or(i64::MAX));
+        let appliers: usize = jobs.values().map(|job| job.appliers.len()).sum();
+        self.figures.appliers_running.set(i64::try_from(appliers).unwrap_or(i64::MAX));
     }
 }
 

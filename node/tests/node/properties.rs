@@ -182,8 +182,11 @@ fn head_response() -> impl Strategy<Value = HeadResponse> {
     prop_oneof![
         any::<u64>().prop_map(|node| HeadResponse::Joined { node: NodeId(node) }),
         any::<bool>().prop_map(|known| HeadResponse::Alive { known }),
-        vec((any::<u64>(), text(), resources()), 0..4).prop_map(|members| HeadResponse::Members(
-            members.into_iter().map(|(node, addr, resources)| MemberInfo { node: NodeId(node), addr, resources }).collect()
+        vec((any::<u64>(), text(), resources(), resources()), 0..4).prop_map(|members| HeadResponse::Members(
+            members
+                .into_iter()
+                .map(|(node, addr, resources, reserved)| MemberInfo { node: NodeId(node), addr, resources, reserved })
+                .collect()
         )),
         text().prop_map(|job_id| HeadResponse::Submitted { job_id }),
         Just(HeadResponse::Noted),
