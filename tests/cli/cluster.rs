@@ -1,10 +1,13 @@
 //! A head and three worker processes on 127.0.0.1: joins, a SIGKILLed
 //! worker lost within 5 seconds, a worker of another CA refused.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use lance::dataset::transaction::Operation;
 
 use crate::cli::{backfill_until, fails, leman, ok};
 
@@ -97,12 +100,68 @@ pub(crate) async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::
     (tables.pop().unwrap(), embedded)
 }
 
+/// Tables `names` of 8 fragments of 500 rows, each with a column `w` of the
+/// `wait` UDF (`micros` a row: a job paced by the UDF, not by the CPUs of
+/// a loaded machine), plus one more table on which `w` is computed
+/// embedded, to compare with (without the wait: the values are the same).
+pub(crate) async fn waiting_tables(dir: &std::path::Path, names: &[&str], micros: u64) -> (Vec<leman::Table>, leman::Table) {
+    let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
+    leman::builtins::register_all(db.registry());
+    let mut tables = Vec::new();
+    for (name, micros) in names.iter().map(|name| (*name, micros)).chain([("embedded", 0)]) {
+        let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
+        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+        let wait = leman::builtins::get("wait", &["id"], &[("micros".into(), micros.to_string())]).unwrap();
+        table.add_columns([("w", wait)], leman::AddColumnsOptions::default()).await.unwrap();
+        tables.push(table);
+    }
+    let embedded = tables.pop().unwrap();
+    embedded.backfill("w", leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap();
+    (tables, embedded)
+}
+
 pub(crate) async fn column(table: &leman::Table, name: &str) -> Vec<arrow_array::RecordBatch> {
     let dataset = table.dataset().await.unwrap();
     let mut scan = dataset.scan();
     scan.project(&["id", name]).unwrap();
     let batch = scan.try_into_batch().await.unwrap();
     vec![batch]
+}
+
+/// How many times each fragment's data was replaced after `version`.
+pub(crate) async fn replacements_since(table: &leman::Table, version: u64) -> HashMap<u64, usize> {
+    let dataset = table.dataset().await.unwrap();
+    let mut replaced = HashMap::new();
+    for v in version + 1..=dataset.version().version {
+        if let Some(Operation::DataReplacement { replacements }) = dataset.read_transaction_by_version(v).await.unwrap().map(|t| t.operation) {
+            for group in replacements {
+                *replaced.entry(group.0).or_default() += 1;
+            }
+        }
+    }
+    replaced
+}
+
+/// Asserts that `table` is exact after a cluster backfill of `name` that
+/// started at `before`: it validates, every data file its manifest names
+/// exists, the column equals `embedded`'s, and each of its 8 fragments was
+/// replaced exactly once since.
+pub(crate) async fn assert_exact_once(table: &leman::Table, embedded: &leman::Table, name: &str, before: u64) {
+    let dataset = table.dataset().await.unwrap();
+    dataset.validate().await.expect("the dataset validates");
+    let store = dataset.object_store(None).await.unwrap();
+    for fragment in dataset.get_fragments() {
+        for file in &fragment.metadata().files {
+            let path = dataset.data_dir().join(file.path.as_str());
+            assert!(store.exists(&path).await.unwrap(), "data file {path} is referenced but missing");
+        }
+    }
+    // The values, not the fields' metadata (the UDF's parameters may differ).
+    let values = |batches: Vec<arrow_array::RecordBatch>| batches.iter().map(|b| (b.column(0).to_data(), b.column(1).to_data())).collect::<Vec<_>>();
+    assert_eq!(values(column(table, name).await), values(column(embedded, name).await), "equal value for value");
+    let replaced = replacements_since(table, before).await;
+    assert_eq!(replaced.len(), 8, "every fragment committed: {replaced:?}");
+    assert!(replaced.values().all(|n| *n == 1), "each fragment committed once: {replaced:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

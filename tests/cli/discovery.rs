@@ -90,13 +90,13 @@ impl DnsServer {
 }
 
 /// A `leman` process and the lines it prints, killed when dropped.
-struct Process {
+pub(crate) struct Process {
     child: Child,
     stdout: mpsc::Receiver<String>,
 }
 
 impl Process {
-    fn start(args: &[&str]) -> Self {
+    pub(crate) fn start(args: &[&str]) -> Self {
         Self::start_logging(args).0
     }
 
@@ -116,7 +116,7 @@ impl Process {
 
     /// The next line it prints, waiting at most 30 seconds (empty once it
     /// exited).
-    fn line(&mut self) -> String {
+    pub(crate) fn line(&mut self) -> String {
         match self.stdout.recv_timeout(Duration::from_secs(30)) {
             Ok(line) => line.trim().to_string(),
             Err(mpsc::RecvTimeoutError::Disconnected) => String::new(),
@@ -125,13 +125,13 @@ impl Process {
     }
 
     /// The address at the end of its next line.
-    fn addr_line(&mut self, prefix: &str) -> SocketAddr {
+    pub(crate) fn addr_line(&mut self, prefix: &str) -> SocketAddr {
         let line = self.line();
         let addr = line.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"));
         addr.trim_start_matches("http://").parse().unwrap_or_else(|e| panic!("{line:?}: {e}"))
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -168,7 +168,7 @@ fn head_port() -> u16 {
 }
 
 /// `GET path` over HTTP/1.1: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
@@ -180,7 +180,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// The value of the sample `name` (no labels) in a Prometheus text body.
-fn sample(body: &str, name: &str) -> f64 {
+pub(crate) fn sample(body: &str, name: &str) -> f64 {
     body.lines()
         .filter(|line| !line.starts_with('#'))
         .find_map(|line| {
@@ -204,7 +204,7 @@ fn members(target: &str, dns: &str, certs: &str) -> Vec<serde_json::Value> {
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !done() {
         assert!(Instant::now() < deadline, "{what} within {limit:?}");

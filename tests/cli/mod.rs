@@ -19,6 +19,7 @@ mod on_error;
 mod paused;
 mod resume;
 mod s3;
+mod soak;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

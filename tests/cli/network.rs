@@ -22,8 +22,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cli::Backfill;
-use crate::cli::cluster::{Processes, column, init_certs, start_command, tails, wait_for};
-use crate::cli::paused::replacements_since;
+use crate::cli::cluster::{Processes, assert_exact_once, init_certs, start_command, tails, wait_for, waiting_tables};
 
 /// Where the head listens inside the namespace (which is the test's alone,
 /// so a fixed port collides with nothing).
@@ -210,26 +209,6 @@ impl NetCluster {
     }
 }
 
-/// Tables `names` of 8 fragments of 500 rows, each with a column `w` of the
-/// `wait` UDF (`micros` a row: a job paced by the UDF, not by the CPUs of
-/// a loaded machine), plus one more table on which `w` is computed
-/// embedded, to compare with.
-async fn waiting_tables(dir: &Path, names: &[&str], micros: u64) -> (Vec<leman::Table>, leman::Table) {
-    let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
-    leman::builtins::register_all(db.registry());
-    let mut tables = Vec::new();
-    for name in names.iter().copied().chain(["embedded"]) {
-        let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
-        let wait = leman::builtins::get("wait", &["id"], &[("micros".into(), micros.to_string())]).unwrap();
-        table.add_columns([("w", wait)], leman::AddColumnsOptions::default()).await.unwrap();
-        tables.push(table);
-    }
-    let embedded = tables.pop().unwrap();
-    embedded.backfill("w", leman::BackfillOptions::default()).await.unwrap().wait().await.unwrap();
-    (tables, embedded)
-}
-
 /// The cluster backfill of `w` on `table`, started in `namespace` and
 /// returned once 400 rows are done.
 fn start_job(namespace: &Namespace, table: &leman::Table, certs: &str) -> Child {
@@ -241,19 +220,14 @@ fn start_job(namespace: &Namespace, table: &leman::Table, certs: &str) -> Child 
     Backfill::start(namespace.leman_command(&args), 400).child
 }
 
-/// Asserts that the job of `client` succeeded and that `table` is exact:
-/// its `w` equals the embedded run's, it validates, and each fragment was
-/// replaced once after `before`.
+/// Asserts that the job of `client` succeeded and that `table` is exact
+/// ([`assert_exact_once`]).
 async fn assert_exact(client: Child, table: &leman::Table, embedded: &leman::Table, before: u64, logs: &NetCluster) {
     let (status, stdout) = wait_for(client);
     assert!(status.success(), "{stdout}\n{}", tails(&logs.logs));
     let summary: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
-    table.dataset().await.unwrap().validate().await.unwrap();
-    assert_eq!(column(table, "w").await, column(embedded, "w").await, "equal value for value");
-    let replaced = replacements_since(table, before).await;
-    assert_eq!(replaced.len(), 8, "every fragment committed: {replaced:?}");
-    assert!(replaced.values().all(|n| *n == 1), "each fragment committed once: {replaced:?}");
+    assert_exact_once(table, embedded, "w", before).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

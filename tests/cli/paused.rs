@@ -3,13 +3,10 @@
 //! ignored and it joins again. Every fragment is committed once, and the
 //! table equals the embedded run's.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use lance::dataset::transaction::Operation;
-
 use crate::cli::{backfill_until, signal};
-use crate::cli::cluster::{cluster, column, init_certs, members, twin_tables, wait_for};
+use crate::cli::cluster::{cluster, column, init_certs, members, replacements_since, twin_tables, wait_for};
 
 /// Waits (at most `limit`) until the head counts `count` members.
 fn until_members(head: &str, certs: &str, count: usize, limit: Duration, what: &str) {
@@ -18,20 +15,6 @@ fn until_members(head: &str, certs: &str, count: usize, limit: Duration, what: &
         assert!(Instant::now() < deadline, "{what} within {limit:?}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// How many times each fragment's data was replaced after `version`.
-pub(crate) async fn replacements_since(table: &leman::Table, version: u64) -> HashMap<u64, usize> {
-    let dataset = table.dataset().await.unwrap();
-    let mut replaced = HashMap::new();
-    for v in version + 1..=dataset.version().version {
-        if let Some(Operation::DataReplacement { replacements }) = dataset.read_transaction_by_version(v).await.unwrap().map(|t| t.operation) {
-            for group in replacements {
-                *replaced.entry(group.0).or_default() += 1;
-            }
-        }
-    }
-    replaced
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
