@@ -6,19 +6,23 @@
 //! options) is checked before any work starts, so a bad backfill is an
 //! `Err` from [`start`] and the table is untouched. The lease is taken
 //! before planning, so two jobs never plan the same column, and it is held
-//! until the driver ends.
+//! until the driver ends. A queued job (`BackfillOptions::queue`) is
+//! checked the same way, then waits for the lease in its own task and
+//! plans on the table as the job before it left it.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use leman_scheduler::Summary;
 use tokio::sync::{mpsc, watch};
 
-use crate::cancel;
+use crate::cancel::{self, CancelReason, CancelSignal};
 use crate::cost::JobCosts;
 use crate::driver::{Driver, JobChannels};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec};
-use crate::job::Job;
+use crate::job::{Job, JobEvent};
+use crate::lease::ColumnLease;
 use crate::location::TableLocation;
 use crate::metering::StoreMeter;
 use crate::options::BackfillOptions;
@@ -29,7 +33,9 @@ use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
 /// Validates, plans and starts a backfill of `column` of `table`, building
-/// the column's UDF from `registry` and running its work on `executor`. Returns once the job runs; the [`Job`] tells how it goes.
+/// the column's UDF from `registry` and running its work on `executor`.
+/// Returns once the job runs (or, with [`BackfillOptions::queue`], once it
+/// waits for the column's lease); the [`Job`] tells how it goes.
 pub async fn start(
     table: &TableLocation,
     column: &str,
@@ -47,7 +53,6 @@ pub async fn start(
     let stores = TableStores::open(table).await?;
     let resolved = resolve(table, registry, column, &options, &stores).await?;
     let id = new_job_id();
-    let lease = stores.lease(column, &id).await?;
     let planner = PassPlanner {
         table: table.clone(),
         column: column.to_string(),
@@ -60,26 +65,111 @@ pub async fn start(
     let (events, receiver) = mpsc::unbounded_channel();
     let (signal, cancelled) = watch::channel(None);
     let signal = Arc::new(signal);
-    let channels = JobChannels { user: events, cancelled, fence: lease.fence() };
-    let cancels = stores.cancels.clone();
     let costs = Arc::new(JobCosts::new(began.elapsed(), meter));
-    let driver = match planner.prepare(resolved).await.and_then(|pass| Driver::new(pass, planner, &options, channels, costs)) {
-        Ok(driver) => driver,
-        Err(error) => {
+    let launch = Launch { planner, options, events, cancelled, costs };
+    let watcher = |signal: &Arc<CancelSignal>| tokio::spawn(cancel::watch(stores.cancels.clone(), id.clone(), deadline, signal.clone()));
+    let outcome = if launch.options.queue {
+        // Checked already; the lease is waited for in the job's own task,
+        // and the table planned once it is held (the job before may have
+        // filled rows).
+        let watcher = watcher(&signal);
+        let job_id = id.clone();
+        tokio::spawn(async move {
+            let outcome = async {
+                let lease = launch.queue_for_lease().await?;
+                let pass = launch.planner.next().await;
+                launch.run(pass, lease).await
+            }
+            .await;
+            watcher.abort();
+            stores.cancels.remove(&job_id).await;
+            outcome
+        })
+    } else {
+        let lease = stores.lease(column, &id).await?;
+        let pass = launch.planner.prepare(resolved).await;
+        let driver = match launch.driver(pass, &lease) {
+            Ok(driver) => driver,
+            Err(error) => {
+                lease.release().await;
+                return Err(error);
+            }
+        };
+        let watcher = watcher(&signal);
+        let job_id = id.clone();
+        tokio::spawn(async move {
+            let outcome = driver.run().await;
+            watcher.abort();
+            stores.cancels.remove(&job_id).await;
             lease.release().await;
-            return Err(error);
-        }
+            outcome
+        })
     };
-    let watcher = tokio::spawn(cancel::watch(cancels.clone(), id.clone(), deadline, signal.clone()));
-    let job_id = id.clone();
-    let outcome = tokio::spawn(async move {
-        let outcome = driver.run().await;
-        watcher.abort();
-        cancels.remove(&job_id).await;
+    Ok(Job::new(id, receiver, outcome, signal))
+}
+
+/// What a job needs once it holds its column's lease.
+struct Launch {
+    planner: PassPlanner,
+    options: BackfillOptions,
+    events: mpsc::UnboundedSender<JobEvent>,
+    cancelled: watch::Receiver<Option<CancelReason>>,
+    costs: Arc<JobCosts>,
+}
+
+/// How often a queued job looks whether the column's lease is free.
+const QUEUE_LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Launch {
+    /// The job's driver for its first pass.
+    fn driver(self, pass: Result<Pass>, lease: &ColumnLease) -> Result<Driver> {
+        let channels = JobChannels { user: self.events, cancelled: self.cancelled, fence: lease.fence() };
+        Driver::new(pass?, self.planner, &self.options, channels, self.costs)
+    }
+
+    /// Runs the job on `pass` and gives the lease up after.
+    async fn run(self, pass: Result<Pass>, lease: ColumnLease) -> Result<Summary> {
+        let outcome = match self.driver(pass, &lease) {
+            Ok(driver) => driver.run().await,
+            Err(error) => Err(error),
+        };
         lease.release().await;
         outcome
-    });
-    Ok(Job::new(id, receiver, outcome, signal))
+    }
+
+    /// Waits until the column's lease is this job's, telling the job's
+    /// user which job it waits behind; ends if the job is cancelled (or
+    /// its timeout runs out) first.
+    async fn queue_for_lease(&self) -> Result<ColumnLease> {
+        let (column, job_id) = (&self.planner.column, &self.planner.job_id);
+        let mut cancelled = self.cancelled.clone();
+        let mut behind = None;
+        loop {
+            match self.planner.stores.lease(column, job_id).await {
+                Ok(lease) => return Ok(lease),
+                Err(Error::ColumnBusy { job_id: holder, .. }) => {
+                    if behind.as_ref() != Some(&holder) {
+                        tracing::info!(column = %column, job = %job_id, behind = %holder, "queued for the column's lease");
+                        let _ = self.events.send(JobEvent::Queued { behind: holder.clone() });
+                        behind = Some(holder);
+                    }
+                }
+                Err(error) => return Err(error),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(QUEUE_LOOK_EVERY) => {}
+                changed = cancelled.changed() => {
+                    let reason = cancelled.borrow().clone();
+                    match (changed, reason) {
+                        (_, Some(reason)) => return Err(Error::Cancelled { job_id: job_id.clone(), reason }),
+                        // The job's handle is gone: nobody waits for it.
+                        (Err(_), None) => return Err(Error::Cancelled { job_id: job_id.clone(), reason: CancelReason::Asked }),
+                        (Ok(()), None) => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// One pass of a job over one version of the table: its plan, and where

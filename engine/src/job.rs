@@ -13,6 +13,12 @@ use crate::error::{Error, Result};
 /// What a job reports while it runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobEvent {
+    /// The job waits for the column's lease, held by job `behind`
+    /// ([`BackfillOptions::queue`](crate::BackfillOptions::queue)).
+    Queued {
+        /// The job that holds the lease now.
+        behind: String,
+    },
     /// The plan is made.
     Planned {
         /// Fragments to fill.

@@ -69,6 +69,11 @@ pub struct BackfillOptions {
     /// failed (a filter `_rowaddr IN (...)`, within `filter` if one is
     /// given).
     pub retry_errors: Option<String>,
+    /// Waits for the column's lease while another job holds it, instead of
+    /// failing with [`Error::ColumnBusy`](crate::Error::ColumnBusy), so
+    /// backfills of one column run one after another. The wait counts
+    /// toward `timeout` and can be cancelled. Default false.
+    pub queue: bool,
 }
 
 impl Default for BackfillOptions {
@@ -91,6 +96,7 @@ impl Default for BackfillOptions {
             max_skipped_rows: None,
             max_skipped_fraction: None,
             retry_errors: None,
+            queue: false,
         }
     }
 }

@@ -71,6 +71,10 @@ pub(crate) struct BackfillArgs {
     /// errors` lists them), within --where if given.
     #[arg(long, value_name = "JOB")]
     retry_errors: Option<String>,
+    /// Wait while another job backfills this column, then run (backfills
+    /// of one column run one after another), instead of failing at once.
+    #[arg(long)]
+    queue: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -112,6 +116,7 @@ impl BackfillArgs {
             max_skipped_rows: self.max_skipped_rows,
             max_skipped_fraction: self.max_skipped_fraction,
             retry_errors: self.retry_errors.clone(),
+            queue: self.queue,
             ..BackfillOptions::default()
         }
     }

@@ -15,6 +15,7 @@ pub(crate) async fn follow(job: &Job, label: &str) {
     let mut view = View::new(label);
     while let Some(event) = job.next_event().await {
         match event {
+            JobEvent::Queued { behind } => view.note(&format!("waiting for job {behind}, which backfills this column")),
             JobEvent::Planned { rows, fragments, .. } => view.planned(rows, fragments),
             JobEvent::Progress(progress) => view.progress(&progress),
             JobEvent::Committed { fragments, version } => view.note(&format!(

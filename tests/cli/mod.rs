@@ -17,6 +17,7 @@ mod manifests;
 mod network;
 mod on_error;
 mod paused;
+mod queue;
 mod resume;
 mod s3;
 mod soak;
