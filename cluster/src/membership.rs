@@ -48,15 +48,24 @@ pub struct Membership {
 }
 
 impl Membership {
-    /// Nodes are lost when silent for longer than `deadline`.
+    /// Nodes are lost when silent for longer than `deadline`; ids count
+    /// from 1.
     pub fn new(deadline: Duration) -> Self {
-        Self { deadline, members: BTreeMap::new(), events: VecDeque::new(), next_id: 1 }
+        Self::with_first_id(deadline, 1)
+    }
+
+    /// As [`Membership::new`], ids counting from `first`. A head gives each
+    /// of its incarnations another start, so that a worker that still
+    /// carries the id its previous incarnation gave it is not taken for the
+    /// member now holding that id: it is told it is unknown and joins again.
+    pub fn with_first_id(deadline: Duration, first: u64) -> Self {
+        Self { deadline, members: BTreeMap::new(), events: VecDeque::new(), next_id: first }
     }
 
     /// A node joins at `now`; returns its new id.
     pub fn join(&mut self, now: Instant, addr: String, resources: Resources) -> NodeId {
         let id = NodeId(self.next_id);
-        self.next_id += 1;
+        self.next_id = self.next_id.wrapping_add(1);
         self.members.insert(id, Member { id, addr: addr.clone(), resources, last_seen: now });
         self.events.push_back(MembershipEvent::Joined { node: id, addr, resources });
         id

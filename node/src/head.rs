@@ -240,7 +240,7 @@ impl Head {
     /// Starts a head (within a tokio runtime).
     pub fn start(config: &HeadConfig) -> Result<Self> {
         let certs = ClusterCerts::load_revoking(&config.certs, Role::Head, config.revoked.as_deref())?;
-        let membership = Arc::new(Mutex::new(Membership::new(LOST_AFTER)));
+        let membership = Arc::new(Mutex::new(Membership::with_first_id(LOST_AFTER, first_node_id())));
         let (events, _) = broadcast::channel(1024);
         // Requests to workers leave from the listening address's IP, so
         // they take the same route as the workers' own traffic.
@@ -286,6 +286,15 @@ impl Drop for Head {
         self.watcher.abort();
         self.node.close();
     }
+}
+
+/// Where this head's node ids start: 2^32 ids from a random multiple of
+/// 2^32, so that no two incarnations of a head (restarted at the same
+/// address) hand out the same id.
+fn first_node_id() -> u64 {
+    use std::hash::BuildHasher;
+    let random = std::hash::RandomState::new().hash_one(std::time::SystemTime::now());
+    (random & !0xffff_ffff) | 1
 }
 
 /// Declares silent workers lost, logs joins and losses, frees what lost

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod errors;
+mod head;
 mod properties;
 mod protocol;
 mod worker;
