@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::cli::cluster::{cluster, init_certs};
 use crate::cli::{Backfill, fails, leman, ok};
 
-const CANCELLED: i32 = leman::cli::EXIT_CANCELLED as i32;
+pub(crate) const CANCELLED: i32 = leman::cli::EXIT_CANCELLED as i32;
 
 /// A table of 4 fragments of 1,000 rows whose column `slow` takes 3 ms a
 /// row (12 s of UDF time in all).
@@ -22,7 +22,7 @@ pub(crate) async fn slow_table(dir: &std::path::Path) -> leman::Table {
     table
 }
 
-fn job(path: &str, id: &str) -> serde_json::Value {
+pub(crate) fn job(path: &str, id: &str) -> serde_json::Value {
     serde_json::from_str(ok(leman(&["jobs", "show", id, "--table", path, "--json"])).trim()).unwrap()
 }
 

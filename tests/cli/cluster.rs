@@ -147,15 +147,7 @@ pub(crate) async fn replacements_since(table: &leman::Table, version: u64) -> Ha
 /// exists, the column equals `embedded`'s, and each of its 8 fragments was
 /// replaced exactly once since.
 pub(crate) async fn assert_exact_once(table: &leman::Table, embedded: &leman::Table, name: &str, before: u64) {
-    let dataset = table.dataset().await.unwrap();
-    dataset.validate().await.expect("the dataset validates");
-    let store = dataset.object_store(None).await.unwrap();
-    for fragment in dataset.get_fragments() {
-        for file in &fragment.metadata().files {
-            let path = dataset.data_dir().join(file.path.as_str());
-            assert!(store.exists(&path).await.unwrap(), "data file {path} is referenced but missing");
-        }
-    }
+    crate::engine::support::assert_sound(table).await;
     // The values, not the fields' metadata (the UDF's parameters may differ).
     let values = |batches: Vec<arrow_array::RecordBatch>| batches.iter().map(|b| (b.column(0).to_data(), b.column(1).to_data())).collect::<Vec<_>>();
     assert_eq!(values(column(table, name).await), values(column(embedded, name).await), "equal value for value");

@@ -17,7 +17,7 @@
 //! and `iproute2`), each test says so on stderr and passes without running.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -172,30 +172,34 @@ fn namespace_for(test: &str) -> Option<Namespace> {
     }
 }
 
-/// A head and three workers (2 cpus each) in `namespace`, logging to files
-/// beside `certs`.
+/// A head and three workers (2 cpus each) in `namespace`, with their
+/// certificates and logs in a temp dir of their own.
 struct NetCluster {
     _processes: Processes,
+    dir: tempfile::TempDir,
+    certs: String,
     logs: Vec<PathBuf>,
 }
 
 impl NetCluster {
-    fn start(namespace: &Namespace, certs: &str) -> Self {
-        let log = |name: &str| Path::new(certs).with_file_name(format!("{name}.log"));
+    fn start(namespace: &Namespace) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = init_certs(dir.path());
+        let log = |name: &str| dir.path().join(format!("{name}.log"));
         let mut processes = Processes(Vec::new());
         let mut logs = vec![log("head")];
-        let (head, line) = start_command(namespace.leman_command(&["head", "--listen", HEAD, "--certs", certs]), Some(&logs[0]));
+        let (head, line) = start_command(namespace.leman_command(&["head", "--listen", HEAD, "--certs", &certs]), Some(&logs[0]));
         processes.0.push(head);
         assert!(line.contains(HEAD), "{line}");
         for i in 0..3 {
             logs.push(log(&format!("worker-{i}")));
             let listen = format!("{}:0", worker_ip(i));
-            let args = ["worker", "--join", HEAD, "--listen", &listen, "--join-timeout-secs", "30", "--certs", certs, "--cpus", "2"];
+            let args = ["worker", "--join", HEAD, "--listen", &listen, "--join-timeout-secs", "30", "--certs", &certs, "--cpus", "2"];
             let (worker, line) = start_command(namespace.leman_command(&args), logs.last().map(PathBuf::as_path));
             assert!(line.contains("joined the head"), "{line}");
             processes.0.push(worker);
         }
-        Self { _processes: processes, logs }
+        Self { _processes: processes, dir, certs, logs }
     }
 
     /// What the head logged.
@@ -233,10 +237,9 @@ async fn assert_exact(client: Child, table: &leman::Table, embedded: &leman::Tab
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_second_blackout_of_a_worker_loses_nothing() {
     let Some(namespace) = namespace_for("a_three_second_blackout_of_a_worker_loses_nothing") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let certs = &init_certs(dir.path());
-    let cluster = NetCluster::start(&namespace, certs);
-    let (tables, embedded) = waiting_tables(dir.path(), &["on_cluster"], 10_000).await;
+    let cluster = NetCluster::start(&namespace);
+    let certs = &cluster.certs;
+    let (tables, embedded) = waiting_tables(cluster.dir.path(), &["on_cluster"], 10_000).await;
     let before = tables[0].version().await.unwrap();
     let members = namespace.members(certs);
     assert_eq!(members.len(), 3, "{members:?}");
@@ -266,10 +269,9 @@ async fn a_three_second_blackout_of_a_worker_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_worker_is_lost_its_work_goes_elsewhere_and_it_joins_again() {
     let Some(namespace) = namespace_for("a_partitioned_worker_is_lost_its_work_goes_elsewhere_and_it_joins_again") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let certs = &init_certs(dir.path());
-    let cluster = NetCluster::start(&namespace, certs);
-    let (tables, embedded) = waiting_tables(dir.path(), &["on_cluster"], 10_000).await;
+    let cluster = NetCluster::start(&namespace);
+    let certs = &cluster.certs;
+    let (tables, embedded) = waiting_tables(cluster.dir.path(), &["on_cluster"], 10_000).await;
     let before = tables[0].version().await.unwrap();
     let cut = worker_ip(2);
     let on_cut = |members: &[(u64, String)]| members.iter().any(|(_, addr)| addr.starts_with(&format!("{cut}:")));
@@ -297,10 +299,9 @@ async fn a_partitioned_worker_is_lost_its_work_goes_elsewhere_and_it_joins_again
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_percent_udp_loss_ends_exact_in_under_three_times_the_time() {
     let Some(namespace) = namespace_for("ten_percent_udp_loss_ends_exact_in_under_three_times_the_time") else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let certs = &init_certs(dir.path());
-    let cluster = NetCluster::start(&namespace, certs);
-    let (tables, embedded) = waiting_tables(dir.path(), &["without_loss", "with_loss"], 5_000).await;
+    let cluster = NetCluster::start(&namespace);
+    let certs = &cluster.certs;
+    let (tables, embedded) = waiting_tables(cluster.dir.path(), &["without_loss", "with_loss"], 5_000).await;
 
     let mut took = Vec::new();
     for (table, loss) in tables.iter().zip([false, true]) {

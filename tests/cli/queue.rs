@@ -5,14 +5,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::cli::cancel::slow_table;
-use crate::cli::{Backfill, leman, ok};
-
-const CANCELLED: i32 = leman::cli::EXIT_CANCELLED as i32;
-
-fn job(path: &str, id: &str) -> serde_json::Value {
-    serde_json::from_str(ok(leman(&["jobs", "show", id, "--table", path, "--json"])).trim()).unwrap()
-}
+use crate::cli::cancel::{CANCELLED, job, slow_table};
+use crate::cli::{Backfill, leman};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_backfills_of_one_column_run_one_after_the_other() {

@@ -24,7 +24,7 @@ use lance::dataset::{NewColumnTransform, UpdateBuilder};
 use leman::{AddColumnsOptions, BackfillOptions, Job, JobEvent, Summary, Table};
 use leman_engine::testing::faults::{Fault, Faults, Request, Trigger};
 
-use crate::engine::support::{Calls, Fixture, batch, doubling, fixture, run, within};
+use crate::engine::support::{Calls, Fixture, assert_sound, batch, doubling, fixture, run, within};
 
 const FRAGMENTS: usize = 4;
 const ROWS: usize = 100;
@@ -63,15 +63,8 @@ impl Held {
 /// Checks the table is exact; `text` of the rows in `updated` is
 /// `'moved'`, every other row's `"row <id>"`. Returns the live ids.
 async fn assert_exact(table: &Table, updated: impl Fn(i64) -> bool) -> Vec<i64> {
+    assert_sound(table).await;
     let dataset = table.dataset().await.unwrap();
-    dataset.validate().await.expect("the dataset validates");
-    let store = dataset.object_store(None).await.unwrap();
-    for fragment in dataset.get_fragments() {
-        for file in &fragment.metadata().files {
-            let path = dataset.data_dir().join(file.path.as_str());
-            assert!(store.exists(&path).await.unwrap(), "data file {path} is referenced but missing");
-        }
-    }
     let has_group = dataset.schema().field("grp").is_some();
     let columns: &[&str] = if has_group { &["id", "text", "doubled", "grp"] } else { &["id", "text", "doubled"] };
     let mut scan = dataset.scan();

@@ -18,4 +18,4 @@ mod incremental;
 mod readme;
 mod shapes;
 mod storage_faults;
-mod support;
+pub(crate) mod support;

@@ -198,3 +198,17 @@ impl Gate {
         Ok(())
     }
 }
+
+/// Asserts that `table` validates and that every data file its manifest
+/// names exists.
+pub async fn assert_sound(table: &Table) {
+    let dataset = table.dataset().await.unwrap();
+    dataset.validate().await.expect("the dataset validates");
+    let store = dataset.object_store(None).await.unwrap();
+    for fragment in dataset.get_fragments() {
+        for file in &fragment.metadata().files {
+            let path = dataset.data_dir().join(file.path.as_str());
+            assert!(store.exists(&path).await.unwrap(), "data file {path} is referenced but missing");
+        }
+    }
+}
