@@ -17,6 +17,10 @@
 //! - `parse_int`: utf8 -> int64, a base-10 integer with an optional sign and
 //!   surrounding spaces; anything else is an error naming the value (so
 //!   error policies can be tried from the command line); null in, null out.
+//! - `text_stats`: utf8 -> struct<n_chars int32, n_words int32, n_lines
+//!   int32>, declared unpacked into three columns (`add-column --unpack`):
+//!   Unicode scalar values, words split on Unicode whitespace, lines split
+//!   on `\n` (an empty string has 0 words and 1 line); null in, null out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,8 +28,8 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, StringArray};
-use arrow_schema::{DataType, Field};
+use arrow_array::{Array, ArrayRef, Int32Array, Int64Array, StringArray, StructArray};
+use arrow_schema::{DataType, Field, Fields};
 use leman_engine::{Error, Result, Udf, UdfError, UdfRegistry};
 use sha2::{Digest, Sha256};
 
@@ -33,7 +37,7 @@ use sha2::{Digest, Sha256};
 pub const EMBED_DIM: i32 = 64;
 
 /// Names of the built-in UDFs.
-pub const NAMES: [&str; 6] = ["str_len", "sha256", "hash_embed", "busy", "wait", "parse_int"];
+pub const NAMES: [&str; 7] = ["str_len", "sha256", "hash_embed", "busy", "wait", "parse_int", "text_stats"];
 
 /// The built-in UDF `name` reading `inputs`, with `args` (`key=value`).
 pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf, UdfError> {
@@ -42,6 +46,7 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
         "sha256" => Udf::array("sha256", Field::new("sha256", DataType::Utf8, true), inputs, sha256_hex),
         "hash_embed" => Udf::array("hash_embed", Field::new("hash_embed", embed_type(), true), inputs, hash_embed),
         "parse_int" => Udf::array("parse_int", Field::new("parse_int", DataType::Int64, true), inputs, parse_ints),
+        "text_stats" => Udf::array("text_stats", Field::new("text_stats", text_stats_type(), true), inputs, text_stats),
         "busy" => {
             let spin = per_row(name, args)?;
             Udf::array("busy", Field::new("busy", DataType::Int64, true), inputs, move |cols| busy(cols, spin))
@@ -60,7 +65,7 @@ pub fn get(name: &str, inputs: &[&str], args: &[(String, String)]) -> Result<Udf
 /// Checks that built-in `udf` can read `input`, a column of `data_type`.
 pub fn check_input(udf: &str, input: &str, data_type: &DataType) -> Result<()> {
     let (ok, expected) = match udf {
-        "str_len" | "hash_embed" | "parse_int" => (data_type == &DataType::Utf8, "utf8"),
+        "str_len" | "hash_embed" | "parse_int" | "text_stats" => (data_type == &DataType::Utf8, "utf8"),
         "sha256" => (matches!(data_type, DataType::Utf8 | DataType::Binary | DataType::LargeBinary), "utf8 or binary"),
         "busy" | "wait" => (data_type == &DataType::Int64, "int64"),
         _ => (true, ""),
@@ -118,6 +123,33 @@ fn str_len(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
 /// `str_len`'s kernel: Unicode scalar values per string, null for null.
 pub fn str_lengths(text: &StringArray) -> Int32Array {
     text.iter().map(|s| s.map(|s| s.chars().count() as i32)).collect()
+}
+
+/// The fields of `text_stats`'s struct, each the name of a column it fills.
+pub const TEXT_STATS_FIELDS: [&str; 3] = ["n_chars", "n_words", "n_lines"];
+
+/// `struct<n_chars int32, n_words int32, n_lines int32>`.
+pub fn text_stats_type() -> DataType {
+    DataType::Struct(Fields::from(TEXT_STATS_FIELDS.map(|name| Field::new(name, DataType::Int32, true)).to_vec()))
+}
+
+/// `text_stats`'s kernel: characters, words and lines of one text.
+pub fn text_stats_of(text: &str) -> [i32; 3] {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    [count(text.chars().count()), count(text.split_whitespace().count()), count(text.split('\n').count())]
+}
+
+/// `text_stats` on a utf8 column: a struct of [`TEXT_STATS_FIELDS`].
+pub fn text_stats(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {
+    let text = strings(one_input(cols, "text_stats")?, "text_stats")?;
+    let stats: Vec<Option<[i32; 3]>> = text.iter().map(|s| s.map(text_stats_of)).collect();
+    let DataType::Struct(fields) = text_stats_type() else { return Err(UdfError::new("text_stats: internal type")) };
+    let children: Vec<ArrayRef> = (0..3)
+        .map(|i| Arc::new(stats.iter().map(|s| s.map(|s| s[i])).collect::<Int32Array>()) as ArrayRef)
+        .collect();
+    let structs = StructArray::try_new(fields, children, text.nulls().cloned())
+        .map_err(|e| UdfError::new(format!("text_stats: {e}")))?;
+    Ok(Arc::new(structs))
 }
 
 fn sha256_hex(cols: &[ArrayRef]) -> Result<ArrayRef, UdfError> {

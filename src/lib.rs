@@ -58,7 +58,7 @@ pub use leman_engine::{
     RowError, RowErrorRecord, RowOutcome, Starter, StatefulUdf, StorageOptions, Summary, TableLocation, Tally, Udf,
     UdfError, UdfRecord, UdfRegistry, Unreachable,
 };
-pub use table::{AddColumnsOptions, Table};
+pub use table::{AddColumnsOptions, Table, Unpack};
 
 /// Leman on a cluster of processes: the head, the workers, their protocol,
 /// and the client calls that submit and follow jobs (the `leman-node`

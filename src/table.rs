@@ -3,19 +3,30 @@
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, RecordBatchIterator};
-use arrow_schema::{Field, Schema as ArrowSchema};
+use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{NewColumnTransform, WriteMode, WriteParams};
 use leman_engine::{
     BackfillOptions, BackfillPlan, CleanupOptions, CleanupReport, Error, Job, JobRecord, LocalExecutor, Result, RowErrorRecord,
-    StorageOptions, Summary, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry,
+    StorageOptions, Summary, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry, Unpacked,
 };
 
-/// How `add_columns` goes on after declaring the columns.
+/// How `add_columns` declares the columns, and goes on after.
 #[derive(Debug, Clone, Default)]
 pub struct AddColumnsOptions {
     /// Backfill each new column right away with these options.
     pub backfill: Option<BackfillOptions>,
+    /// Each UDF returns a struct whose fields fill sibling columns, one per
+    /// field, instead of one column of the struct.
+    pub unpack: Option<Unpack>,
+}
+
+/// How the siblings of an unpacked UDF are named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unpack {
+    /// Put before each struct field's name (`p_` makes `n_words`
+    /// `p_n_words`).
+    pub prefix: String,
 }
 
 /// A Lance table. Cheap to clone; every call reads the latest version.
@@ -108,6 +119,13 @@ impl Table {
     /// unless `options.backfill` is set: then each column is backfilled in
     /// turn and their summaries returned.
     ///
+    /// With `options.unpack`, each UDF returns a struct and `name` names a
+    /// group of sibling columns, one per struct field (named by the field,
+    /// after the prefix): one backfill of the group (by its name or any
+    /// sibling's) calls the UDF once per row and fills them all, in one data
+    /// file per fragment. The UDF is recorded once, on the first sibling;
+    /// [`drop_columns`](Self::drop_columns) drops the siblings together.
+    ///
     /// The UDFs are registered in the table's registry under their names.
     pub async fn add_columns<S: Into<String>>(
         &self,
@@ -116,11 +134,8 @@ impl Table {
     ) -> Result<Vec<Summary>> {
         let mut dataset = self.dataset().await?;
         let columns: Vec<(String, Udf)> = columns.into_iter().map(|(name, udf)| (name.into(), udf)).collect();
-        let mut fields = Vec::with_capacity(columns.len());
+        let mut fields: Vec<Field> = Vec::with_capacity(columns.len());
         for (name, udf) in &columns {
-            if dataset.schema().field(name).is_some() {
-                return Err(Error::ColumnExists { table: self.uri().to_string(), column: name.clone() });
-            }
             for input in udf.inputs() {
                 if dataset.schema().field(input).is_none() {
                     return Err(Error::InputNotFound {
@@ -130,8 +145,16 @@ impl Table {
                     });
                 }
             }
-            let field = Field::new(name, udf.data_type().clone(), true).with_metadata(UdfRecord::of(udf).to_metadata());
-            fields.push(field);
+            let record = UdfRecord::of(udf).to_metadata();
+            match &options.unpack {
+                None => fields.push(Field::new(name, udf.data_type().clone(), true).with_metadata(record)),
+                Some(unpack) => fields.extend(self.siblings(&dataset, name, udf, unpack)?),
+            }
+        }
+        for (i, field) in fields.iter().enumerate() {
+            if dataset.schema().field(field.name()).is_some() || fields[..i].iter().any(|f| f.name() == field.name()) {
+                return Err(Error::ColumnExists { table: self.uri().to_string(), column: field.name().clone() });
+            }
         }
         if fields.is_empty() {
             return Ok(Vec::new());
@@ -147,6 +170,55 @@ impl Table {
             }
         }
         Ok(summaries)
+    }
+
+    /// The sibling columns of group `group`, filled by the fields of
+    /// `udf`'s struct; the first records the UDF.
+    fn siblings(&self, dataset: &Dataset, group: &str, udf: &Udf, unpack: &Unpack) -> Result<Vec<Field>> {
+        let DataType::Struct(children) = udf.data_type() else {
+            return Err(Error::InvalidOptions {
+                reason: format!("UDF {} returns {}, not a struct: only a struct unpacks into columns", udf.name(), udf.data_type()),
+            });
+        };
+        let taken = dataset.schema().field(group).is_some()
+            || dataset.schema().fields.iter().any(|f| Unpacked::from_metadata(&f.metadata).is_some_and(|u| u.group == group));
+        if taken || children.is_empty() {
+            return Err(Error::InvalidOptions {
+                reason: format!("group {group} of unpacked columns names a column or group of the table already, or has no fields; pick another name"),
+            });
+        }
+        Ok(children
+            .iter()
+            .enumerate()
+            .map(|(i, child)| {
+                let mut metadata = Unpacked { group: group.to_string(), field: child.name().clone() }.to_metadata();
+                if i == 0 {
+                    metadata.extend(UdfRecord::of(udf).to_metadata());
+                }
+                Field::new(format!("{}{}", unpack.prefix, child.name()), child.data_type().clone(), true).with_metadata(metadata)
+            })
+            .collect())
+    }
+
+    /// Drops `columns` from the table's schema (a new version; the data
+    /// stays in older versions until they are cleaned up). A column of an
+    /// unpacked group, or the group's name, drops every sibling. Returns
+    /// the columns dropped.
+    pub async fn drop_columns(&self, columns: &[&str]) -> Result<Vec<String>> {
+        let mut dataset = self.dataset().await?;
+        let mut dropped: Vec<String> = Vec::new();
+        for column in columns {
+            let outputs = leman_engine::output_columns(&dataset, column)
+                .ok_or_else(|| Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() })?;
+            for name in outputs.columns() {
+                if !dropped.iter().any(|d| d == name) {
+                    dropped.push(name.to_string());
+                }
+            }
+        }
+        let names: Vec<&str> = dropped.iter().map(String::as_str).collect();
+        dataset.drop_columns(&names).await?;
+        Ok(dropped)
     }
 
     /// Starts a backfill of `column`. Everything that can be checked is
@@ -205,39 +277,47 @@ impl Table {
     /// ones, and a dry run says how many. Returns the record replaced.
     pub async fn alter_udf(&self, column: &str, udf: Udf) -> Result<UdfRecord> {
         let mut dataset = self.dataset().await?;
-        let field = dataset
-            .schema()
-            .field(column)
-            .ok_or_else(|| Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() })?;
+        let not_found = || Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() };
+        let outputs = leman_engine::output_columns(&dataset, column).ok_or_else(not_found)?;
+        let lead = outputs.lead().to_string();
+        let field = dataset.schema().field(&lead).ok_or_else(not_found)?;
         let old = UdfRecord::from_metadata(&field.metadata).ok_or_else(|| Error::NoUdf { column: column.to_string() })?;
-        if &field.data_type() != udf.data_type() {
-            return Err(Error::TypeMismatch {
-                udf: udf.name().to_string(),
-                column: column.to_string(),
-                expected: field.data_type().to_string(),
-                actual: udf.data_type().to_string(),
-            });
+        let fills = outputs.fields_of(udf.data_type()).map_err(|reason| Error::InvalidOptions {
+            reason: format!("UDF {} cannot fill columns {}: {reason}", udf.name(), outputs.columns().join(", ")),
+        })?;
+        for fill in fills {
+            let expected = dataset.schema().field(fill.name()).map(|f| f.data_type());
+            if expected.as_ref() != Some(fill.data_type()) {
+                return Err(Error::TypeMismatch {
+                    udf: udf.name().to_string(),
+                    column: fill.name().to_string(),
+                    expected: expected.map(|t| t.to_string()).unwrap_or_default(),
+                    actual: fill.data_type().to_string(),
+                });
+            }
         }
         for input in udf.inputs() {
-            if input == column {
-                return Err(Error::InvalidOptions { reason: format!("UDF {} cannot read column {column}, which it computes", udf.name()) });
+            if outputs.columns().contains(&input.as_str()) {
+                return Err(Error::InvalidOptions { reason: format!("UDF {} cannot read column {input}, which it computes", udf.name()) });
             }
             if dataset.schema().field(input).is_none() {
                 return Err(Error::InputNotFound { udf: udf.name().to_string(), input: input.clone(), table: self.uri().to_string() });
             }
         }
-        dataset.update_field_metadata().update(column, UdfRecord::of(&udf).to_metadata())?.await?;
+        let mut metadata = field.metadata.clone();
+        metadata.extend(UdfRecord::of(&udf).to_metadata());
+        dataset.update_field_metadata().update(&lead, metadata)?.await?;
         self.registry.register(udf);
         Ok(old)
     }
 
-    /// The UDF recorded for `column`, if it is a UDF column.
+    /// The UDF recorded for `column` (or for the unpacked group it is one
+    /// of, or names), if it is a UDF column.
     pub async fn udf_record(&self, column: &str) -> Result<Option<UdfRecord>> {
         let dataset = self.dataset().await?;
-        let field = dataset
-            .schema()
-            .field(column)
-            .ok_or_else(|| Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() })?;
+        let not_found = || Error::ColumnNotFound { table: self.uri().to_string(), column: column.to_string() };
+        let outputs = leman_engine::output_columns(&dataset, column).ok_or_else(not_found)?;
+        let field = dataset.schema().field(outputs.lead()).ok_or_else(not_found)?;
         Ok(UdfRecord::from_metadata(&field.metadata))
     }
 }

@@ -3,10 +3,12 @@
 //! Each thread owns one [`Instance`] of the UDF, built once when the thread
 //! starts (a stateful UDF's factory runs here), and takes compute jobs from
 //! a shared crossbeam channel. A job carries the selected input rows and the
-//! column's previous values; the thread calls the UDF and merges its values
-//! back into place, so the async side only does I/O. Threads end when the
+//! output columns' previous values; the thread calls the UDF, splits its
+//! values into the columns (unpacking a struct) and merges them back into
+//! place, so the async side only does I/O. Threads end when the
 //! pool is dropped.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
@@ -15,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::usage::thread_cpu_time;
 use crate::invoke::{CallFailure, Instance, Skipped};
+use crate::output::OutputColumns;
 use crate::udf::{InstanceContext, Udf};
 
 /// Selected rows to compute and the values they replace.
@@ -22,17 +25,19 @@ use crate::udf::{InstanceContext, Udf};
 pub(crate) struct ComputeJob {
     /// The UDF's input columns, selected rows only.
     pub inputs: RecordBatch,
-    /// The column's previous values, every row of the batch.
-    pub old: ArrayRef,
+    /// Each output column's previous values, every row of the batch.
+    pub old: Vec<ArrayRef>,
+    /// Which part of the UDF's values fills each output column.
+    pub outputs: Arc<OutputColumns>,
     /// Which rows of the batch are selected.
     pub selection: BooleanArray,
 }
 
-/// A job's result: the batch's new column, the rows left null by `skip`,
-/// and how long the UDF took.
+/// A job's result: the batch's new output columns, the rows left null by
+/// `skip`, and how long the UDF took.
 #[derive(Debug)]
 pub(crate) struct Merged {
-    pub values: ArrayRef,
+    pub values: Vec<ArrayRef>,
     /// Rows left null, by index among the selected rows.
     pub skipped: Vec<Skipped>,
     /// The UDF's own time on the batch, retries included.
@@ -94,8 +99,9 @@ fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailu
     let computed = instance.compute(&job.inputs)?;
     let udf_time = started.elapsed();
     let udf_cpu = cpu_before.zip(thread_cpu_time()).map(|(before, after)| after.saturating_sub(before));
+    let columns = job.outputs.split(computed.values).map_err(CallFailure::other)?;
     if job.selection.true_count() == job.selection.len() {
-        return Ok(Merged { values: computed.values, skipped: computed.skipped, udf_time, udf_cpu });
+        return Ok(Merged { values: columns, skipped: computed.skipped, udf_time, udf_cpu });
     }
     let mut next = 0;
     let indices: Vec<(usize, usize)> = job
@@ -112,7 +118,12 @@ fn compute(instance: &mut Instance, job: ComputeJob) -> Result<Merged, CallFailu
             }
         })
         .collect();
-    let values = arrow_select::interleave::interleave(&[job.old.as_ref(), computed.values.as_ref()], &indices)
+    let values = job
+        .old
+        .iter()
+        .zip(&columns)
+        .map(|(old, new)| arrow_select::interleave::interleave(&[old.as_ref(), new.as_ref()], &indices))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CallFailure::other(format!("merging computed values: {e}")))?;
     Ok(Merged { values, skipped: computed.skipped, udf_time, udf_cpu })
 }

@@ -7,15 +7,15 @@
 //! The batch read covers every physical row of the range, deleted ones
 //! included, so that its positions line up with the fragment's files. Rows
 //! that are deleted or that the filter does not select keep their previous
-//! value of the column (null if it was never computed); the UDF sees only the
-//! selected rows.
+//! values of the output columns (null if never computed); the UDF sees only
+//! the selected rows.
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
-use arrow_schema::{Field, FieldRef, Schema, SchemaRef};
+use arrow_schema::{FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
 use lance::dataset::fragment::{FileFragment, FragReadConfig};
@@ -24,6 +24,7 @@ use leman_checkpoint::{BatchCounts, Origin, CheckpointKey, CheckpointStore};
 
 use crate::error::ApplierError;
 use crate::filter::RowFilter;
+use crate::output::OutputColumns;
 use crate::pool::{ComputeJob, Pool};
 use crate::udf::Udf;
 
@@ -37,7 +38,7 @@ pub fn row_address(fragment_id: u64, offset: u64) -> u64 {
 pub struct BackfillContext {
     dataset: Arc<Dataset>,
     udf: Udf,
-    column: String,
+    outputs: Arc<OutputColumns>,
     filter: RowFilter,
     checkpoints: CheckpointStore,
     read_schema: LanceSchema,
@@ -47,27 +48,31 @@ pub struct BackfillContext {
 }
 
 impl BackfillContext {
-    /// The context of a job computing `column` of `dataset` (opened at the
-    /// job's read version) with `udf` where `filter` holds.
+    /// The context of a job computing `outputs` of `dataset` (opened at
+    /// the job's read version) with `udf` where `filter` holds.
     pub fn new(
         dataset: Arc<Dataset>,
         udf: Udf,
-        column: &str,
+        outputs: OutputColumns,
         filter: RowFilter,
         checkpoints: CheckpointStore,
     ) -> Result<Self, ApplierError> {
         let mut names: Vec<String> = udf.inputs().to_vec();
         names.extend(filter.columns().iter().cloned());
-        names.push(column.to_string());
+        names.extend(outputs.columns().into_iter().map(str::to_string));
         names.sort();
         names.dedup();
         let read_schema = dataset
             .schema()
             .project(&names)
             .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
-        let output_schema = Arc::new(Schema::new(vec![Field::new(column, udf.data_type().clone(), true)]));
+        let fields = outputs
+            .fields_of(udf.data_type())
+            .map_err(|reason| ApplierError::UnknownColumn { column: outputs.columns().join(", "), reason })?;
+        let output_schema = Arc::new(Schema::new(fields));
         let fingerprint = udf.fingerprint();
-        Ok(Self { dataset, udf, column: column.to_string(), filter, checkpoints, read_schema, output_schema, fingerprint })
+        let outputs = Arc::new(outputs);
+        Ok(Self { dataset, udf, outputs, filter, checkpoints, read_schema, output_schema, fingerprint })
     }
 
     /// The UDF.
@@ -75,7 +80,7 @@ impl BackfillContext {
         &self.udf
     }
 
-    /// The schema of a checkpointed batch: the output column only.
+    /// The schema of a checkpointed batch: the output columns only.
     pub fn output_schema(&self) -> &SchemaRef {
         &self.output_schema
     }
@@ -157,10 +162,12 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .ok_or_else(|| io("reading", &ApplierError::MissingFragment { fragment_id: spec.fragment_id }))?;
     let batch = read_rows(context, &fragment, spec).await.map_err(|e| io("reading", &e))?;
     let selection = select_rows(context, &fragment, spec, &batch).await.map_err(|e| io("filtering", &e))?;
-    let old = batch
-        .column_by_name(&context.column)
-        .cloned()
-        .ok_or_else(|| io("reading", &format!("column {} was not read", context.column)))?;
+    let old: Vec<ArrayRef> = context
+        .outputs
+        .columns()
+        .into_iter()
+        .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
+        .collect::<Result<_, _>>()?;
     let selected_count = selection.true_count();
     let read = TaskOutput { rows_read: spec.rows.end - spec.rows.start, ..TaskOutput::default() };
     let (values, mut output) = if selected_count == 0 {
@@ -172,7 +179,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         } else {
             arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?
         };
-        let job = ComputeJob { inputs, old, selection: selection.clone() };
+        let job = ComputeJob { inputs, old, outputs: context.outputs.clone(), selection: selection.clone() };
         let merged = pool.compute(job).await.map_err(|failure| {
             let row_address = failure
                 .row
@@ -199,11 +206,11 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         };
         (merged.values, output)
     };
-    let checkpoint = RecordBatch::try_new(context.output_schema.clone(), vec![values]).map_err(|e| io("assembling", &e))?;
+    let checkpoint = RecordBatch::try_new(context.output_schema.clone(), values).map_err(|e| io("assembling", &e))?;
     output.peak_memory_bytes = crate::usage::peak_memory();
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
     let origin = Origin {
-        column: context.column.clone(),
+        column: context.outputs.lead().to_string(),
         udf_name: context.udf.name().to_string(),
         udf_version: context.fingerprint.clone(),
         fragment_id: spec.fragment_id,

@@ -32,7 +32,8 @@ use crate::resolve::{Resolved, resolve};
 use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
-/// Validates, plans and starts a backfill of `column` of `table`, building
+/// Validates, plans and starts a backfill of `column` of `table` (with its
+/// unpacked siblings, where it is one of them, or their group), building
 /// the column's UDF from `registry` and running its work on `executor`.
 /// Returns once the job runs (or, with [`BackfillOptions::queue`], once it
 /// waits for the column's lease); the [`Job`] tells how it goes.
@@ -55,7 +56,7 @@ pub async fn start(
     let id = new_job_id();
     let planner = PassPlanner {
         table: table.clone(),
-        column: column.to_string(),
+        column: resolved.column.clone(),
         options: options.clone(),
         registry: registry.clone(),
         executor,
@@ -86,7 +87,7 @@ pub async fn start(
             outcome
         })
     } else {
-        let lease = stores.lease(column, &id).await?;
+        let lease = stores.lease(&launch.planner.column, &id).await?;
         let pass = launch.planner.prepare(resolved).await;
         let driver = match launch.driver(pass, &lease) {
             Ok(driver) => driver,
@@ -217,7 +218,7 @@ impl PassPlanner {
             job_id: self.job_id.clone(),
             table: resolved.table.clone(),
             read_version: resolved.dataset.version().version,
-            column: resolved.column.clone(),
+            outputs: resolved.outputs.clone(),
             udf: UdfRecord::of(&resolved.udf),
             filter: resolved.filter.sql().to_string(),
             threads: self.options.intra_applier_concurrency,

@@ -145,7 +145,7 @@ impl Driver {
         let spec = &setup.spec;
         let record = JobRecord {
             id: spec.job_id.clone(),
-            column: spec.column.clone(),
+            column: spec.column().to_string(),
             udf: spec.udf.name.clone(),
             udf_version: spec.udf.version.clone(),
             filter: spec.filter.clone(),
@@ -462,7 +462,7 @@ impl Driver {
         ErrorRecorder {
             template: RowErrorRecord {
                 job_id: spec.job_id.clone(),
-                column: spec.column.clone(),
+                column: spec.column().to_string(),
                 fragment_id: task.fragment_id,
                 row_address: None,
                 task_rows: task.rows.clone(),
@@ -530,7 +530,7 @@ impl Driver {
         let checkpoints = self.stores.checkpoints.clone();
         let read = self.setup.dataset.clone();
         let base = self.commit_base.clone();
-        let column = self.setup.spec.column.clone();
+        let column = self.setup.spec.column().to_string();
         let fence = self.fence.clone();
         self.in_flight += 1;
         let updates = self.updates.clone();

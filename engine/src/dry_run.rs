@@ -29,7 +29,7 @@ const SCAN_PARALLELISM: usize = 8;
 /// The plan of a backfill, as a dry run finds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackfillPlan {
-    /// The column.
+    /// The column, or its unpacked siblings, comma-separated.
     pub column: String,
     /// Its UDF.
     pub udf: String,
@@ -89,10 +89,10 @@ pub async fn plan_backfill(
         .await?
         .into_iter()
         .rev()
-        .find(|r| r.column == column && r.status == JobStatus::Succeeded)
+        .find(|r| r.column == resolved.column && r.status == JobStatus::Succeeded)
         .map(|r| r.udf_version);
     let mut plan = BackfillPlan {
-        column: column.to_string(),
+        column: resolved.outputs.columns().join(","),
         udf: resolved.udf.name().to_string(),
         udf_version: resolved.udf.version().to_string(),
         last_filled_with,

@@ -26,7 +26,7 @@ use arrow_schema::Schema as ArrowSchema;
 use futures::future::BoxFuture;
 use lance::Dataset;
 use lance_table::format::DataFile;
-use leman_applier::{BackfillContext, Resources, RowFilter, TaskError, TaskOutput, TaskSpec, Udf};
+use leman_applier::{BackfillContext, OutputColumns, Resources, RowFilter, TaskError, TaskOutput, TaskSpec, Udf};
 use leman_checkpoint::CheckpointStore;
 use leman_writer::{FragmentWrite, WriterContext};
 use serde::{Deserialize, Serialize};
@@ -139,7 +139,7 @@ impl JobSetup {
         BackfillContext::new(
             self.dataset.clone(),
             self.udf.clone(),
-            &self.spec.column,
+            self.spec.outputs.clone(),
             self.filter.clone(),
             self.checkpoints.clone(),
         )
@@ -148,7 +148,7 @@ impl JobSetup {
 
     /// What a writer of this job writes fragments with.
     pub fn writer_context(&self) -> Result<WriterContext> {
-        Ok(WriterContext::new(self.dataset.clone(), &self.spec.column, self.checkpoints.clone())?)
+        Ok(WriterContext::new(self.dataset.clone(), &self.spec.outputs.columns(), self.checkpoints.clone())?)
     }
 
     /// What one applier holds while it runs: its UDF's hints, with CPUs
@@ -172,8 +172,8 @@ pub struct JobSpec {
     pub table: TableLocation,
     /// Version the job reads.
     pub read_version: u64,
-    /// Output column.
-    pub column: String,
+    /// The columns it writes.
+    pub outputs: OutputColumns,
     /// The UDF, by name, version, inputs and parameters.
     pub udf: UdfRecord,
     /// The filter in force.
@@ -183,6 +183,12 @@ pub struct JobSpec {
 }
 
 impl JobSpec {
+    /// The column that stands for the job's output columns: its lease and
+    /// records name it.
+    pub fn column(&self) -> &str {
+        self.outputs.lead()
+    }
+
     /// Rebuilds the job in this process: the table at the job's version,
     /// the UDF from `registry` (which must build the job's version of it),
     /// the filter, the checkpoint store.
@@ -193,7 +199,7 @@ impl JobSpec {
             version: self.read_version,
             source,
         })?;
-        let udf = self.udf.build(registry, &self.column)?;
+        let udf = self.udf.build(registry, self.column())?;
         if udf.version() != self.udf.version {
             return Err(Error::UdfVersionMismatch {
                 name: self.udf.name.clone(),

@@ -80,7 +80,7 @@ pub use executor::{
 };
 pub use job::{Canceller, Job, JobEvent};
 pub use leman_applier::{
-    ErrorPolicy, InstanceContext, ROW_ADDRESS, Resources, RetryBackoff, SkippedRow, StatefulUdf, TaskError, TaskOutput,
+    ErrorPolicy, InstanceContext, OutputColumns, ROW_ADDRESS, Resources, RetryBackoff, SkippedRow, StatefulUdf, TaskError, TaskOutput,
     TaskSpec, Udf, UdfError, default_filter, peak_memory, quote_identifier, row_address,
 };
 pub use leman_scheduler::{JobCost, JobFailure, JobRecord, JobStatus, Progress, Starter, Summary, record::RowError};
@@ -91,7 +91,8 @@ pub use location::{TableLocation, normalize_uri};
 pub use metering::{StoreMeter, StoreTally};
 pub use records::JobStore;
 pub use registry::UdfRegistry;
+pub use resolve::output_columns;
 pub use row_errors::{RowErrorRecord, RowErrorStore, RowOutcome, retry_filter};
 pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};
 pub use stores::TableStores;
-pub use udf_record::UdfRecord;
+pub use udf_record::{UdfRecord, Unpacked};

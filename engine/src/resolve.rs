@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
 use lance::Dataset;
-use leman_applier::{RowFilter, Udf, default_filter};
+use leman_applier::{OutputColumns, RowFilter, Udf};
 use leman_checkpoint::{FillIndex, fill_tag};
 
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
 use crate::row_errors::retry_filter;
 use crate::stores::TableStores;
-use crate::udf_record::UdfRecord;
+use crate::udf_record::{UdfRecord, Unpacked};
 
 /// A backfill with every name resolved and checked.
 #[derive(Debug)]
@@ -23,10 +23,13 @@ pub(crate) struct Resolved {
     pub table: TableLocation,
     /// The dataset at the job's read version.
     pub dataset: Arc<Dataset>,
-    /// The output column.
+    /// The column that stands for the output columns (the only one, or
+    /// the lead of unpacked siblings): leases, records and keys name it.
     pub column: String,
     /// Its field id in the dataset.
     pub field_id: i32,
+    /// The columns written.
+    pub outputs: OutputColumns,
     /// The UDF, input overrides applied.
     pub udf: Udf,
     /// The filter in force.
@@ -89,6 +92,11 @@ pub(crate) async fn resolve(
         })?,
         None => latest,
     };
+    let outputs = output_columns(&dataset, column).ok_or_else(|| Error::ColumnNotFound {
+        table: table.uri.clone(),
+        column: column.to_string(),
+    })?;
+    let column = outputs.lead();
     let field = dataset.schema().field(column).ok_or_else(|| Error::ColumnNotFound {
         table: table.uri.clone(),
         column: column.to_string(),
@@ -127,17 +135,22 @@ pub(crate) async fn resolve(
             });
         }
     }
-    let expected = field.data_type();
-    if &expected != udf.data_type() {
-        return Err(Error::TypeMismatch {
-            udf: udf.name().to_string(),
-            column: column.to_string(),
-            expected: expected.to_string(),
-            actual: udf.data_type().to_string(),
-        });
+    let fields = outputs.fields_of(udf.data_type()).map_err(|reason| Error::InvalidOptions {
+        reason: format!("UDF {} cannot fill columns {}: {reason}", udf.name(), outputs.columns().join(", ")),
+    })?;
+    for field in fields {
+        let expected = dataset.schema().field(field.name()).map(|f| f.data_type());
+        if expected.as_ref() != Some(field.data_type()) {
+            return Err(Error::TypeMismatch {
+                udf: udf.name().to_string(),
+                column: field.name().to_string(),
+                expected: expected.map(|t| t.to_string()).unwrap_or_default(),
+                actual: field.data_type().to_string(),
+            });
+        }
     }
     let sql = match &options.retry_errors {
-        None => options.filter.clone().unwrap_or_else(|| default_filter(column)),
+        None => options.filter.clone().unwrap_or_else(|| outputs.default_filter()),
         Some(job_id) => {
             let records = stores.row_errors.list(Some(job_id)).await?;
             if let Some(other) = records.iter().find(|r| r.column != column) {
@@ -164,8 +177,28 @@ pub(crate) async fn resolve(
         dataset: Arc::new(dataset),
         column: column.to_string(),
         field_id,
+        outputs: outputs.clone(),
         udf,
         filter,
         fills,
     })
+}
+
+/// The columns a backfill of `column` writes: `column` alone, or, where it
+/// is one of unpacked siblings (or names their group), all of them in
+/// schema order. `None` when the table has no such column or group.
+pub fn output_columns(dataset: &Dataset, column: &str) -> Option<OutputColumns> {
+    let fields = &dataset.schema().fields;
+    let group = match fields.iter().find(|f| f.name == column) {
+        Some(field) => match Unpacked::from_metadata(&field.metadata) {
+            Some(unpacked) => unpacked.group,
+            None => return Some(OutputColumns::Single(column.to_string())),
+        },
+        None => column.to_string(),
+    };
+    let siblings: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|f| Unpacked::from_metadata(&f.metadata).filter(|u| u.group == group).map(|u| (f.name.clone(), u.field)))
+        .collect();
+    (!siblings.is_empty()).then_some(OutputColumns::Unpacked(siblings))
 }

@@ -3,6 +3,10 @@
 //! and build it again from its own [`UdfRegistry`]. The error policy it
 //! was declared with (`--on-error`) is part of the record, so that every
 //! backfill of the column, on any node, handles errors the same way.
+//!
+//! A UDF whose struct fills several sibling columns (unpacked) is recorded
+//! once, on the first of them (the *lead*); each sibling's metadata names
+//! its group and the struct field it takes ([`Unpacked`]).
 
 use std::collections::HashMap;
 
@@ -17,6 +21,29 @@ const INPUTS: &str = "leman.udf.inputs";
 const PARAMS: &str = "leman.udf.params";
 const ON_ERROR: &str = "leman.udf.on_error";
 const RETRY_BACKOFF_MS: &str = "leman.udf.retry_backoff_ms";
+const GROUP: &str = "leman.udf.group";
+const UNPACK_FIELD: &str = "leman.udf.unpack_field";
+
+/// A column filled by one field of a UDF's struct, with its siblings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpacked {
+    /// The name the siblings were declared under together.
+    pub group: String,
+    /// The struct field this column takes.
+    pub field: String,
+}
+
+impl Unpacked {
+    /// As field metadata.
+    pub fn to_metadata(&self) -> HashMap<String, String> {
+        HashMap::from([(GROUP.to_string(), self.group.clone()), (UNPACK_FIELD.to_string(), self.field.clone())])
+    }
+
+    /// Read back from field metadata; `None` for a column of its own.
+    pub fn from_metadata(metadata: &HashMap<String, String>) -> Option<Self> {
+        Some(Self { group: metadata.get(GROUP)?.clone(), field: metadata.get(UNPACK_FIELD)?.clone() })
+    }
+}
 
 /// Which UDF computes a column.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,6 +1,8 @@
-//! `leman add-column` and `leman alter-column`: declare a column computed
-//! by a built-in UDF, or replace the UDF of one, with its error policy.
-//! Metadata only: nothing is computed until a backfill.
+//! `leman add-column`, `leman alter-column` and `leman drop-column`:
+//! declare a column computed by a built-in UDF (or, unpacked, one column per
+//! field of its struct), replace the UDF of one, with its error policy, or
+//! drop one with its siblings. Metadata only: nothing is computed until a
+//! backfill.
 
 use std::process::ExitCode;
 
@@ -9,7 +11,7 @@ use clap::Args;
 use leman_engine::{Error, ErrorPolicy, Result, RetryBackoff, Udf};
 
 use crate::builtins;
-use crate::table::{AddColumnsOptions, Table};
+use crate::table::{AddColumnsOptions, Table, Unpack};
 
 /// What a failing UDF call does; recorded with the column's UDF by
 /// `add-column` and `alter-column`, for one run by `backfill`.
@@ -40,7 +42,7 @@ impl OnErrorArgs {
     }
 }
 
-/// A table's column and the built-in UDF to compute it with: what
+/// A table and the built-in UDF to compute a column with: what
 /// `add-column` and `alter-column` share.
 #[derive(Debug, Args)]
 pub(crate) struct ColumnUdfArgs {
@@ -49,10 +51,8 @@ pub(crate) struct ColumnUdfArgs {
     table: String,
     #[command(flatten)]
     storage: super::storage::StorageArgs,
-    /// The column (new, for add-column).
-    #[arg(long)]
-    column: String,
-    /// Built-in UDF: str_len, sha256, hash_embed, busy or parse_int.
+    /// Built-in UDF: str_len, sha256, hash_embed, busy, wait, parse_int or
+    /// text_stats (a struct: declare it with --unpack).
     #[arg(long)]
     udf: String,
     /// UDF argument, `key=value` (busy: micros=N).
@@ -72,28 +72,67 @@ impl ColumnUdfArgs {
 pub(crate) struct AddColumnArgs {
     #[command(flatten)]
     target: ColumnUdfArgs,
+    /// The new column; with --unpack, the name of the group of columns
+    /// (default: the UDF's name), by which `backfill --column` and
+    /// `drop-column` also know them.
+    #[arg(long, required_unless_present = "unpack")]
+    column: Option<String>,
     /// Input column(s), comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     input: Vec<String>,
+    /// The UDF returns a struct: declare one column per field, named as
+    /// the field, filled together by one backfill.
+    #[arg(long)]
+    unpack: bool,
+    /// With --unpack, put this before each column's name.
+    #[arg(long, requires = "unpack", default_value = "")]
+    prefix: String,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct AlterColumnArgs {
     #[command(flatten)]
     target: ColumnUdfArgs,
+    /// The column.
+    #[arg(long)]
+    column: String,
     /// Input column(s), comma-separated (default: the column's inputs now).
     #[arg(long, value_delimiter = ',')]
     input: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DropColumnArgs {
+    /// The table: a Lance dataset directory or an s3:// URI.
+    #[arg(long)]
+    table: String,
+    #[command(flatten)]
+    storage: super::storage::StorageArgs,
+    /// The column(s), comma-separated; a column of an unpacked group (or
+    /// the group's name) drops every column of the group.
+    #[arg(long, value_delimiter = ',', required = true)]
+    column: Vec<String>,
 }
 
 pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
     let target = &args.target;
     let table = target.open().await?;
     let udf = target.on_error.apply(builtin(&table, &target.udf, &args.input, &target.udf_args).await?);
-    table.add_columns([(target.column.as_str(), udf.clone())], AddColumnsOptions::default()).await?;
+    let name = args.column.clone().unwrap_or_else(|| udf.name().to_string());
+    let unpack = args.unpack.then(|| Unpack { prefix: args.prefix.clone() });
+    let options = AddColumnsOptions { unpack: unpack.clone(), ..AddColumnsOptions::default() };
+    let before = table.schema().await?;
+    table.add_columns([(name.as_str(), udf.clone())], options).await?;
+    let added: Vec<String> = match unpack {
+        None => vec![name.clone()],
+        Some(_) => {
+            let after = table.schema().await?;
+            after.fields().iter().filter(|f| before.field_with_name(f.name()).is_err()).map(|f| f.name().clone()).collect()
+        }
+    };
+    let what = if args.unpack { format!("columns {} (group {name})", added.join(", ")) } else { format!("column {name}") };
     println!(
-        "added column {} computed by {}({}) to {}, on error: {}",
-        target.column,
+        "added {what} computed by {}({}) to {}, on error: {}",
         udf.name(),
         args.input.join(", "),
         table.uri(),
@@ -102,10 +141,18 @@ pub(crate) async fn add(args: AddColumnArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub(crate) async fn drop(args: DropColumnArgs) -> Result<ExitCode> {
+    let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
+    let columns: Vec<&str> = args.column.iter().map(String::as_str).collect();
+    let dropped = table.drop_columns(&columns).await?;
+    println!("dropped columns {} from {}", dropped.join(", "), table.uri());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) async fn alter(args: AlterColumnArgs) -> Result<ExitCode> {
     let target = &args.target;
     let table = target.open().await?;
-    let recorded = table.udf_record(&target.column).await?.ok_or_else(|| Error::NoUdf { column: target.column.clone() })?;
+    let recorded = table.udf_record(&args.column).await?.ok_or_else(|| Error::NoUdf { column: args.column.clone() })?;
     let inputs = if args.input.is_empty() { recorded.inputs.clone() } else { args.input.clone() };
     // The column keeps its error policy unless one is given.
     let kept = OnErrorArgs {
@@ -113,11 +160,11 @@ pub(crate) async fn alter(args: AlterColumnArgs) -> Result<ExitCode> {
         retry_backoff_ms: target.on_error.retry_backoff_ms.or(recorded.retry_backoff),
     };
     let udf = kept.apply(builtin(&table, &target.udf, &inputs, &target.udf_args).await?);
-    let old = table.alter_udf(&target.column, udf.clone()).await?;
+    let old = table.alter_udf(&args.column, udf.clone()).await?;
     println!(
         "column {} of {} is now computed by {}({}) version {}, on error: {} (was {} version {}); \
          the next backfill without --where recomputes the rows another UDF or version computed",
-        target.column,
+        args.column,
         table.uri(),
         udf.name(),
         inputs.join(", "),

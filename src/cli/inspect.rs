@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use arrow_schema::Schema as ArrowSchema;
 
-use leman_engine::{Result, StorageOptions, UdfRecord, quote_identifier};
+use leman_engine::{Result, StorageOptions, UdfRecord, Unpacked, quote_identifier};
 
 use crate::builtins;
 use crate::table::Table;
@@ -32,20 +32,27 @@ pub(crate) async fn run(path: &str, storage_options: StorageOptions) -> Result<E
     println!("\ncolumns ({total} rows)");
     let schema = ArrowSchema::from(dataset.schema());
     for field in schema.fields() {
-        let record = dataset.schema().field(field.name()).and_then(|f| UdfRecord::from_metadata(&f.metadata));
-        match record {
+        let metadata = dataset.schema().field(field.name()).map(|f| f.metadata.clone()).unwrap_or_default();
+        let unpacked = Unpacked::from_metadata(&metadata)
+            .map(|u| format!(" [field {} of group {}]", u.field, u.group))
+            .unwrap_or_default();
+        let filled = || dataset.count_rows(Some(format!("{} IS NOT NULL", quote_identifier(field.name()))));
+        match UdfRecord::from_metadata(&metadata) {
             Some(udf) => {
-                let filled = dataset.count_rows(Some(format!("{} IS NOT NULL", quote_identifier(field.name())))).await?;
                 let params: Vec<String> = udf.params.iter().map(|(k, v)| format!(" {k}={v}")).collect();
                 println!(
-                    "  {:<24} {:<28} udf {}({}){} version {}, {filled}/{total} filled",
+                    "  {:<24} {:<28} udf {}({}){} version {}{unpacked}, {}/{total} filled",
                     field.name(),
                     field.data_type().to_string(),
                     udf.name,
                     udf.inputs.join(", "),
                     params.concat(),
-                    udf.version
+                    udf.version,
+                    filled().await?,
                 );
+            }
+            None if !unpacked.is_empty() => {
+                println!("  {:<24} {:<28}{unpacked}, {}/{total} filled", field.name(), field.data_type().to_string(), filled().await?);
             }
             None => println!("  {:<24} {}", field.name(), field.data_type()),
         }

@@ -49,6 +49,8 @@ enum Command {
     /// Replace the UDF of a column (metadata only): the next backfill
     /// without --where recomputes the rows another UDF or version computed.
     AlterColumn(columns::AlterColumnArgs),
+    /// Drop a column, or every column of an unpacked group, from the schema.
+    DropColumn(columns::DropColumnArgs),
     /// Compute a UDF column.
     Backfill(backfill::BackfillArgs),
     /// List a table's jobs, show one, or cancel one.
@@ -162,6 +164,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Demo { dir, rows } => demo(dir, rows).await,
         Command::AddColumn(args) => columns::add(args).await,
         Command::AlterColumn(args) => columns::alter(args).await,
+        Command::DropColumn(args) => columns::drop(args).await,
         Command::Errors(args) => errors::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,

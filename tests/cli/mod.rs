@@ -21,6 +21,7 @@ mod queue;
 mod resume;
 mod s3;
 mod soak;
+mod unpack;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

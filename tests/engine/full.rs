@@ -66,7 +66,7 @@ async fn tables_with_deleted_rows_stay_aligned() {
 async fn add_columns_can_backfill_right_away() {
     let f = fixture(2, 100).await;
     let calls = Arc::new(Calls::default());
-    let options = AddColumnsOptions { backfill: Some(BackfillOptions::default()) };
+    let options = AddColumnsOptions { backfill: Some(BackfillOptions::default()), ..AddColumnsOptions::default() };
     let summaries = f.table.add_columns([("doubled", doubling(calls, |_| Ok(())))], options).await.unwrap();
     assert_eq!(summaries.len(), 1);
     assert_eq!(summaries[0].rows_computed, 200);

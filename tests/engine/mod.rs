@@ -18,4 +18,5 @@ mod incremental;
 mod readme;
 mod shapes;
 mod storage_faults;
+mod unpack;
 pub(crate) mod support;

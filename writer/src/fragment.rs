@@ -19,17 +19,27 @@ use crate::error::WriterError;
 pub struct WriterContext {
     /// The dataset at the job's read version.
     pub dataset: Arc<Dataset>,
-    /// The column's schema, as the dataset defines it (field ids included).
+    /// The output columns' schema, as the dataset defines it (field ids
+    /// included), in the dataset's order.
     pub column_schema: LanceSchema,
+    /// The field id of the column that stands for them (its fills are
+    /// recorded).
+    pub lead_field_id: i32,
     /// Where checkpoints are.
     pub checkpoints: CheckpointStore,
 }
 
 impl WriterContext {
-    /// The context of a job writing `column` of `dataset`.
-    pub fn new(dataset: Arc<Dataset>, column: &str, checkpoints: CheckpointStore) -> Result<Self, WriterError> {
-        let column_schema = dataset.schema().project(&[column])?;
-        Ok(Self { dataset, column_schema, checkpoints })
+    /// The context of a job writing `columns` of `dataset` into one data
+    /// file per fragment; the first stands for them all.
+    pub fn new(dataset: Arc<Dataset>, columns: &[&str], checkpoints: CheckpointStore) -> Result<Self, WriterError> {
+        let column_schema = dataset.schema().project(columns)?;
+        let lead = columns.first().and_then(|lead| dataset.schema().field(lead));
+        let lead_field_id = lead.map(|field| field.id).ok_or_else(|| WriterError::ColumnDropped {
+            column: columns.first().copied().unwrap_or_default().to_string(),
+            version: dataset.version().version,
+        })?;
+        Ok(Self { dataset, column_schema, lead_field_id, checkpoints })
     }
 }
 
@@ -60,8 +70,8 @@ pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Re
     let checkpoint_error = |source| WriterError::Checkpoint { fragment_id, source };
     // The fill first: a data file that a fragment record names says which
     // UDF computed it, where one did.
-    if let (Some(field), Some(tag)) = (context.column_schema.fields.first(), &fill_tag) {
-        context.checkpoints.fills().record(field.id, &group.1.path, tag).await.map_err(checkpoint_error)?;
+    if let Some(tag) = &fill_tag {
+        context.checkpoints.fills().record(context.lead_field_id, &group.1.path, tag).await.map_err(checkpoint_error)?;
     }
     context.checkpoints.put_fragment(&fragment_key, &record).await.map_err(checkpoint_error)?;
     Ok(group.1)

@@ -109,7 +109,7 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             table: TableLocation::new(&format!("/tables/{name}.lance"), StorageOptions::new().with("k", &column))
                 .unwrap_or_else(|e| panic!("{e}")),
             read_version,
-            column: column.clone(),
+            outputs: leman_engine::OutputColumns::Single(column.clone()),
             udf: UdfRecord { name, version: "2".into(), inputs: vec![column], params, on_error: None, retry_backoff: None },
             filter,
             threads,

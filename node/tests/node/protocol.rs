@@ -29,7 +29,7 @@ pub fn examples() -> Examples {
         job_id: "j".into(),
         table: TableLocation::new("s3://bucket/t.lance", StorageOptions::new().with("aws_secret_access_key", "k")).unwrap(),
         read_version: 3,
-        column: "c".into(),
+        outputs: leman_engine::OutputColumns::Single("c".into()),
         udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())], on_error: Some(leman_engine::ErrorPolicy::Skip), retry_backoff: None },
         filter: "c IS NULL".into(),
         threads: 2,

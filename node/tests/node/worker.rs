@@ -64,7 +64,7 @@ async fn setup_with(job_id: &str, table: UdfTable, gpus: f64) -> Setup {
         job_id: job_id.into(),
         table: table.location(),
         read_version: table.version,
-        column: "n".into(),
+        outputs: leman_engine::OutputColumns::Single("n".into()),
         udf: UdfRecord::of(&table.udf),
         filter: "id >= 0".into(),
         threads: 1,
