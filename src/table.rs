@@ -262,6 +262,26 @@ impl Table {
         TableStores::open(&self.location).await?.request_cancel(self.uri(), id).await
     }
 
+    /// Commits what staged jobs `job_ids` wrote (see
+    /// [`BackfillOptions::stage`]), several columns in one transaction,
+    /// rebased over appends made since. A fragment that changed since
+    /// staging refuses the promote, naming it, unless `recompute`: then its
+    /// job is staged again on the newest version (reusing what still holds)
+    /// and promoted in its place.
+    pub async fn promote(&self, job_ids: &[String], recompute: bool) -> Result<leman_engine::Promoted> {
+        leman_engine::promote(&self.location, job_ids, recompute, &self.registry, Arc::new(LocalExecutor)).await
+    }
+
+    /// Removes what staged job `job_id` wrote; returns the bytes removed.
+    pub async fn discard(&self, job_id: &str) -> Result<u64> {
+        leman_engine::discard(&self.location, job_id).await
+    }
+
+    /// What staged job `job_id` wrote, if it is staged.
+    pub async fn staged(&self, job_id: &str) -> Result<Option<leman_engine::StagedJob>> {
+        TableStores::open(&self.location).await?.staged.get(job_id).await
+    }
+
     /// The rows UDFs failed on, of job `job_id` or of every job: those the
     /// `skip` policy left null and those that failed a job. A backfill with
     /// [`BackfillOptions::retry_errors`] recomputes exactly the rows of one

@@ -205,6 +205,13 @@ impl CheckpointStore {
         self.delete(paths).await
     }
 
+    /// Deletes the fragment checkpoints `keys` (those already gone are not
+    /// an error); returns how many were deleted.
+    pub async fn delete_fragments(&self, keys: &[CheckpointKey]) -> Result<u64, CheckpointError> {
+        let paths: Vec<Path> = keys.iter().map(|key| self.fragment_path(key)).collect();
+        self.delete(paths).await
+    }
+
     /// Deletes the objects at `paths` (as [`list`](Self::list) gives them);
     /// returns how many were there.
     pub async fn delete(&self, paths: Vec<Path>) -> Result<u64, CheckpointError> {

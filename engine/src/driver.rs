@@ -45,6 +45,7 @@ use crate::lease::LeaseFence;
 use crate::options::BackfillOptions;
 use crate::plan::Plan;
 use crate::row_errors::{RowErrorRecord, RowOutcome};
+use crate::stage::{StagedFragment, StagedJob};
 use crate::stores::TableStores;
 
 /// Fragment writes a job may have in flight however few its appliers: a
@@ -117,6 +118,9 @@ pub(crate) struct Driver {
     cancelled: watch::Receiver<Option<CancelReason>>,
     record: JobRecord,
     costs: Arc<JobCosts>,
+    /// What a staged job wrote in place of commits; `None` for a job that
+    /// commits.
+    staged: Option<Vec<StagedFragment>>,
 }
 
 impl Driver {
@@ -186,6 +190,7 @@ impl Driver {
             cancelled,
             record,
             costs,
+            staged: options.stage.then(Vec::new),
             setup,
         };
         driver.use_plan(plan, options.concurrency);
@@ -522,12 +527,25 @@ impl Driver {
         // Once committed, the fragments' batch checkpoints serve no plan
         // (their keys name the column's old data file): only the small
         // fragment records, which let a re-run skip the fragments, stay.
+        // A staged fragment's file holds them too (its record finds it).
         let batches: Vec<CheckpointKey> = fragments
             .iter()
             .filter_map(|id| self.plan.fragments.get(id))
             .flat_map(|fragment| fragment.batches.iter().map(|(_, key)| key.clone()))
             .collect();
         let checkpoints = self.stores.checkpoints.clone();
+        if let Some(staged) = &mut self.staged {
+            for DataReplacementGroup(fragment_id, data_file) in groups {
+                let Some(fragment) = self.plan.fragments.get(&fragment_id) else { continue };
+                staged.push(StagedFragment { fragment_id, data_file, fragment_key: fragment.fragment_key.clone() });
+            }
+            tokio::spawn(async move {
+                if let Err(error) = checkpoints.delete_batches(&batches).await {
+                    tracing::warn!(%error, "could not delete staged batch checkpoints; `leman cleanup` removes them");
+                }
+            });
+            return self.report(Event::Committed { fragments, left_out: Vec::new(), version: None });
+        }
         let read = self.setup.dataset.clone();
         let base = self.commit_base.clone();
         let column = self.setup.spec.column().to_string();
@@ -570,12 +588,16 @@ impl Driver {
     }
 
     async fn finish(mut self, outcome: Result<Summary>) -> Result<Summary> {
+        let outcome = match (outcome, self.staged.take()) {
+            (Ok(summary), Some(fragments)) => stage(&self.stores.clone(), &self.setup.clone(), summary, fragments).await,
+            (outcome, _) => outcome,
+        };
         self.record.finished_at_ms = Some(unix_millis());
         self.record.progress = self.scheduler.progress(Instant::now());
         self.record.cost = self.costs.snapshot();
         match &outcome {
             Ok(summary) => {
-                self.record.status = JobStatus::Succeeded;
+                self.record.status = if summary.fragments_staged > 0 { JobStatus::Staged } else { JobStatus::Succeeded };
                 self.record.summary = Some(summary.clone());
                 self.tell(JobEvent::Finished(summary.clone()));
             }
@@ -600,6 +622,23 @@ impl Driver {
         }
         outcome
     }
+}
+
+/// Keeps what a staged job wrote, for a promote: its summary counts the
+/// fragments staged, none committed.
+async fn stage(stores: &TableStores, setup: &JobSetup, mut summary: Summary, mut fragments: Vec<StagedFragment>) -> Result<Summary> {
+    fragments.sort_by_key(|f| f.fragment_id);
+    summary.fragments_staged = fragments.len() as u64;
+    summary.fragments_committed = 0;
+    summary.commits = 0;
+    summary.version = None;
+    if fragments.is_empty() {
+        return Ok(summary);
+    }
+    let spec = &setup.spec;
+    let staged = StagedJob { job_id: spec.job_id.clone(), column: spec.column().to_string(), read_version: spec.read_version, fragments };
+    stores.staged.put(&staged).await?;
+    Ok(summary)
 }
 
 /// The scheduler of a pass over `plan`.

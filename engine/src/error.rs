@@ -82,6 +82,12 @@ pub enum Error {
     /// The job cannot be cancelled: it is not running.
     #[error("job {job_id} is not running (status: {status}); nothing to cancel")]
     JobNotRunning { job_id: String, status: leman_scheduler::JobStatus },
+    /// Promote and discard take staged jobs only.
+    #[error("job {job_id} is not staged (status: {status}); only a job run with --stage can be promoted or discarded")]
+    NotStaged { job_id: String, status: leman_scheduler::JobStatus },
+    /// A staged fragment changed since it was written.
+    #[error("cannot promote: {reason}; promote with --recompute to compute the changed fragments again first, or discard the jobs")]
+    StagedStale { reason: String },
     /// An actor could not be started or stopped answering.
     #[error("actor {actor}: {reason}")]
     Actor { actor: String, reason: String },

@@ -74,6 +74,13 @@ pub struct BackfillOptions {
     /// backfills of one column run one after another. The wait counts
     /// toward `timeout` and can be cancelled. Default false.
     pub queue: bool,
+    /// Computes and writes every fragment's data file but commits nothing:
+    /// readers see no change, and the job is recorded `staged` until
+    /// [`promote`](crate::promote) commits it (with other staged columns,
+    /// in one transaction) or [`discard`](crate::discard) removes its
+    /// files. Default false.
+    #[serde(default)]
+    pub stage: bool,
 }
 
 impl Default for BackfillOptions {
@@ -97,6 +104,7 @@ impl Default for BackfillOptions {
             max_skipped_fraction: None,
             retry_errors: None,
             queue: false,
+            stage: false,
         }
     }
 }
@@ -159,6 +167,12 @@ impl BackfillOptions {
     /// Sets how many fragments are interleaved.
     pub fn task_shuffle_diversity(mut self, fragments: usize) -> Self {
         self.task_shuffle_diversity = fragments;
+        self
+    }
+
+    /// Writes and commits nothing (see [`stage`](Self::stage)).
+    pub fn stage(mut self, stage: bool) -> Self {
+        self.stage = stage;
         self
     }
 

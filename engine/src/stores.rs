@@ -1,6 +1,6 @@
 //! The stores beside a table, in its object store under `_leman/`:
 //! checkpoints, job records, records of failed rows, requests to cancel
-//! jobs and the columns' leases.
+//! jobs, staged jobs and the columns' leases.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::lease::{self, ColumnLease};
 use crate::location::TableLocation;
 use crate::records::JobStore;
 use crate::row_errors::RowErrorStore;
+use crate::stage::StagedStore;
 use crate::storage::storage_error;
 
 /// Storage beside a table: checkpoints, job records and leases.
@@ -27,6 +28,8 @@ pub struct TableStores {
     pub cancels: CancelRequests,
     /// Rows UDFs failed on.
     pub row_errors: RowErrorStore,
+    /// What staged jobs wrote.
+    pub staged: StagedStore,
     store: Arc<dyn object_store::ObjectStore>,
     dir: object_store::path::Path,
 }
@@ -46,6 +49,7 @@ impl TableStores {
             jobs: JobStore::new(store.inner.clone(), &dir),
             cancels: CancelRequests::new(store.inner.clone(), &dir),
             row_errors: RowErrorStore::new(store.inner.clone(), &dir),
+            staged: StagedStore::new(store.inner.clone(), &dir),
             store: store.inner.clone(),
             dir,
         })

@@ -219,7 +219,7 @@ impl HeadService {
             figures.jobs_running.dec();
             update(&|view| match &outcome {
                 Ok(summary) => {
-                    view.status = JobStatus::Succeeded;
+                    view.status = if summary.fragments_staged > 0 { JobStatus::Staged } else { JobStatus::Succeeded };
                     view.summary = Some(summary.clone());
                 }
                 Err(EngineError::Cancelled { reason, .. }) => {

@@ -67,6 +67,9 @@ pub struct Summary {
     /// again on the table's newest version.
     #[serde(default)]
     pub fragments_replanned: u64,
+    /// Fragments written and left for a promote (a staged job).
+    #[serde(default)]
+    pub fragments_staged: u64,
     /// Commits this job made.
     pub commits: u64,
     /// Table version after the job's last commit, if it committed.
@@ -85,6 +88,7 @@ impl Summary {
         self.rows_from_checkpoints += later.rows_from_checkpoints;
         self.fragments_committed += later.fragments_committed;
         self.fragments_replanned += later.fragments_replanned;
+        self.fragments_staged += later.fragments_staged;
         self.commits += later.commits;
         self.version = later.version.or(self.version);
         let room = MAX_SUMMARY_ERRORS.saturating_sub(self.errors.len());
@@ -131,6 +135,13 @@ pub enum JobStatus {
     /// Recorded as running, but the process running it stopped renewing its
     /// lease: it died. Run the backfill again to resume.
     Interrupted,
+    /// Every planned fragment written and nothing committed: waiting to be
+    /// promoted or discarded.
+    Staged,
+    /// Staged, then committed by a promote.
+    Promoted,
+    /// Staged, then its files removed.
+    Discarded,
 }
 
 impl std::fmt::Display for JobStatus {
@@ -141,6 +152,9 @@ impl std::fmt::Display for JobStatus {
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Staged => "staged",
+            JobStatus::Promoted => "promoted",
+            JobStatus::Discarded => "discarded",
         })
     }
 }

@@ -75,6 +75,11 @@ pub(crate) struct BackfillArgs {
     /// of one column run one after another), instead of failing at once.
     #[arg(long)]
     queue: bool,
+    /// Compute and write every fragment's data file but commit nothing
+    /// (readers see no change); `leman promote JOB` commits it, with other
+    /// staged columns in one transaction, `leman discard JOB` removes it.
+    #[arg(long)]
+    stage: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -117,6 +122,7 @@ impl BackfillArgs {
             max_skipped_fraction: self.max_skipped_fraction,
             retry_errors: self.retry_errors.clone(),
             queue: self.queue,
+            stage: self.stage,
             ..BackfillOptions::default()
         }
     }
@@ -169,6 +175,20 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     let outcome = job.wait().await;
     if args.json {
         println!("{}", summary_json(&job_id, &args.column, &outcome));
+    } else if let Ok(summary) = &outcome
+        && summary.fragments_staged > 0
+    {
+        println!(
+            "job {job_id} staged: {} rows computed, {} skipped, {} from checkpoints, {} fragments written and not committed, {:.2} s; \
+             `leman promote {job_id} --table {}` commits them, `leman discard {job_id} --table {}` removes them",
+            summary.rows_computed,
+            summary.rows_skipped,
+            summary.rows_from_checkpoints,
+            summary.fragments_staged,
+            summary.elapsed.as_secs_f64(),
+            args.table,
+            args.table,
+        );
     } else if let Ok(summary) = &outcome {
         println!(
             "job {job_id} succeeded: {} rows computed, {} skipped, {} from checkpoints, {} fragments in {} commits{}, {:.2} s",
@@ -234,7 +254,7 @@ async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: 
     );
     let view = follow_remote(head, certs, &job_id, args.refresh_status_secs).await?;
     let outcome = match (view.status, view.summary) {
-        (JobStatus::Succeeded, Some(summary)) => Ok(summary),
+        (JobStatus::Succeeded | JobStatus::Staged, Some(summary)) => Ok(summary),
         (JobStatus::Cancelled, _) => {
             Err(Error::Cancelled { job_id: job_id.clone(), reason: view.cancelled.unwrap_or(CancelReason::Asked) })
         }
@@ -288,11 +308,12 @@ fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_
         Ok(s) => json!({
             "job_id": job_id,
             "column": column,
-            "status": "succeeded",
+            "status": if s.fragments_staged > 0 { "staged" } else { "succeeded" },
             "rows_computed": s.rows_computed,
             "rows_skipped": s.rows_skipped,
             "rows_from_checkpoints": s.rows_from_checkpoints,
             "fragments_committed": s.fragments_committed,
+            "fragments_staged": s.fragments_staged,
             "commits": s.commits,
             "version": s.version,
             "elapsed_secs": s.elapsed.as_secs_f64(),

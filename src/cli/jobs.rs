@@ -75,6 +75,7 @@ async fn list(args: &JobsArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(&records).map_err(|e| Error::Io(e.into()))?);
     } else {
         print_list(&records);
+        print_staged(&table, &records).await?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -188,6 +189,37 @@ fn print_list(records: &[JobRecord]) {
             r.finished_at_ms.map(utc).unwrap_or_default(),
             r.error.as_ref().map(|e| e.to_string()).unwrap_or_default(),
         );
+    }
+}
+
+/// The staged jobs: what they wrote, how long ago, how to promote them.
+async fn print_staged(table: &Table, records: &[JobRecord]) -> Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default();
+    for record in records.iter().filter(|r| r.status == JobStatus::Staged) {
+        let Some(staged) = table.staged(&record.id).await? else { continue };
+        let age = Duration::from_millis(now.saturating_sub(record.finished_at_ms.unwrap_or(record.started_at_ms)));
+        println!(
+            "staged {}: column {}, {} fragments, {:.1} MiB, {} old, written at version {}; `leman promote {} --table {}` commits it",
+            record.id,
+            record.column,
+            staged.fragments.len(),
+            staged.bytes() as f64 / (1u64 << 20) as f64,
+            format_age(age),
+            staged.read_version,
+            record.id,
+            table.uri()
+        );
+    }
+    Ok(())
+}
+
+/// `42 s`, `7 min`, `3 h`, `2 days`.
+fn format_age(age: Duration) -> String {
+    match age.as_secs() {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
     }
 }
 

@@ -15,6 +15,7 @@ mod inspect;
 mod jobs;
 mod machine;
 mod progress;
+mod stage;
 mod storage;
 
 use std::process::ExitCode;
@@ -53,6 +54,11 @@ enum Command {
     DropColumn(columns::DropColumnArgs),
     /// Compute a UDF column.
     Backfill(backfill::BackfillArgs),
+    /// Commit staged backfills (`backfill --stage`), several columns in one
+    /// transaction.
+    Promote(stage::PromoteArgs),
+    /// Remove what a staged backfill wrote.
+    Discard(stage::DiscardArgs),
     /// List a table's jobs, show one, or cancel one.
     Jobs(jobs::JobsArgs),
     /// List the rows UDFs failed on (skipped or failing a job).
@@ -168,6 +174,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Errors(args) => errors::run(args).await,
         Command::Backfill(args) => backfill::run(args).await,
         Command::Jobs(args) => jobs::run(args).await,
+        Command::Promote(args) => stage::promote(args).await,
+        Command::Discard(args) => stage::discard(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,

@@ -21,6 +21,7 @@ mod queue;
 mod resume;
 mod s3;
 mod soak;
+mod stage;
 mod unpack;
 
 use std::io::{BufRead, BufReader};

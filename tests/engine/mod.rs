@@ -17,6 +17,7 @@ mod full;
 mod incremental;
 mod readme;
 mod shapes;
+mod stage;
 mod storage_faults;
 mod unpack;
 pub(crate) mod support;
