@@ -13,11 +13,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use leman_scheduler::Summary;
+use leman_scheduler::{JobFailure, JobRecord, JobStatus, Summary};
 use tokio::sync::{mpsc, watch};
 
 use crate::cancel::{self, CancelReason, CancelSignal};
-use crate::cost::JobCosts;
+use crate::clock::unix_millis;
+use crate::cost::{self, JobCosts};
 use crate::driver::{Driver, JobChannels};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec};
@@ -29,7 +30,7 @@ use crate::options::BackfillOptions;
 use crate::plan::{Plan, plan};
 use crate::registry::UdfRegistry;
 use crate::resolve::{Resolved, resolve};
-use crate::stores::TableStores;
+use crate::stores::{QUEUED_RENEW_EVERY, TableStores};
 use crate::udf_record::UdfRecord;
 
 /// Validates, plans and starts a backfill of `column` of `table` (with its
@@ -67,6 +68,7 @@ pub async fn start(
     let (signal, cancelled) = watch::channel(None);
     let signal = Arc::new(signal);
     let costs = Arc::new(JobCosts::new(began.elapsed(), meter));
+    let queued = options.queue.then(|| queued_record(&id, &resolved, &options));
     let launch = Launch { planner, options, events, cancelled, costs };
     let watcher = |signal: &Arc<CancelSignal>| tokio::spawn(cancel::watch(stores.cancels.clone(), id.clone(), deadline, signal.clone()));
     let outcome = if launch.options.queue {
@@ -77,7 +79,7 @@ pub async fn start(
         let job_id = id.clone();
         tokio::spawn(async move {
             let outcome = async {
-                let lease = launch.queue_for_lease().await?;
+                let lease = launch.queue_for_lease(queued).await?;
                 let pass = launch.planner.next().await;
                 launch.run(pass, lease).await
             }
@@ -139,12 +141,29 @@ impl Launch {
     }
 
     /// Waits until the column's lease is this job's, telling the job's
-    /// user which job it waits behind; ends if the job is cancelled (or
-    /// its timeout runs out) first.
-    async fn queue_for_lease(&self) -> Result<ColumnLease> {
+    /// user which job it waits behind and keeping `record` (status queued)
+    /// beside the table while it waits; ends if the job is cancelled (or
+    /// its timeout runs out) first, recording why.
+    async fn queue_for_lease(&self, record: Option<JobRecord>) -> Result<ColumnLease> {
+        let mut record = record;
+        let outcome = self.wait_for_lease(&mut record).await;
+        if let (Err(error), Some(mut record)) = (&outcome, record) {
+            // A record written while waiting says how the wait ended.
+            record.status = if matches!(error, Error::Cancelled { .. }) { JobStatus::Cancelled } else { JobStatus::Failed };
+            record.error = Some(JobFailure { message: error.to_string(), fragment_id: None, rows: None });
+            record.finished_at_ms = Some(unix_millis());
+            if let Err(error) = self.planner.stores.jobs.put(&record).await {
+                tracing::warn!(%error, "could not write the queued job's record");
+            }
+        }
+        outcome
+    }
+
+    async fn wait_for_lease(&self, record: &mut Option<JobRecord>) -> Result<ColumnLease> {
         let (column, job_id) = (&self.planner.column, &self.planner.job_id);
         let mut cancelled = self.cancelled.clone();
         let mut behind = None;
+        let mut renewed: Option<tokio::time::Instant> = None;
         loop {
             match self.planner.stores.lease(column, job_id).await {
                 Ok(lease) => return Ok(lease),
@@ -153,6 +172,15 @@ impl Launch {
                         tracing::info!(column = %column, job = %job_id, behind = %holder, "queued for the column's lease");
                         let _ = self.events.send(JobEvent::Queued { behind: holder.clone() });
                         behind = Some(holder);
+                    }
+                    if let Some(record) = record.as_mut()
+                        && renewed.is_none_or(|at| at.elapsed() >= QUEUED_RENEW_EVERY)
+                    {
+                        record.renewed_at_ms = Some(unix_millis());
+                        if let Err(error) = self.planner.stores.jobs.put(record).await {
+                            tracing::warn!(%error, "could not write the queued job's record");
+                        }
+                        renewed = Some(tokio::time::Instant::now());
                     }
                 }
                 Err(error) => return Err(error),
@@ -232,6 +260,30 @@ impl PassPlanner {
         };
         let executor = self.executor.open(&setup)?;
         Ok(Pass { plan, setup: Arc::new(setup), executor })
+    }
+}
+
+/// The record of a job waiting for its column's lease, as `leman jobs`
+/// shows it until the job runs (its driver then writes its own).
+fn queued_record(id: &str, resolved: &Resolved, options: &BackfillOptions) -> JobRecord {
+    JobRecord {
+        id: id.to_string(),
+        column: resolved.column.clone(),
+        udf: resolved.udf.name().to_string(),
+        udf_version: resolved.udf.version().to_string(),
+        filter: resolved.filter.sql().to_string(),
+        read_version: resolved.dataset.version().version,
+        storage_options: resolved.table.storage_options.redacted(),
+        status: JobStatus::Queued,
+        started_at_ms: unix_millis(),
+        finished_at_ms: None,
+        progress: Default::default(),
+        summary: None,
+        error: None,
+        options: cost::describe(options, &resolved.udf.error_policy().to_string(), &resolved.udf.retry_backoff().to_string()),
+        started_by: Some(cost::starter()),
+        cost: Default::default(),
+        renewed_at_ms: None,
     }
 }
 

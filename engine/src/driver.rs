@@ -164,6 +164,7 @@ impl Driver {
             options: cost::describe(options, &setup.udf.error_policy().to_string(), &setup.udf.retry_backoff().to_string()),
             started_by: Some(cost::starter()),
             cost: costs.snapshot(),
+            renewed_at_ms: None,
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
         let mut driver = Self {

@@ -9,6 +9,7 @@ use leman_checkpoint::CheckpointStore;
 use leman_scheduler::{JobRecord, JobStatus};
 
 use crate::cancel::CancelRequests;
+use crate::clock::unix_millis;
 use crate::error::{Error, Result};
 use crate::lease::{self, ColumnLease};
 use crate::location::TableLocation;
@@ -16,6 +17,13 @@ use crate::records::JobStore;
 use crate::row_errors::RowErrorStore;
 use crate::stage::StagedStore;
 use crate::storage::storage_error;
+
+/// How long a queued job's record may go unrenewed before its process is
+/// taken for dead (it renews it every [`QUEUED_RENEW_EVERY`]).
+const QUEUED_STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// How often a queued job renews its record.
+pub(crate) const QUEUED_RENEW_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Storage beside a table: checkpoints, job records and leases.
 #[derive(Debug, Clone)]
@@ -80,7 +88,7 @@ impl TableStores {
             .job_record(id)
             .await?
             .ok_or_else(|| Error::JobNotFound { table: table.to_string(), job_id: id.to_string() })?;
-        if record.status != JobStatus::Running {
+        if !matches!(record.status, JobStatus::Running | JobStatus::Queued) {
             return Err(Error::JobNotRunning { job_id: id.to_string(), status: record.status });
         }
         self.cancels.request(id).await?;
@@ -88,9 +96,15 @@ impl TableStores {
     }
 
     async fn mark_interrupted(&self, record: &mut JobRecord) -> Result<()> {
-        if record.status == JobStatus::Running
-            && !lease::is_held_by(self.store.clone(), &self.dir, &record.column, &record.id).await?
-        {
+        let dead = match record.status {
+            JobStatus::Running => !lease::is_held_by(self.store.clone(), &self.dir, &record.column, &record.id).await?,
+            JobStatus::Queued => {
+                let renewed = record.renewed_at_ms.unwrap_or(record.started_at_ms);
+                unix_millis().saturating_sub(renewed) > QUEUED_STALE_AFTER.as_millis() as u64
+            }
+            _ => false,
+        };
+        if dead {
             record.status = JobStatus::Interrupted;
         }
         Ok(())

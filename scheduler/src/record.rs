@@ -124,6 +124,8 @@ impl std::fmt::Display for JobFailure {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
+    /// Waiting for its column's lease, held by another job (`--queue`).
+    Queued,
     /// Planned or computing.
     Running,
     /// Every planned fragment committed.
@@ -147,6 +149,7 @@ pub enum JobStatus {
 impl std::fmt::Display for JobStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            JobStatus::Queued => "queued",
             JobStatus::Running => "running",
             JobStatus::Succeeded => "succeeded",
             JobStatus::Failed => "failed",
@@ -243,4 +246,8 @@ pub struct JobRecord {
     /// What it cost so far.
     #[serde(default)]
     pub cost: JobCost,
+    /// Unix time in milliseconds when a queued job last said it still
+    /// waits; a queued record not renewed for a while is of a dead process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_at_ms: Option<u64>,
 }

@@ -1,6 +1,7 @@
 //! `leman backfill --queue`: a second backfill of a column waits for the
 //! one that holds the column's lease, says which, and runs once it ended,
-//! on the table as it left it; a queued job's `--timeout` ends its wait.
+//! on the table as it left it; a queued job is listed as queued while it
+//! waits, and its `--timeout` ends its wait, recorded cancelled.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -35,6 +36,21 @@ async fn queued_backfills_of_one_column_run_one_after_the_other() {
     let said = String::from_utf8_lossy(&impatient.stderr);
     assert_eq!(impatient.status.code(), Some(CANCELLED), "{said}");
     assert!(said.contains(&format!("waiting for job {first_id}")), "{said}");
+    let statuses = |records: &[leman::JobRecord]| records.iter().map(|r| r.status).collect::<Vec<_>>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let records = loop {
+        let records = table.jobs().await.unwrap();
+        if statuses(&records).contains(&leman::JobStatus::Queued) || std::time::Instant::now() > deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut seen = statuses(&records);
+    seen.sort_by_key(|s| s.to_string());
+    use leman::JobStatus::{Cancelled, Queued, Running};
+    assert_eq!(seen, [Cancelled, Queued, Running], "the first runs, the second is listed queued, the impatient one cancelled");
+    let listed = crate::cli::ok(leman(&["jobs", "--table", &path]));
+    assert!(listed.lines().any(|l| l.contains(" queued ")), "{listed}");
 
     let (status, errors) = first.exit(Duration::from_secs(120));
     assert!(status.success(), "{errors:?}");
