@@ -231,8 +231,18 @@ impl CheckpointStore {
 
     /// Every batch and fragment object of the table.
     pub async fn list(&self) -> Result<Vec<StoredObject>, CheckpointError> {
-        let store_error = |source| CheckpointError::Store { path: self.root.clone(), source };
-        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(&self.root)).try_collect().await.map_err(store_error)?;
+        self.list_under(&self.root).await
+    }
+
+    /// Every batch object of the table.
+    pub async fn list_batches(&self) -> Result<Vec<StoredObject>, CheckpointError> {
+        let batches = self.root.clone().join("batches");
+        Ok(self.list_under(&batches).await?.into_iter().filter(|object| object.kind == ObjectKind::Batch).collect())
+    }
+
+    async fn list_under(&self, prefix: &Path) -> Result<Vec<StoredObject>, CheckpointError> {
+        let store_error = |source| CheckpointError::Store { path: prefix.clone(), source };
+        let metas: Vec<object_store::ObjectMeta> = self.store.list(Some(prefix)).try_collect().await.map_err(store_error)?;
         let objects = metas.into_iter().filter_map(|meta| {
             let name = meta.location.filename()?;
             let (kind, key) = match (name.strip_suffix(".ckpt"), name.strip_suffix(".json")) {

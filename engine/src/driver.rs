@@ -100,7 +100,6 @@ pub(crate) struct Driver {
     /// read version): the next commit is made on top of it.
     commit_base: Arc<Dataset>,
     fence: LeaseFence,
-    batch_size: u64,
     threads: usize,
     executor: Box<dyn JobExecutor>,
     /// Whether any fragment needs computing (else no applier is started).
@@ -177,7 +176,6 @@ impl Driver {
             replanned: false,
             commit_base: setup.dataset.clone(),
             fence,
-            batch_size: options.batch_size as u64,
             threads: options.intra_applier_concurrency,
             executor,
             needs_appliers: false,
@@ -422,7 +420,8 @@ impl Driver {
             return self.report(Event::ApplierLost { applier });
         };
         let Some((key, all_rows)) = self.plan.fragments.get(&task.fragment_id).and_then(|f| {
-            let (_, key) = f.batches.get((task.rows.start / self.batch_size) as usize)?;
+            let at = f.batches.binary_search_by_key(&task.rows.start, |(rows, _)| rows.start).ok()?;
+            let (_, key) = f.batches.get(at).filter(|(rows, _)| *rows == task.rows)?;
             Some((key.clone(), f.all_rows))
         }) else {
             return self.report(Event::TaskFailed {

@@ -11,7 +11,7 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use futures::{StreamExt, TryStreamExt};
-use leman_scheduler::plan::row_ranges;
+use leman_scheduler::plan::fragment_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart, JobStatus};
 use serde::{Deserialize, Serialize};
 
@@ -121,7 +121,7 @@ pub async fn plan_backfill(
         } else {
             plan.fragments_to_compute += 1;
             plan.fragments_recomputed_whole += u64::from(fragment.all_rows);
-            let tasks = row_ranges(input.physical_rows, batch_size).len() as u64;
+            let tasks = fragment_ranges(input.physical_rows, &input.checkpointed, batch_size).len() as u64;
             let checkpointed = input.checkpointed.len() as u64;
             plan.tasks += tasks - checkpointed;
             plan.tasks_checkpointed += checkpointed;

@@ -11,6 +11,12 @@
 //! survives the commit of that very fragment; batch keys include it, so that
 //! a batch whose kept values were read from an older file is recomputed.
 //!
+//! Batches are found whatever size they were computed at: the batch
+//! checkpoints beside the table are listed once, and a stored batch counts
+//! for a fragment where its key is the one this job would give its rows.
+//! The fragment's tasks are those batches and the gaps between them, so a
+//! re-run with another batch size recomputes no row already checkpointed.
+//!
 //! Under the default filter, a fragment whose values the column's fills
 //! say another UDF or version computed is *stale*: all its live rows are
 //! computed, not only the null ones, and its keys say so (their filter part
@@ -23,7 +29,7 @@ use futures::{StreamExt, TryStreamExt};
 use lance::dataset::fragment::FileFragment;
 use lance_table::format::DataFile;
 use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore, KeyParts, Origin};
-use leman_scheduler::plan::row_ranges;
+use leman_scheduler::plan::fragment_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart};
 
 use crate::error::{Error, Result};
@@ -80,13 +86,32 @@ pub(crate) async fn inspect_all(
     options: &BackfillOptions,
 ) -> Result<Vec<Option<(FragmentInput, FragmentPlan)>>> {
     let batch_size = options.batch_size as u64;
+    let stored = stored_batches(store, &resolved.column).await?;
     let mut fragments = resolved.dataset.get_fragments();
     fragments.sort_by_key(|f| f.id());
     futures::stream::iter(fragments)
-        .map(|fragment| inspect(resolved, store, fragment, batch_size))
+        .map(|fragment| inspect(resolved, store, fragment, batch_size, &stored))
         .buffered(INSPECT_PARALLELISM)
         .try_collect()
         .await
+}
+
+/// The batch checkpoints stored for `column`, by fragment: their rows and
+/// keys, as their records say (a key still has to match the job's own).
+async fn stored_batches(store: &CheckpointStore, column: &str) -> Result<HashMap<u64, Vec<(Range<u64>, CheckpointKey)>>> {
+    let batches = store.list_batches().await?;
+    let records: Vec<_> = futures::stream::iter(batches)
+        .map(|object| async move { Ok::<_, Error>(store.batch_record(&object.key).await?.map(|record| (object.key, record))) })
+        .buffered(INSPECT_PARALLELISM)
+        .try_collect()
+        .await?;
+    let mut stored: HashMap<u64, Vec<(Range<u64>, CheckpointKey)>> = HashMap::new();
+    for (key, record) in records.into_iter().flatten() {
+        if let Some(origin) = record.origin.filter(|origin| origin.column == column) {
+            stored.entry(origin.fragment_id).or_default().push((record.rows, key));
+        }
+    }
+    Ok(stored)
 }
 
 /// `None` when the fragment has nothing to do.
@@ -95,6 +120,7 @@ async fn inspect(
     store: &CheckpointStore,
     fragment: FileFragment,
     batch_size: u64,
+    stored: &HashMap<u64, Vec<(Range<u64>, CheckpointKey)>>,
 ) -> Result<Option<(FragmentInput, FragmentPlan)>> {
     let id = fragment.id() as u64;
     let files = &fragment.metadata().files;
@@ -132,17 +158,25 @@ async fn inspect(
         }
     }
     let batch_parts = parts(files.iter().map(|f| f.path.clone()).collect());
-    let batches: Vec<(Range<u64>, CheckpointKey)> = row_ranges(physical_rows, batch_size)
+    // This job's batches among those stored, each checked whole (a torn
+    // one is computed again).
+    let ours: Vec<(Range<u64>, CheckpointKey)> = match (&written, stored.get(&id)) {
+        (None, Some(stored)) => stored.iter().filter(|(rows, key)| batch_parts.batch_key(rows.clone()) == *key).cloned().collect(),
+        _ => Vec::new(),
+    };
+    let found: Vec<Option<(Range<u64>, BatchCounts)>> = futures::stream::iter(ours)
+        .map(|(rows, key)| async move { Ok::<_, Error>(store.find_batch(&key).await?.map(|record| (rows, record.counts))) })
+        .buffered(INSPECT_PARALLELISM)
+        .try_collect()
+        .await?;
+    let checkpointed: Vec<Range<u64>> = found.iter().flatten().map(|(rows, _)| rows.clone()).collect();
+    let batches: Vec<(Range<u64>, CheckpointKey)> = fragment_ranges(physical_rows, &checkpointed, batch_size)
         .into_iter()
         .map(|rows| (rows.clone(), batch_parts.batch_key(rows)))
         .collect();
     if written.is_none() {
-        let found: Vec<Option<(Range<u64>, BatchCounts)>> = futures::stream::iter(batches.iter().cloned())
-            .map(|(rows, key)| async move { Ok::<_, Error>(store.find_batch(&key).await?.map(|record| (rows, record.counts))) })
-            .buffered(INSPECT_PARALLELISM)
-            .try_collect()
-            .await?;
-        for (rows, counts) in found.into_iter().flatten() {
+        // Overlapping stored batches: only those the tasks use count.
+        for (rows, counts) in found.into_iter().flatten().filter(|(rows, _)| batches.iter().any(|(r, _)| r == rows)) {
             input.checkpointed.push(rows);
             input.checkpointed_counts.0 += counts.rows_computed;
             input.checkpointed_counts.1 += counts.rows_skipped;

@@ -73,29 +73,53 @@ impl FragmentInput {
     }
 }
 
-/// Splits each fragment into tasks of at most `batch_size` physical rows,
-/// fragment by fragment in the order given. Ids follow that order.
+/// Splits each fragment into tasks ([`fragment_ranges`]), fragment by
+/// fragment in the order given. Ids follow that order.
 pub fn split(fragments: &[FragmentInput], batch_size: u64) -> Vec<Task> {
-    let batch_size = batch_size.max(1);
     let mut tasks = Vec::new();
     for fragment in fragments {
-        let mut start = 0;
-        while start < fragment.physical_rows {
-            let end = (start + batch_size).min(fragment.physical_rows);
+        for rows in fragment_ranges(fragment.physical_rows, &fragment.checkpointed, batch_size) {
             let id = TaskId(u32::try_from(tasks.len()).unwrap_or(u32::MAX));
-            tasks.push(Task { id, fragment_id: fragment.id, rows: start..end });
-            start = end;
+            tasks.push(Task { id, fragment_id: fragment.id, rows });
         }
     }
     tasks
 }
 
-/// The row ranges of one fragment that [`split`] makes for `batch_size`.
-pub fn row_ranges(physical_rows: u64, batch_size: u64) -> Vec<Range<u64>> {
+/// The row ranges of one fragment, in row order: each of `checkpointed`
+/// (its batches are found stored, whatever size they were computed at;
+/// those out of bounds or overlapping one before are left out), and the
+/// gaps between them in pieces of at most `batch_size` rows.
+pub fn fragment_ranges(physical_rows: u64, checkpointed: &[Range<u64>], batch_size: u64) -> Vec<Range<u64>> {
     let batch_size = batch_size.max(1);
-    (0..physical_rows.div_ceil(batch_size))
-        .map(|i| i * batch_size..((i + 1) * batch_size).min(physical_rows))
-        .collect()
+    let mut stored: Vec<&Range<u64>> = checkpointed.iter().filter(|r| r.start < r.end && r.end <= physical_rows).collect();
+    stored.sort_by_key(|r| (r.start, r.end));
+    let mut ranges = Vec::new();
+    let gap = |from: u64, to: u64, ranges: &mut Vec<Range<u64>>| {
+        let mut start = from;
+        while start < to {
+            let end = (start + batch_size).min(to);
+            ranges.push(start..end);
+            start = end;
+        }
+    };
+    let mut next = 0;
+    for rows in stored {
+        if rows.start < next {
+            continue;
+        }
+        gap(next, rows.start, &mut ranges);
+        ranges.push(rows.clone());
+        next = rows.end;
+    }
+    gap(next, physical_rows, &mut ranges);
+    ranges
+}
+
+/// The row ranges of one fragment that [`split`] makes for `batch_size`
+/// with nothing checkpointed.
+pub fn row_ranges(physical_rows: u64, batch_size: u64) -> Vec<Range<u64>> {
+    fragment_ranges(physical_rows, &[], batch_size)
 }
 
 /// Orders `tasks` (grouped by fragment, as [`split`] makes them) round-robin
@@ -150,6 +174,19 @@ mod tests {
         let ranges: Vec<_> = tasks.iter().map(|t| (t.fragment_id, t.rows.clone())).collect();
         assert_eq!(ranges, vec![(0, 0..10), (0, 10..20), (0, 20..25), (2, 0..10)]);
         assert_eq!(row_ranges(25, 10), vec![0..10, 10..20, 20..25]);
+    }
+
+    #[test]
+    fn checkpointed_ranges_of_any_size_are_kept_and_the_gaps_split() {
+        let stored = [30..50, 0..7, 45..60, 95..120, 60..64];
+        let ranges = fragment_ranges(100, &stored, 20);
+        assert_eq!(ranges, vec![0..7, 7..27, 27..30, 30..50, 50..60, 60..64, 64..84, 84..100]);
+        assert_eq!(fragment_ranges(64, &stored[..2], 20), vec![0..7, 7..27, 27..30, 30..50, 50..64]);
+        let mut input = FragmentInput::new(0, 64);
+        input.checkpointed = vec![30..50, 60..64];
+        let tasks = split(&[input], 25);
+        let ranges: Vec<_> = tasks.iter().map(|t| t.rows.clone()).collect();
+        assert_eq!(ranges, vec![0..25, 25..30, 30..50, 50..60, 60..64]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Resuming: a failed or cancelled job, run again, recomputes no
-//! checkpointed batch; a corrupted checkpoint is recomputed.
+//! checkpointed batch, even with another batch size; a corrupted
+//! checkpoint is recomputed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,6 +67,39 @@ async fn a_failed_job_resumes_from_its_checkpoints_and_distrusts_corrupt_ones() 
     assert_eq!(recomputed.len(), 20, "exactly the corrupted batch is recomputed: {recomputed:?}");
     assert_eq!(recomputed.last().unwrap() - recomputed[0], 19, "one whole batch");
     assert!(summary.rows_from_checkpoints >= 340, "fragments 0-2 and fragment 3's good batches: {summary:?}");
+    assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_run_with_another_batch_size_computes_only_the_gaps_between_checkpointed_batches() {
+    let f = fixture(1, 200).await;
+    let calls = Arc::new(Calls::default());
+    let (udf, failing) = failing_at(calls.clone(), 170);
+    f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
+    let options = BackfillOptions::default().concurrency(1).task_shuffle_diversity(1).commit_at_end();
+    let (_, outcome) = run(f.table.backfill("doubled", options.clone().batch_size(30)).await.unwrap()).await;
+    assert!(matches!(outcome, Err(Error::JobFailed { .. })), "{outcome:?}");
+    // Batches of 30 rows: 150..180 failed at id 170, after 0..30 and
+    // 30..60 reported (each freed the slot it took); batches in flight
+    // beside it may have finished too.
+    let first = snapshot(&calls, 0..200);
+    let failed_batch = 150..180;
+
+    failing.store(false, Ordering::SeqCst);
+    calls.reset();
+    let plan = f.table.plan_backfill("doubled", &options.clone().batch_size(25)).await.unwrap();
+    let summary = run(f.table.backfill("doubled", options.batch_size(25)).await.unwrap()).await.1.unwrap();
+    let second = snapshot(&calls, 0..200);
+    for id in 0..200 {
+        if failed_batch.contains(&id) {
+            assert_eq!(second[&id], 1, "row {id} of the failed batch is computed again");
+        } else {
+            assert_eq!(first[&id] + second[&id], 1, "row {id}: computed once over the two runs, whatever the batch size");
+        }
+    }
+    let kept = (0..200).filter(|id| !failed_batch.contains(id) && first[id] == 1).count() as u64;
+    assert!(kept >= 60, "at least the batches done before the failing one started: {kept}");
+    assert_eq!((summary.rows_from_checkpoints, plan.rows_from_checkpoints), (kept, kept), "{plan:?}");
     assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
 }
 
