@@ -302,20 +302,7 @@ impl Table {
         let lead = outputs.lead().to_string();
         let field = dataset.schema().field(&lead).ok_or_else(not_found)?;
         let old = UdfRecord::from_metadata(&field.metadata).ok_or_else(|| Error::NoUdf { column: column.to_string() })?;
-        let fills = outputs.fields_of(udf.data_type()).map_err(|reason| Error::InvalidOptions {
-            reason: format!("UDF {} cannot fill columns {}: {reason}", udf.name(), outputs.columns().join(", ")),
-        })?;
-        for fill in fills {
-            let expected = dataset.schema().field(fill.name()).map(|f| f.data_type());
-            if expected.as_ref() != Some(fill.data_type()) {
-                return Err(Error::TypeMismatch {
-                    udf: udf.name().to_string(),
-                    column: fill.name().to_string(),
-                    expected: expected.map(|t| t.to_string()).unwrap_or_default(),
-                    actual: fill.data_type().to_string(),
-                });
-            }
-        }
+        leman_engine::check_fills(&dataset, &outputs, &udf)?;
         for input in udf.inputs() {
             if outputs.columns().contains(&input.as_str()) {
                 return Err(Error::InvalidOptions { reason: format!("UDF {} cannot read column {input}, which it computes", udf.name()) });

@@ -500,15 +500,20 @@ impl Driver {
         self.in_flight += 1;
         let updates = self.updates.clone();
         let costs = self.costs.clone();
+        let fence = self.fence.clone();
         let began = Instant::now();
         tokio::spawn(async move {
             let written = written.await;
             costs.write(began.elapsed());
             let update = match written {
                 Ok(Ok(data_file)) => Update::Written { fragment_id, data_file },
-                Ok(Err(WriteFailure { message, retryable })) => {
-                    Update::Event(Event::FragmentFailed { fragment_id, message, retryable })
-                }
+                // A job whose column was taken over may find the batches it
+                // wrote used and removed by the job that took it: that, not
+                // the missing batch, is why it fails.
+                Ok(Err(WriteFailure { message, retryable })) => match fence.check().await {
+                    Err(lost) => Update::Event(Event::FragmentFailed { fragment_id, message: lost.to_string(), retryable: false }),
+                    Ok(()) => Update::Event(Event::FragmentFailed { fragment_id, message, retryable }),
+                },
                 Err(join) => Update::Event(Event::FragmentFailed { fragment_id, message: join.to_string(), retryable: true }),
             };
             let _ = updates.send(update);

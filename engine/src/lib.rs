@@ -94,7 +94,7 @@ pub use metering::{StoreMeter, StoreTally};
 pub use records::JobStore;
 pub use promote::{Promoted, promote};
 pub use registry::UdfRegistry;
-pub use resolve::output_columns;
+pub use resolve::{check_fills, output_columns};
 pub use row_errors::{RowErrorRecord, RowErrorStore, RowOutcome, retry_filter};
 pub use storage::{REDACTED, StorageOptions, StorageProblem, is_secret};
 pub use stage::{StagedFragment, StagedJob, StagedStore, discard};

@@ -135,20 +135,7 @@ pub(crate) async fn resolve(
             });
         }
     }
-    let fields = outputs.fields_of(udf.data_type()).map_err(|reason| Error::InvalidOptions {
-        reason: format!("UDF {} cannot fill columns {}: {reason}", udf.name(), outputs.columns().join(", ")),
-    })?;
-    for field in fields {
-        let expected = dataset.schema().field(field.name()).map(|f| f.data_type());
-        if expected.as_ref() != Some(field.data_type()) {
-            return Err(Error::TypeMismatch {
-                udf: udf.name().to_string(),
-                column: field.name().to_string(),
-                expected: expected.map(|t| t.to_string()).unwrap_or_default(),
-                actual: field.data_type().to_string(),
-            });
-        }
-    }
+    check_fills(&dataset, &outputs, &udf)?;
     let sql = match &options.retry_errors {
         None => options.filter.clone().unwrap_or_else(|| outputs.default_filter()),
         Some(job_id) => {
@@ -201,4 +188,24 @@ pub fn output_columns(dataset: &Dataset, column: &str) -> Option<OutputColumns> 
         .filter_map(|f| Unpacked::from_metadata(&f.metadata).filter(|u| u.group == group).map(|u| (f.name.clone(), u.field)))
         .collect();
     (!siblings.is_empty()).then_some(OutputColumns::Unpacked(siblings))
+}
+
+/// Checks that `udf`'s values fill `outputs` of `dataset`: each column's
+/// type is the one the UDF gives it.
+pub fn check_fills(dataset: &Dataset, outputs: &OutputColumns, udf: &Udf) -> Result<()> {
+    let fields = outputs.fields_of(udf.data_type()).map_err(|reason| Error::InvalidOptions {
+        reason: format!("UDF {} cannot fill columns {}: {reason}", udf.name(), outputs.columns().join(", ")),
+    })?;
+    for field in fields {
+        let expected = dataset.schema().field(field.name()).map(|f| f.data_type());
+        if expected.as_ref() != Some(field.data_type()) {
+            return Err(Error::TypeMismatch {
+                udf: udf.name().to_string(),
+                column: field.name().to_string(),
+                expected: expected.map(|t| t.to_string()).unwrap_or_default(),
+                actual: field.data_type().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
