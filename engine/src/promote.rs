@@ -15,7 +15,9 @@
 //! every promoted column is written by reading the jobs' files (and, for a
 //! fragment a job did not stage, the column's current values), and the
 //! files are committed in one `DataReplacement`, so readers see every
-//! column change in one version.
+//! column change in one version. (No fill is recorded for a joined file:
+//! a later `alter-column` takes its values as of unknown origin and keeps
+//! them, where it would recompute a staged file's of another UDF.)
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Range;
@@ -35,7 +37,7 @@ use leman_writer::commit::{commit_replacements, still_fits};
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::lease::ColumnLease;
+use crate::lease::{ColumnLease, LeaseFence};
 use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
@@ -112,7 +114,8 @@ pub async fn promote(
             }
         }
     }
-    let outcome = commit_staged(table, &staged).await;
+    let fences: Vec<LeaseFence> = leases.iter().map(ColumnLease::fence).collect();
+    let outcome = commit_staged(table, &staged, &fences).await;
     release(leases).await;
     let promoted = outcome?;
     for job in &staged {
@@ -203,8 +206,8 @@ async fn stage_again(
 }
 
 /// Commits `staged` (whose fragments all fit the newest version) in one
-/// transaction.
-async fn commit_staged(table: &TableLocation, staged: &[StagedJob]) -> Result<Promoted> {
+/// transaction, unless one of the columns' leases (`fences`) was taken over.
+async fn commit_staged(table: &TableLocation, staged: &[StagedJob], fences: &[LeaseFence]) -> Result<Promoted> {
     let latest = Arc::new(table.open_dataset().await?);
     for job in staged {
         let changed = changed_fragments(&latest, job).await?;
@@ -227,6 +230,9 @@ async fn commit_staged(table: &TableLocation, staged: &[StagedJob]) -> Result<Pr
         }
         several => (latest.clone(), several[0].column.clone(), joined_files(&latest, several, &columns).await?),
     };
+    for fence in fences {
+        fence.check().await?;
+    }
     let committed = commit_replacements(read, latest, &lead, groups).await?;
     let version = committed.dataset.version().version;
     Ok(Promoted { version, columns, fragments: committed.fragments.len() as u64, jobs, left_out: committed.left_out })
