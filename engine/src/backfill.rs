@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cancel::{self, CancelReason, CancelSignal};
 use crate::clock::unix_millis;
-use crate::cost::{self, JobCosts};
-use crate::driver::{Driver, JobChannels};
+use crate::cost::JobCosts;
+use crate::driver::{Driver, JobChannels, new_record};
 use crate::error::{Error, Result};
 use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec};
 use crate::job::{Job, JobEvent};
@@ -68,7 +68,13 @@ pub async fn start(
     let (signal, cancelled) = watch::channel(None);
     let signal = Arc::new(signal);
     let costs = Arc::new(JobCosts::new(began.elapsed(), meter));
-    let queued = options.queue.then(|| queued_record(&id, &resolved, &options));
+    // A queued job's record, shown by `leman jobs` until its driver writes
+    // its own.
+    let queued = options.queue.then(|| {
+        let (udf, filter) = (&resolved.udf, resolved.filter.sql());
+        let read_version = resolved.dataset.version().version;
+        new_record(&id, &resolved.column, udf, filter, read_version, &resolved.table, &options, JobStatus::Queued)
+    });
     let launch = Launch { planner, options, events, cancelled, costs };
     let watcher = |signal: &Arc<CancelSignal>| tokio::spawn(cancel::watch(stores.cancels.clone(), id.clone(), deadline, signal.clone()));
     let outcome = if launch.options.queue {
@@ -260,30 +266,6 @@ impl PassPlanner {
         };
         let executor = self.executor.open(&setup)?;
         Ok(Pass { plan, setup: Arc::new(setup), executor })
-    }
-}
-
-/// The record of a job waiting for its column's lease, as `leman jobs`
-/// shows it until the job runs (its driver then writes its own).
-fn queued_record(id: &str, resolved: &Resolved, options: &BackfillOptions) -> JobRecord {
-    JobRecord {
-        id: id.to_string(),
-        column: resolved.column.clone(),
-        udf: resolved.udf.name().to_string(),
-        udf_version: resolved.udf.version().to_string(),
-        filter: resolved.filter.sql().to_string(),
-        read_version: resolved.dataset.version().version,
-        storage_options: resolved.table.storage_options.redacted(),
-        status: JobStatus::Queued,
-        started_at_ms: unix_millis(),
-        finished_at_ms: None,
-        progress: Default::default(),
-        summary: None,
-        error: None,
-        options: cost::describe(options, &resolved.udf.error_policy().to_string(), &resolved.udf.retry_backoff().to_string()),
-        started_by: Some(cost::starter()),
-        cost: Default::default(),
-        renewed_at_ms: None,
     }
 }
 

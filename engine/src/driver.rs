@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use lance::Dataset;
 use lance::dataset::transaction::DataReplacementGroup;
 use lance_table::format::DataFile;
-use leman_applier::{TaskError, TaskOutput, TaskSpec};
+use leman_applier::{TaskError, TaskOutput, TaskSpec, Udf};
 use leman_checkpoint::CheckpointKey;
 use leman_scheduler::record::RowError;
 use leman_scheduler::{
-    Command, Event, FragmentStart, JobConfig, JobFailure, JobRecord, JobStatus, Scheduler, Summary, Task, TaskStats,
+    Command, Event, FragmentStart, JobConfig, JobCost, JobFailure, JobRecord, JobStatus, Progress, Scheduler, Summary, Task,
+    TaskStats,
 };
 use leman_writer::FragmentWrite;
 use leman_writer::commit::{Committed, commit_replacements};
@@ -42,6 +43,7 @@ use crate::error::{Error, Result};
 use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
 use crate::job::JobEvent;
 use crate::lease::LeaseFence;
+use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::plan::Plan;
 use crate::row_errors::{RowErrorRecord, RowOutcome};
@@ -147,23 +149,9 @@ impl Driver {
         let scheduler = new_scheduler(&config, &plan)?;
         let spec = &setup.spec;
         let record = JobRecord {
-            id: spec.job_id.clone(),
-            column: spec.column().to_string(),
-            udf: spec.udf.name.clone(),
-            udf_version: spec.udf.version.clone(),
-            filter: spec.filter.clone(),
-            read_version: spec.read_version,
-            storage_options: spec.table.storage_options.redacted(),
-            status: JobStatus::Running,
-            started_at_ms: unix_millis(),
-            finished_at_ms: None,
             progress: scheduler.progress(Instant::now()),
-            summary: None,
-            error: None,
-            options: cost::describe(options, &setup.udf.error_policy().to_string(), &setup.udf.retry_backoff().to_string()),
-            started_by: Some(cost::starter()),
             cost: costs.snapshot(),
-            renewed_at_ms: None,
+            ..new_record(&spec.job_id, spec.column(), &setup.udf, &spec.filter, spec.read_version, &spec.table, options, JobStatus::Running)
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
         let mut driver = Self {
@@ -644,6 +632,40 @@ async fn stage(stores: &TableStores, setup: &JobSetup, mut summary: Summary, mut
     let staged = StagedJob { job_id: spec.job_id.clone(), column: spec.column().to_string(), read_version: spec.read_version, fragments };
     stores.staged.put(&staged).await?;
     Ok(summary)
+}
+
+/// A job's record as it starts (`Running`) or waits for its lease
+/// (`Queued`), before any progress or cost.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn new_record(
+    id: &str,
+    column: &str,
+    udf: &Udf,
+    filter: &str,
+    read_version: u64,
+    table: &TableLocation,
+    options: &BackfillOptions,
+    status: JobStatus,
+) -> JobRecord {
+    JobRecord {
+        id: id.to_string(),
+        column: column.to_string(),
+        udf: udf.name().to_string(),
+        udf_version: udf.version().to_string(),
+        filter: filter.to_string(),
+        read_version,
+        storage_options: table.storage_options.redacted(),
+        status,
+        started_at_ms: unix_millis(),
+        finished_at_ms: None,
+        progress: Progress::default(),
+        summary: None,
+        error: None,
+        options: cost::describe(options, &udf.error_policy().to_string(), &udf.retry_backoff().to_string()),
+        started_by: Some(cost::starter()),
+        cost: JobCost::default(),
+        renewed_at_ms: None,
+    }
 }
 
 /// The scheduler of a pass over `plan`.
