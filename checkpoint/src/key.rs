@@ -54,10 +54,13 @@ pub struct KeyParts<'a> {
 impl KeyParts<'_> {
     /// Key of the batch of physical `rows`.
     pub fn batch_key(&self, rows: Range<u64>) -> CheckpointKey {
-        let mut hasher = self.hasher("batch");
-        hasher.update(rows.start.to_le_bytes());
-        hasher.update(rows.end.to_le_bytes());
-        CheckpointKey(hex::encode(hasher.finalize()))
+        self.batch_keys().key(rows)
+    }
+
+    /// The keys of this fragment's batches, for ranges known later (tasks
+    /// cut to size as the job runs).
+    pub fn batch_keys(&self) -> BatchKeys {
+        BatchKeys(self.hasher("batch"))
     }
 
     /// Key of the whole fragment.
@@ -98,6 +101,27 @@ impl KeyParts<'_> {
     }
 }
 
+/// The batch keys of one fragment's parts: the parts are hashed once, each
+/// range's key costs one more block.
+#[derive(Clone)]
+pub struct BatchKeys(Sha256);
+
+impl BatchKeys {
+    /// Key of the batch of physical `rows`.
+    pub fn key(&self, rows: Range<u64>) -> CheckpointKey {
+        let mut hasher = self.0.clone();
+        hasher.update(rows.start.to_le_bytes());
+        hasher.update(rows.end.to_le_bytes());
+        CheckpointKey(hex::encode(hasher.finalize()))
+    }
+}
+
+impl std::fmt::Debug for BatchKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BatchKeys")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +156,7 @@ mod tests {
             assert_ne!(variant.batch_key(0..10), base, "{variant:?}");
         }
         assert_ne!(parts().batch_key(0..11), base);
+        assert_eq!(parts().batch_keys().key(0..10), base);
         assert_ne!(parts().fragment_key(), base);
         assert_eq!(CheckpointKey::from_hex(base.as_str()), Some(base.clone()));
         assert_eq!(CheckpointKey::from_hex(&base.as_str().to_uppercase()), None);

@@ -36,5 +36,5 @@ mod store;
 
 pub use error::CheckpointError;
 pub use fills::{Fill, FillIndex, fill_tag};
-pub use key::{CheckpointKey, KeyParts};
+pub use key::{BatchKeys, CheckpointKey, KeyParts};
 pub use store::{BatchCounts, BatchRecord, CheckpointStore, FragmentRecord, ObjectKind, Origin, StoredObject};

@@ -14,7 +14,7 @@ use leman_scheduler::{JobCost, Starter};
 
 use crate::lease::hostname;
 use crate::metering::{StoreMeter, StoreTally};
-use crate::options::BackfillOptions;
+use crate::options::{BackfillOptions, BatchSize};
 
 /// The counts of one job; shared by its driver and the futures it spawns.
 #[derive(Debug)]
@@ -123,7 +123,13 @@ pub(crate) fn describe(options: &BackfillOptions, policy: &str, backoff: &str) -
     let mut text = BTreeMap::from([
         ("concurrency".to_string(), options.concurrency.to_string()),
         ("intra_applier_concurrency".to_string(), options.intra_applier_concurrency.to_string()),
-        ("batch_size".to_string(), options.batch_size.to_string()),
+        ("batch_size".to_string(), match options.batch_size {
+            BatchSize::Rows(rows) => rows.to_string(),
+            BatchSize::Auto => format!(
+                "auto ({}..={} rows, {} s of UDF time a batch)",
+                options.min_batch_size, options.max_batch_size, options.target_batch_secs
+            ),
+        }),
         ("task_shuffle_diversity".to_string(), options.task_shuffle_diversity.to_string()),
         ("commit_granularity".to_string(), options.commit_granularity.map_or("at end".to_string(), |g| g.to_string())),
         ("refresh_status_secs".to_string(), options.refresh_status_secs.to_string()),

@@ -134,7 +134,8 @@ impl Driver {
     ) -> Result<Self> {
         let JobChannels { user, cancelled, fence } = channels;
         let config = JobConfig {
-            batch_size: options.batch_size as u64,
+            batch_size: options.planned_batch_rows(),
+            auto_batch: options.auto_batch(),
             task_shuffle_diversity: options.task_shuffle_diversity,
             commit_granularity: options.commit_granularity,
             refresh_status: options.refresh_status(),
@@ -407,15 +408,13 @@ impl Driver {
         let Some(Running { incarnation, handle }) = self.appliers.get(applier).cloned().flatten() else {
             return self.report(Event::ApplierLost { applier });
         };
-        let Some((key, all_rows)) = self.plan.fragments.get(&task.fragment_id).and_then(|f| {
-            let at = f.batches.binary_search_by_key(&task.rows.start, |(rows, _)| rows.start).ok()?;
-            let (_, key) = f.batches.get(at).filter(|(rows, _)| *rows == task.rows)?;
-            Some((key.clone(), f.all_rows))
-        }) else {
+        let Some((key, all_rows)) =
+            self.plan.fragments.get(&task.fragment_id).map(|f| (f.batch_keys.key(task.rows.clone()), f.all_rows))
+        else {
             return self.report(Event::TaskFailed {
                 task: task.id,
                 attempt,
-                message: format!("internal: no checkpoint key for fragment {} rows {:?}", task.fragment_id, task.rows),
+                message: format!("internal: fragment {} is not in the plan", task.fragment_id),
                 retryable: false,
             });
         };
@@ -471,10 +470,17 @@ impl Driver {
     }
 
     fn write(&mut self, fragment_id: u64) {
-        let Some(fragment) = self.plan.fragments.get(&fragment_id) else {
+        let Some(fragment) = self.plan.fragments.get_mut(&fragment_id) else {
             let message = "internal: fragment is not in the plan".to_string();
             return self.report(Event::FragmentFailed { fragment_id, message, retryable: false });
         };
+        // The batches as the tasks that ran cut them.
+        fragment.batches = self
+            .scheduler
+            .fragment_batches(fragment_id)
+            .into_iter()
+            .map(|rows| (rows.clone(), fragment.batch_keys.key(rows)))
+            .collect();
         let write = FragmentWrite {
             fragment_id,
             batches: fragment.batches.clone(),
@@ -753,5 +759,6 @@ fn stats(output: TaskOutput) -> TaskStats {
             .into_iter()
             .map(|row| RowError { row_address: row.row_address, message: row.message, attempts: row.attempts })
             .collect(),
+        udf_time: output.udf_time,
     }
 }

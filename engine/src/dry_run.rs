@@ -55,7 +55,8 @@ pub struct BackfillPlan {
     pub fragments_recomputed_whole: u64,
     /// Fragments left for a later run by `num_frags`.
     pub fragments_left: u64,
-    /// Tasks to run (batches without a checkpoint).
+    /// Tasks to run (batches without a checkpoint); under `--batch-size
+    /// auto`, as cut at the largest size (the job cuts them smaller).
     pub tasks: u64,
     /// Tasks whose checkpoint is reused.
     pub tasks_checkpointed: u64,
@@ -109,7 +110,7 @@ pub async fn plan_backfill(
         rows_to_compute: 0,
         rows_from_checkpoints: 0,
     };
-    let batch_size = options.batch_size as u64;
+    let batch_size = options.planned_batch_rows();
     let limit = options.num_frags.unwrap_or(usize::MAX);
     let mut to_compute = Vec::new();
     for (index, (input, fragment)) in inspected.into_iter().flatten().enumerate() {

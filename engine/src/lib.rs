@@ -88,7 +88,7 @@ pub use leman_applier::{
 pub use leman_scheduler::{JobCost, JobFailure, JobRecord, JobStatus, Progress, Starter, Summary, record::RowError};
 pub use leman_writer::FragmentWrite;
 pub use local::{LocalExecutor, write_locally};
-pub use options::BackfillOptions;
+pub use options::{BackfillOptions, BatchSize};
 pub use location::{TableLocation, normalize_uri};
 pub use metering::{StoreMeter, StoreTally};
 pub use records::JobStore;

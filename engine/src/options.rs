@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use leman_applier::{ErrorPolicy, RetryBackoff, Udf};
-use leman_scheduler::SkipBudget;
+use leman_scheduler::{AutoBatch, SkipBudget};
 
 use crate::error::{Error, Result};
 
@@ -45,8 +45,19 @@ pub struct BackfillOptions {
     pub read_version: Option<u64>,
     /// Fragments interleaved in the task order. Default 8.
     pub task_shuffle_diversity: usize,
-    /// Physical rows per task and checkpoint. Default 10240.
-    pub batch_size: usize,
+    /// Physical rows per task and checkpoint: a number (default 10240), or
+    /// [`BatchSize::Auto`].
+    pub batch_size: BatchSize,
+    /// Under [`BatchSize::Auto`], the UDF time one batch aims at. Default 10 s.
+    #[serde(default = "default_target_batch_secs")]
+    pub target_batch_secs: f64,
+    /// Under [`BatchSize::Auto`], the fewest rows a batch (each applier's
+    /// first). Default 1.
+    #[serde(default = "default_min_batch_size")]
+    pub min_batch_size: usize,
+    /// Under [`BatchSize::Auto`], the most rows a batch. Default 10240.
+    #[serde(default = "default_max_batch_size")]
+    pub max_batch_size: usize,
     /// Seconds between progress events. Default 2.
     pub refresh_status_secs: f64,
     /// Cancels the job when it has run this long (planning included): it
@@ -95,7 +106,10 @@ impl Default for BackfillOptions {
             num_frags: None,
             read_version: None,
             task_shuffle_diversity: 8,
-            batch_size: 10_240,
+            batch_size: BatchSize::Rows(DEFAULT_BATCH_ROWS),
+            target_batch_secs: default_target_batch_secs(),
+            min_batch_size: default_min_batch_size(),
+            max_batch_size: default_max_batch_size(),
             refresh_status_secs: 2.0,
             timeout: None,
             on_error: None,
@@ -178,7 +192,26 @@ impl BackfillOptions {
 
     /// Sets the rows per task.
     pub fn batch_size(mut self, rows: usize) -> Self {
-        self.batch_size = rows;
+        self.batch_size = BatchSize::Rows(rows);
+        self
+    }
+
+    /// Sizes each applier's tasks from the UDF's time ([`BatchSize::Auto`]).
+    pub fn auto_batch_size(mut self) -> Self {
+        self.batch_size = BatchSize::Auto;
+        self
+    }
+
+    /// Sets the UDF time an automatic batch aims at.
+    pub fn target_batch_secs(mut self, seconds: f64) -> Self {
+        self.target_batch_secs = seconds;
+        self
+    }
+
+    /// Bounds automatic batches to `min..=max` rows.
+    pub fn batch_size_bounds(mut self, min: usize, max: usize) -> Self {
+        self.min_batch_size = min;
+        self.max_batch_size = max;
         self
     }
 
@@ -224,6 +257,24 @@ impl BackfillOptions {
         self
     }
 
+    /// The size of the tasks the plan cuts: the fixed size, or under
+    /// `auto` the largest (each applier cuts them smaller as it goes).
+    pub(crate) fn planned_batch_rows(&self) -> u64 {
+        match self.batch_size {
+            BatchSize::Rows(rows) => rows as u64,
+            BatchSize::Auto => self.max_batch_size as u64,
+        }
+    }
+
+    /// How the scheduler sizes tasks under `auto`.
+    pub(crate) fn auto_batch(&self) -> Option<AutoBatch> {
+        (self.batch_size == BatchSize::Auto).then(|| AutoBatch {
+            target: Duration::from_secs_f64(self.target_batch_secs),
+            min: self.min_batch_size as u64,
+            max: self.max_batch_size as u64,
+        })
+    }
+
     pub(crate) fn skip_budget(&self) -> SkipBudget {
         SkipBudget { max_rows: self.max_skipped_rows, max_fraction: self.max_skipped_fraction }
     }
@@ -236,8 +287,19 @@ impl BackfillOptions {
         if self.intra_applier_concurrency == 0 {
             return invalid("intra_applier_concurrency must be at least 1 thread");
         }
-        if self.batch_size == 0 {
+        if self.batch_size == BatchSize::Rows(0) {
             return invalid("batch_size must be at least 1 row");
+        }
+        if self.batch_size == BatchSize::Auto {
+            if self.min_batch_size == 0 {
+                return invalid("min_batch_size must be at least 1 row");
+            }
+            if self.max_batch_size < self.min_batch_size {
+                return invalid("max_batch_size must be at least min_batch_size");
+            }
+            if !(self.target_batch_secs.is_finite() && self.target_batch_secs > 0.0) {
+                return invalid("target_batch_secs must be a positive number of seconds");
+            }
         }
         if self.commit_granularity == Some(0) {
             return invalid("commit_granularity must be at least 1 fragment");
@@ -259,5 +321,57 @@ impl BackfillOptions {
 
     pub(crate) fn refresh_status(&self) -> Duration {
         Duration::from_secs_f64(self.refresh_status_secs)
+    }
+}
+
+/// The default rows per task.
+const DEFAULT_BATCH_ROWS: usize = 10_240;
+
+fn default_target_batch_secs() -> f64 {
+    10.0
+}
+
+fn default_min_batch_size() -> usize {
+    1
+}
+
+fn default_max_batch_size() -> usize {
+    DEFAULT_BATCH_ROWS
+}
+
+/// Rows per task and checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BatchSize {
+    /// This many physical rows each.
+    Rows(usize),
+    /// Sized as the job runs: each applier starts at `min_batch_size` rows
+    /// and sizes its next batch for about `target_batch_secs` of UDF time,
+    /// up to `max_batch_size` (see `leman_scheduler::batch`). A UDF taking
+    /// a second a row checkpoints every few rows, a cheap one uses full
+    /// batches.
+    Auto,
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::Rows(rows) => write!(f, "{rows}"),
+            BatchSize::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+impl std::str::FromStr for BatchSize {
+    type Err = String;
+
+    /// `auto` or a number of rows.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.trim() {
+            "auto" => Ok(BatchSize::Auto),
+            rows => match rows.parse::<usize>() {
+                Ok(0) | Err(_) => Err(format!("`{text}` is not a batch size: give a number of rows (1 or more) or `auto`")),
+                Ok(rows) => Ok(BatchSize::Rows(rows)),
+            },
+        }
     }
 }

@@ -28,7 +28,7 @@ use std::ops::Range;
 use futures::{StreamExt, TryStreamExt};
 use lance::dataset::fragment::FileFragment;
 use lance_table::format::DataFile;
-use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore, KeyParts, Origin};
+use leman_checkpoint::{BatchCounts, BatchKeys, CheckpointKey, CheckpointStore, KeyParts, Origin};
 use leman_scheduler::plan::fragment_ranges;
 use leman_scheduler::{FragmentInput, FragmentStart};
 
@@ -48,8 +48,11 @@ pub(crate) struct FragmentPlan {
     pub fragment_key: CheckpointKey,
     /// What the fragment key hashed, for the fragment's record.
     pub origin: Origin,
-    /// Batch checkpoint keys in physical row order.
+    /// Batch checkpoint keys in physical row order: as planned, then as
+    /// the tasks that ran cut them (with `--batch-size auto`).
     pub batches: Vec<(Range<u64>, CheckpointKey)>,
+    /// The key of any of its batches.
+    pub batch_keys: BatchKeys,
     /// The file the column's current values are read from.
     pub base_output_file: Option<String>,
     /// Its data file, when written by an earlier run and not committed.
@@ -85,7 +88,7 @@ pub(crate) async fn inspect_all(
     store: &CheckpointStore,
     options: &BackfillOptions,
 ) -> Result<Vec<Option<(FragmentInput, FragmentPlan)>>> {
-    let batch_size = options.batch_size as u64;
+    let batch_size = options.planned_batch_rows();
     let stored = stored_batches(store, &resolved.column).await?;
     let mut fragments = resolved.dataset.get_fragments();
     fragments.sort_by_key(|f| f.id());
@@ -170,9 +173,10 @@ async fn inspect(
         .try_collect()
         .await?;
     let checkpointed: Vec<Range<u64>> = found.iter().flatten().map(|(rows, _)| rows.clone()).collect();
+    let batch_keys = batch_parts.batch_keys();
     let batches: Vec<(Range<u64>, CheckpointKey)> = fragment_ranges(physical_rows, &checkpointed, batch_size)
         .into_iter()
-        .map(|rows| (rows.clone(), batch_parts.batch_key(rows)))
+        .map(|rows| (rows.clone(), batch_keys.key(rows)))
         .collect();
     if written.is_none() {
         // Overlapping stored batches: only those the tasks use count.
@@ -183,6 +187,7 @@ async fn inspect(
         }
     }
     let fill_tag = resolved.fills.tag_after(output_file.as_ref(), all_rows);
-    let plan = FragmentPlan { fragment_key, origin, batches, base_output_file: output_file, written, all_rows, fill_tag };
+    let plan =
+        FragmentPlan { fragment_key, origin, batches, batch_keys, base_output_file: output_file, written, all_rows, fill_tag };
     Ok(Some((input, plan)))
 }

@@ -1,10 +1,11 @@
 //! The scheduler of a backfill job, as a sans-IO state machine.
 //!
 //! This crate owns every decision of a job: how fragments are split into
-//! tasks ([`plan`]), in which order tasks go out ([`plan::shuffle`]), which
-//! applier gets which task, when a fragment is ready for its writer, when a
-//! group of written fragments is committed, and when the job has succeeded or
-//! failed ([`Scheduler`]). It does no I/O, owns no clock and spawns nothing:
+//! tasks ([`plan`]) and how large they are ([`batch`] sizes them from the
+//! UDF's time under `--batch-size auto`), in which order tasks go out
+//! ([`plan::shuffle`]), which applier gets which task, when a fragment is
+//! ready for its writer, when a group of written fragments is committed,
+//! and when the job has succeeded or failed ([`Scheduler`]). It does no I/O, owns no clock and spawns nothing:
 //! like `quinn-proto`, it is driven from outside with
 //! [`Scheduler::handle`]`(now, event)`, and the driver carries out what
 //! [`Scheduler::poll_command`] returns. `cargo tree -p leman-scheduler` shows
@@ -23,11 +24,13 @@
 //! assert_eq!(task.rows, 0..50);
 //! ```
 
+pub mod batch;
 mod error;
 mod machine;
 pub mod plan;
 pub mod record;
 
+pub use batch::AutoBatch;
 pub use error::PlanError;
 pub use machine::{ApplierId, Command, Event, JobConfig, MIN_ROWS_FOR_FRACTION, Scheduler, SkipBudget, TaskStats};
 pub use plan::{FragmentInput, FragmentStart, Task, TaskId};

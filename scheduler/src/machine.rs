@@ -13,8 +13,10 @@
 //! makes ceil(F / g) commits.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::batch::AutoBatch;
 use crate::error::PlanError;
 use crate::plan::{self, FragmentInput, FragmentStart, Task, TaskId};
 use crate::record::{JobFailure, MAX_SUMMARY_ERRORS, Progress, RowError, Summary};
@@ -59,8 +61,12 @@ impl SkipBudget {
 /// The knobs of a job that the scheduler acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobConfig {
-    /// Physical rows per task (and per checkpoint).
+    /// Physical rows per task (and per checkpoint); with `auto_batch`, the
+    /// most.
     pub batch_size: u64,
+    /// Sizes each applier's tasks from the UDF time of its last one
+    /// ([`crate::batch`]) instead of `batch_size` for all.
+    pub auto_batch: Option<AutoBatch>,
     /// Fragments interleaved in the task order; see [`plan::shuffle`].
     pub task_shuffle_diversity: usize,
     /// Fragments per commit; `None` commits everything once at the end.
@@ -81,6 +87,7 @@ impl Default for JobConfig {
     fn default() -> Self {
         Self {
             batch_size: 10_240,
+            auto_batch: None,
             task_shuffle_diversity: 8,
             commit_granularity: None,
             refresh_status: Duration::from_secs(2),
@@ -100,6 +107,9 @@ pub struct TaskStats {
     pub rows_skipped: u64,
     /// The errors behind the skipped rows.
     pub errors: Vec<RowError>,
+    /// How long the UDF took on the task's rows; `None` when it was not
+    /// called (no row selected).
+    pub udf_time: Option<Duration>,
 }
 
 /// Something that happened, reported by the driver.
@@ -168,6 +178,8 @@ struct FragmentState {
     phase: FragmentPhase,
     tasks_left: usize,
     write_attempts: u32,
+    /// Row ranges whose batches are checkpointed, in the order they were.
+    batches: Vec<Range<u64>>,
 }
 
 #[derive(Debug)]
@@ -181,6 +193,8 @@ struct TaskState {
 struct ApplierState {
     slots: usize,
     running: HashSet<TaskId>,
+    /// Rows of its next task, under `auto_batch`.
+    batch: u64,
 }
 
 /// The state of one job; see the [module docs](self).
@@ -190,6 +204,8 @@ pub struct Scheduler {
     started: Instant,
     queue: VecDeque<TaskId>,
     tasks: HashMap<TaskId, TaskState>,
+    /// The id the next task cut from another gets.
+    next_task_id: u32,
     fragments: BTreeMap<u64, FragmentState>,
     appliers: BTreeMap<ApplierId, ApplierState>,
     /// Computed fragments waiting for a writer, in the order they finished.
@@ -225,6 +241,7 @@ impl Scheduler {
             next_progress: now + config.refresh_status,
             queue: VecDeque::new(),
             tasks: HashMap::new(),
+            next_task_id: 0,
             fragments: BTreeMap::new(),
             appliers: BTreeMap::new(),
             to_write: VecDeque::new(),
@@ -241,7 +258,9 @@ impl Scheduler {
             config,
         };
         let mut to_run = Vec::new();
+        let mut reused: HashMap<u64, Vec<Range<u64>>> = HashMap::new();
         for task in plan::split(&fragments, scheduler.config.batch_size) {
+            scheduler.next_task_id = scheduler.next_task_id.max(task.id.0.saturating_add(1));
             scheduler.progress.tasks_total += 1;
             scheduler.progress.rows_total += task.len();
             let Some(fragment) = fragments.iter().find(|f| f.id == task.fragment_id) else {
@@ -252,15 +271,16 @@ impl Scheduler {
                 scheduler.progress.tasks_done += 1;
                 scheduler.progress.rows_done += task.len();
                 scheduler.summary.rows_from_checkpoints += task.len();
+                reused.entry(task.fragment_id).or_default().push(task.rows);
             } else {
                 to_run.push(task);
             }
         }
         for fragment in &fragments {
             let tasks_left = to_run.iter().filter(|t| t.fragment_id == fragment.id).count();
-            scheduler
-                .fragments
-                .insert(fragment.id, FragmentState { phase: FragmentPhase::Computing, tasks_left, write_attempts: 0 });
+            let batches = reused.remove(&fragment.id).unwrap_or_default();
+            let state = FragmentState { phase: FragmentPhase::Computing, tasks_left, write_attempts: 0, batches };
+            scheduler.fragments.insert(fragment.id, state);
         }
         for task in plan::shuffle(to_run, scheduler.config.task_shuffle_diversity) {
             scheduler.queue.push_back(task.id);
@@ -297,6 +317,14 @@ impl Scheduler {
         Progress { elapsed: now.saturating_duration_since(self.started), ..self.progress.clone() }
     }
 
+    /// The row ranges of a fragment's checkpointed batches, in row order:
+    /// what its writer reads when [`Command::WriteFragment`] asks for it.
+    pub fn fragment_batches(&self, fragment_id: u64) -> Vec<Range<u64>> {
+        let mut batches = self.fragments.get(&fragment_id).map(|f| f.batches.clone()).unwrap_or_default();
+        batches.sort_by_key(|rows| rows.start);
+        batches
+    }
+
     /// Whether a final command has been emitted.
     pub fn is_ended(&self) -> bool {
         self.ended
@@ -318,7 +346,9 @@ impl Scheduler {
         }
         match event {
             Event::ApplierReady { applier, slots } => {
-                self.appliers.entry(applier).or_default().slots = slots;
+                let first = self.config.auto_batch.map_or(self.config.batch_size, |auto| auto.first());
+                let state = self.appliers.entry(applier).or_insert_with(|| ApplierState { batch: first, ..ApplierState::default() });
+                state.slots = slots;
             }
             Event::ApplierLost { applier } => self.applier_lost(now, applier),
             Event::TaskSucceeded { task, stats } => self.task_succeeded(now, task, stats),
@@ -380,6 +410,9 @@ impl Scheduler {
         }
         if let Some(applier) = task.running_on.and_then(|a| self.appliers.get_mut(&a)) {
             applier.running.remove(&id);
+            if let Some(auto) = self.config.auto_batch {
+                applier.batch = auto.next(applier.batch, task.task.len(), stats.udf_time);
+            }
         }
         self.progress.tasks_done += 1;
         self.progress.rows_done += task.task.len();
@@ -390,6 +423,7 @@ impl Scheduler {
         let fragment_id = task.task.fragment_id;
         if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
             fragment.tasks_left = fragment.tasks_left.saturating_sub(1);
+            fragment.batches.push(task.task.rows);
         }
         if (stats.rows_skipped > 0 || self.tasks.is_empty()) && self.check_skip_budget(now) {
             return;
@@ -514,19 +548,53 @@ impl Scheduler {
         while let Some(&id) = self.queue.front() {
             let Some((&applier, state)) = self
                 .appliers
-                .iter_mut()
+                .iter()
                 .filter(|(_, a)| a.running.len() < a.slots)
                 .max_by_key(|(_, a)| a.slots - a.running.len())
             else {
                 return;
             };
+            let batch = state.batch;
             self.queue.pop_front();
+            let id = match self.config.auto_batch {
+                Some(_) => self.cut(id, batch),
+                None => id,
+            };
             let Some(task) = self.tasks.get_mut(&id) else { continue };
-            state.running.insert(id);
+            if let Some(state) = self.appliers.get_mut(&applier) {
+                state.running.insert(id);
+            }
             task.attempts += 1;
             task.running_on = Some(applier);
             self.commands.push_back(Command::Assign { applier, task: task.task.clone(), attempt: task.attempts });
         }
+    }
+
+    /// Cuts the first `rows` rows off a queued task longer than that, and
+    /// queues the rest behind the next tasks of other fragments (so the
+    /// order still alternates fragments). Both pieces get new ids, so a late
+    /// result of an attempt at the whole task (its checkpoint keyed by the
+    /// whole range) is not taken for either. Returns the id to run.
+    fn cut(&mut self, id: TaskId, rows: u64) -> TaskId {
+        let Some(state) = self.tasks.get(&id) else { return id };
+        if state.task.len() <= rows {
+            return id;
+        }
+        let Some(whole) = self.tasks.remove(&id) else { return id };
+        let split = whole.task.rows.start + rows;
+        let head = TaskId(self.next_task_id);
+        let rest = TaskId(self.next_task_id.saturating_add(1));
+        self.next_task_id = self.next_task_id.saturating_add(2);
+        let piece = |id: TaskId, rows: Range<u64>| Task { id, fragment_id: whole.task.fragment_id, rows };
+        self.tasks.insert(head, TaskState { task: piece(head, whole.task.rows.start..split), ..whole });
+        self.tasks.insert(rest, TaskState { task: piece(rest, split..whole.task.rows.end), attempts: 0, running_on: None });
+        if let Some(fragment) = self.fragments.get_mut(&whole.task.fragment_id) {
+            fragment.tasks_left += 1;
+        }
+        self.progress.tasks_total += 1;
+        let behind = self.config.task_shuffle_diversity.saturating_sub(1).min(self.queue.len());
+        self.queue.insert(behind, rest);
+        head
     }
 
     fn maybe_commit(&mut self) {

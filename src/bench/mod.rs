@@ -3,16 +3,19 @@
 //! against, in the same run, and reports every figure as a ratio with the
 //! target it must meet.
 //!
-//! The eight measurements: a cheap UDF against a hand-written lance
+//! The nine measurements: a cheap UDF against a hand-written lance
 //! pipeline ([`raw`]); the speed-up of a CPU-bound UDF from threads and
 //! from appliers; a local cluster of two worker processes against embedded;
 //! a re-run with nothing to do; peak memory at two table sizes; the cold
 //! start of `--local-workers 2`; the wire on loopback against bare
 //! sockets; and a table on S3 (a local server, [`s3`]) against local disk,
-//! with the object store requests it takes ([`requests`]). Process-level figures run the `leman` binary given in
+//! with the object store requests it takes ([`requests`]); and more per
+//! pass ([`per_pass`]): how soon a slow UDF checkpoints with automatic batch
+//! sizes. Process-level figures run the `leman` binary given in
 //! [`BenchOptions::exe`] ([`process`]).
 
 mod object_store;
+mod per_pass;
 pub mod process;
 pub mod raw;
 pub mod requests;
@@ -43,7 +46,7 @@ pub struct BenchOptions {
     /// Small tables: checks that the suite works, in seconds; its figures
     /// mean little.
     pub quick: bool,
-    /// The measurements to report (1 to 8); empty means all. One that needs
+    /// The measurements to report (1 to 9); empty means all. One that needs
     /// another's baseline or table runs that one too, unreported.
     pub only: Vec<u8>,
 }
@@ -57,7 +60,7 @@ impl BenchOptions {
 /// One figure of the suite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Figure {
-    /// Its number in the suite (1 to 8).
+    /// Its number in the suite (1 to 9).
     pub number: u8,
     /// What is measured.
     pub what: String,
@@ -87,6 +90,7 @@ struct Sizes {
     cold_rows: usize,
     wire: LoopbackLoad,
     s3_rows: usize,
+    slow_rows: usize,
 }
 
 impl Sizes {
@@ -102,6 +106,7 @@ impl Sizes {
                 cold_rows: 10_000,
                 wire: LoopbackLoad { round_trips: 200, messages: 16 },
                 s3_rows: 40_000,
+                slow_rows: 200,
             }
         } else {
             Sizes {
@@ -114,6 +119,7 @@ impl Sizes {
                 cold_rows: 100_000,
                 wire: LoopbackLoad::default(),
                 s3_rows: 1_000_000,
+                slow_rows: 2_000,
             }
         }
     }
@@ -187,6 +193,9 @@ async fn run_in(options: &BenchOptions, root: &Path, sizes: Sizes, report: &mut 
     if options.wants(8) {
         keep(object_store::figures(&db, sizes).await?);
     }
+    if options.wants(9) {
+        keep(per_pass::figures(&db, sizes).await?);
+    }
     Ok(figures)
 }
 
@@ -224,13 +233,21 @@ pub fn render(figures: &[Figure]) -> String {
 /// A table of `rows` sample rows in `fragments` fragments, with each of
 /// `columns` declared as built-in `udf` reading `text` (`busy` reads `id`,
 /// 50 microseconds a row).
-async fn make_table(db: &Database, name: &str, rows: usize, fragments: usize, columns: &[&str], udf: &str) -> Result<Table> {
+/// A table of `rows` sample rows in `fragments` fragments.
+async fn make_rows(db: &Database, name: &str, rows: usize, fragments: usize) -> Result<Table> {
     let per_fragment = rows.div_ceil(fragments.max(1)).max(1);
     let first = demo::sample_batch(0, per_fragment.min(rows))?;
     let table = db.create_table(name, vec![first], CreateTableOptions { max_rows_per_file: per_fragment }).await?;
     for start in (per_fragment..rows).step_by(per_fragment) {
         table.append(vec![demo::sample_batch(start, per_fragment.min(rows - start))?]).await?;
     }
+    Ok(table)
+}
+
+/// [`make_rows`] with `columns` declared, each of `udf` (`busy` at 50 us
+/// a row, or a UDF of the text).
+async fn make_table(db: &Database, name: &str, rows: usize, fragments: usize, columns: &[&str], udf: &str) -> Result<Table> {
+    let table = make_rows(db, name, rows, fragments).await?;
     let (input, args) = match udf {
         "busy" => ("id", vec![("micros".to_string(), "50".to_string())]),
         _ => ("text", Vec::new()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use leman_engine::{BackfillOptions, CancelReason, Error, JobStatus, Result, Summary, TableLocation};
+use leman_engine::{BackfillOptions, BatchSize, CancelReason, Error, JobStatus, Result, Summary, TableLocation};
 use leman_node::{JobView, JoinTarget, LocalCluster, Submission};
 use leman_runtime::ClusterCerts;
 
@@ -40,9 +40,20 @@ pub(crate) struct BackfillArgs {
     /// Fragments per intermediate commit.
     #[arg(long, default_value_t = 64)]
     commit_granularity: usize,
-    /// Physical rows per checkpointed batch.
-    #[arg(long, default_value_t = 10_240)]
-    batch_size: usize,
+    /// Physical rows per checkpointed batch, or `auto`: each applier starts
+    /// at --min-batch-size rows and sizes its next batch for about
+    /// --target-batch-secs of UDF time, up to --max-batch-size.
+    #[arg(long, default_value = "10240")]
+    batch_size: BatchSize,
+    /// With --batch-size auto: the UDF time one batch aims at.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    target_batch_secs: f64,
+    /// With --batch-size auto: the fewest rows a batch.
+    #[arg(long, value_name = "ROWS", default_value_t = 1)]
+    min_batch_size: usize,
+    /// With --batch-size auto: the most rows a batch.
+    #[arg(long, value_name = "ROWS", default_value_t = 10_240)]
+    max_batch_size: usize,
     /// Table version to read (default: latest).
     #[arg(long)]
     read_version: Option<u64>,
@@ -112,6 +123,9 @@ impl BackfillArgs {
             num_frags: self.num_frags,
             commit_granularity: Some(self.commit_granularity),
             batch_size: self.batch_size,
+            target_batch_secs: self.target_batch_secs,
+            min_batch_size: self.min_batch_size,
+            max_batch_size: self.max_batch_size,
             read_version: self.read_version,
             task_shuffle_diversity: self.task_shuffle_diversity,
             refresh_status_secs: self.refresh_status_secs,

@@ -83,8 +83,8 @@ enum Command {
         /// Print the figures as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Only these measurements (1 to 8, comma-separated).
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=8))]
+        /// Only these measurements (1 to 9, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
         only: Vec<u8>,
     },
     /// Show a table's versions, fragments and columns.

@@ -38,3 +38,40 @@ async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     assert_eq!(table.count_rows(Some("slow IS NULL")).await.unwrap(), 0);
     assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 4000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_checkpointed_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
+    let batches: Vec<_> = (0..2).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000 }).await.unwrap();
+    let path = table.uri().to_string();
+    ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
+
+    // 2 ms a row and 50 ms a batch: batches of 1, 4, 16, then 25 rows,
+    // where a fixed size would checkpoint each fragment's 1,000 rows whole.
+    let args = [
+        "backfill", "--table", &path, "--column", "slow", "--concurrency", "2", "--batch-size", "auto",
+        "--target-batch-secs", "0.05", "--refresh-status-secs", "0.1",
+    ];
+    let mut child = backfill_until(&args, 300);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dry_run: serde_json::Value =
+        serde_json::from_str(ok(leman(&[&args[..11], &["--dry-run", "--json"]].concat())).trim()).unwrap();
+    let checkpointed = dry_run["rows_from_checkpoints"].as_u64().unwrap();
+    assert!(checkpointed >= 300, "the rows seen done before the kill are checkpointed: {dry_run}");
+    assert!(dry_run["tasks_checkpointed"].as_u64().unwrap() >= 300 / 25, "in batches of at most 25 rows: {dry_run}");
+    assert_eq!(dry_run["rows_to_compute"].as_u64().unwrap(), 2000 - checkpointed, "{dry_run}");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while jobs(&path)[0]["status"] != "interrupted" {
+        assert!(Instant::now() < deadline, "the job was never reported interrupted");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let summary: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..], &["--json"]].concat())).trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(summary["rows_computed"].as_u64().unwrap(), 2000 - checkpointed, "no checkpointed row computed again: {summary}");
+    assert_eq!(summary["rows_from_checkpoints"].as_u64().unwrap(), checkpointed, "{summary}");
+    assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 2000);
+}

@@ -290,7 +290,7 @@ fn run_skipping(h: &mut Harness, rows: u64, skip: impl Fn(usize) -> u64) {
         i += 1;
         h.event(Event::TaskSucceeded {
             task: task.id,
-            stats: TaskStats { rows_computed: rows - skipped, rows_skipped: skipped, errors: Vec::new() },
+            stats: TaskStats { rows_computed: rows - skipped, rows_skipped: skipped, ..TaskStats::default() },
         });
     }
 }
@@ -331,4 +331,78 @@ fn the_skipped_fraction_is_judged_from_enough_rows_or_at_the_end() {
     run_skipping(&mut small, 100, |i| u64::from(i == 1) * 3);
     let Some(Command::Failed(failure)) = &small.end else { panic!("{:?}", small.end) };
     assert!(failure.message.contains("3 of 200 rows skipped"), "{}", failure.message);
+}
+
+/// A job under `auto` batches whose UDF takes `per_row` a row, each task
+/// finishing in the order it was assigned.
+fn run_auto(h: &mut Harness, per_row: Duration) {
+    while let Some((_, task, _)) = h.running.pop_front() {
+        h.now += per_row * task.len() as u32;
+        let stats = TaskStats { rows_computed: task.len(), udf_time: Some(per_row * task.len() as u32), ..TaskStats::default() };
+        h.event(Event::TaskSucceeded { task: task.id, stats });
+    }
+}
+
+fn auto_config() -> JobConfig {
+    let auto = crate::AutoBatch { target: Duration::from_secs(10), min: 1, max: 10_240 };
+    JobConfig { batch_size: 10_240, auto_batch: Some(auto), ..JobConfig::default() }
+}
+
+#[test]
+fn auto_batches_start_small_and_grow_to_the_target_time_covering_each_row_once() {
+    // 20 ms a row: 10 s is 500 rows, reached growing 4x a task.
+    let mut h = Harness::new(auto_config(), fragments(1, 2_000), &[1]);
+    run_auto(&mut h, Duration::from_millis(20));
+    let sizes: Vec<u64> = h.assigned.iter().map(|(_, t)| t.len()).collect();
+    assert_eq!(sizes, [1, 4, 16, 64, 256, 500, 500, 500, 159]);
+    let mut batches = h.scheduler.fragment_batches(0);
+    assert_eq!(batches.len(), sizes.len());
+    batches.dedup();
+    let mut next = 0;
+    for rows in &batches {
+        assert_eq!(rows.start, next, "batches {batches:?} leave a gap or overlap");
+        next = rows.end;
+    }
+    assert_eq!(next, 2_000);
+    assert_eq!(h.writes, [0]);
+    let Some(Command::Finished(summary)) = &h.end else { panic!("{:?}", h.end) };
+    assert_eq!(summary.rows_computed, 2_000);
+}
+
+#[test]
+fn auto_batches_of_a_cheap_udf_reach_the_maximum() {
+    // Each applier grows 1, 4, .., 4096, 10240: seven cut tasks, then whole
+    // plan tasks of 10,240 rows.
+    let mut h = Harness::new(auto_config(), fragments(2, 204_800), &[1, 1]);
+    run_auto(&mut h, Duration::from_micros(1));
+    let largest = h.assigned.iter().map(|(_, t)| t.len()).max();
+    assert_eq!(largest, Some(10_240));
+    assert!(h.assigned.len() <= 40 + 2 * 7, "{} tasks", h.assigned.len());
+    assert!(matches!(h.end, Some(Command::Finished(_))));
+    for fragment in 0..2 {
+        let rows: u64 = h.scheduler.fragment_batches(fragment).iter().map(|r| r.end - r.start).sum();
+        assert_eq!(rows, 204_800);
+    }
+}
+
+#[test]
+fn a_late_result_for_a_task_cut_after_its_retry_is_not_taken_for_a_piece() {
+    let config = JobConfig { batch_size: 100, auto_batch: None, ..auto_config() };
+    let mut h = Harness::new(config, fragments(1, 100), &[1]);
+    let (_, whole, _) = h.running.pop_front().expect("assigned");
+    assert_eq!(whole.rows, 0..100);
+    // The applier is lost; a new one under auto sizes takes the task in pieces.
+    h.scheduler.config.auto_batch = auto_config().auto_batch;
+    h.event(Event::ApplierLost { applier: 0 });
+    h.event(Event::ApplierReady { applier: 1, slots: 1 });
+    let (_, piece, _) = h.running.front().cloned().expect("assigned again");
+    assert_eq!(piece.rows, 0..1);
+    // The lost applier's result for the whole range arrives late: ignored.
+    h.event(Event::TaskSucceeded { task: whole.id, stats: TaskStats { rows_computed: 100, ..TaskStats::default() } });
+    assert!(h.scheduler.fragment_batches(0).is_empty());
+    run_auto(&mut h, Duration::from_millis(1));
+    let batches = h.scheduler.fragment_batches(0);
+    assert_eq!(batches.first().map(|r| r.start), Some(0));
+    assert_eq!(batches.iter().map(|r| r.end - r.start).sum::<u64>(), 100);
+    assert!(matches!(h.end, Some(Command::Finished(_))));
 }

@@ -1,0 +1,63 @@
+//! (9) More per pass: how soon a slow UDF's first batch is checkpointed
+//! with `--batch-size auto` against a fixed 10,240 rows.
+
+use std::time::{Duration, Instant};
+
+use leman_engine::{BackfillOptions, Error, JobEvent, Result};
+
+use super::{Figure, Sizes, make_rows, secs};
+use crate::builtins;
+use crate::db::Database;
+use crate::table::{AddColumnsOptions, Table};
+
+/// The slow UDF's cost a row.
+const SLOW_MICROS: &str = "20000";
+
+pub(super) async fn figures(db: &Database, sizes: Sizes) -> Result<Vec<Figure>> {
+    let rows = sizes.slow_rows;
+    let table = make_rows(db, "slow", rows, 1).await?;
+    let args = [("micros".to_string(), SLOW_MICROS.to_string())];
+    let mut udfs = Vec::new();
+    for column in ["fixed", "auto"] {
+        let udf = builtins::get("busy", &["id"], &args).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
+        udfs.push((column.to_string(), udf));
+    }
+    table.add_columns(udfs, AddColumnsOptions::default()).await?;
+    let options = BackfillOptions::default().concurrency(1);
+    let fixed = first_checkpoint(&table, "fixed", options.clone().batch_size(10_240)).await?;
+    let auto = first_checkpoint(&table, "auto", options.auto_batch_size()).await?;
+    let ratio = fixed.as_secs_f64() / auto.as_secs_f64().max(f64::EPSILON);
+    Ok(vec![Figure {
+        number: 9,
+        what: format!("busy 20 ms/row, {rows} rows: first checkpoint, batch size auto"),
+        measured: secs(auto),
+        baseline: format!("batch size 10240: {}", secs(fixed)),
+        ratio,
+        ratio_of: "how many times sooner".into(),
+        target: ">= 10".into(),
+        met: ratio >= 10.0,
+    }])
+}
+
+/// The time from the backfill's start to its first checkpointed batch (or
+/// to its end, if that comes first); the job is then cancelled.
+async fn first_checkpoint(table: &Table, column: &str, options: BackfillOptions) -> Result<Duration> {
+    let started = Instant::now();
+    let job = table.backfill(column, options.refresh_status_secs(0.01)).await?;
+    let took = loop {
+        match job.next_event().await {
+            Some(JobEvent::Progress(progress)) if progress.tasks_done > 0 => break started.elapsed(),
+            Some(JobEvent::Finished(_)) => return Ok(started.elapsed()),
+            Some(JobEvent::Failed(_)) | None => {
+                // The job's own error says what went wrong.
+                job.wait().await?;
+                return Ok(started.elapsed());
+            }
+            Some(_) => {}
+        }
+    };
+    job.cancel();
+    // Cancelled after the batches in flight: its error says so.
+    let _ = job.wait().await;
+    Ok(took)
+}
