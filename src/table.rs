@@ -228,11 +228,44 @@ impl Table {
         leman_engine::start(&self.location, column, options, &self.registry, Arc::new(LocalExecutor)).await
     }
 
+    /// Backfills several columns in one pass: each batch is read once for
+    /// all their UDFs, each column computes the rows of its own filter (by
+    /// default, where it is null; `options.filter` applies to every one),
+    /// and each fragment gets one data file holding them all, committed
+    /// together. Lance writes several columns into one file only where a
+    /// fragment holds all of them or none, so a fragment that holds some
+    /// and not others refuses the backfill, naming it.
+    ///
+    /// ```no_run
+    /// # async fn demo(table: leman::Table) -> leman::Result<()> {
+    /// let summary = table.backfill_many(["a", "b"], leman::BackfillOptions::default()).await?.wait().await?;
+    /// println!("{} rows computed, {} commits", summary.rows_computed, summary.commits);
+    /// # Ok(()) }
+    /// ```
+    pub async fn backfill_many<S: Into<String>>(
+        &self,
+        columns: impl IntoIterator<Item = S>,
+        options: BackfillOptions,
+    ) -> Result<Job> {
+        let columns: Vec<String> = columns.into_iter().map(Into::into).collect();
+        leman_engine::start_many(&self.location, &columns, options, &self.registry, Arc::new(LocalExecutor)).await
+    }
+
     /// What [`backfill`](Self::backfill) would do with these options,
     /// without doing it: the same checks, and the fragments, tasks and rows
     /// it would compute or take from checkpoints. Changes nothing.
     pub async fn plan_backfill(&self, column: &str, options: &BackfillOptions) -> Result<BackfillPlan> {
-        leman_engine::plan_backfill(&self.location, column, options, &self.registry).await
+        self.plan_backfill_many([column], options).await
+    }
+
+    /// What [`backfill_many`](Self::backfill_many) would do; changes nothing.
+    pub async fn plan_backfill_many<S: Into<String>>(
+        &self,
+        columns: impl IntoIterator<Item = S>,
+        options: &BackfillOptions,
+    ) -> Result<BackfillPlan> {
+        let columns: Vec<String> = columns.into_iter().map(Into::into).collect();
+        leman_engine::plan_backfill(&self.location, &columns, options, &self.registry).await
     }
 
     /// Removes the checkpoints beside the table that no job can reuse

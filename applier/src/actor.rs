@@ -49,7 +49,7 @@ impl Actor for Applier {
 
     async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: ApplierArgs) -> Result<ApplierState, ActorProcessingErr> {
         let name = myself.get_name().unwrap_or_else(|| "applier".to_string());
-        let pool = Pool::start(args.context.udf(), args.threads, &name, args.index, &args.gpus)?;
+        let pool = Pool::start(&args.context.udfs(), args.threads, &name, args.index, &args.gpus)?;
         Ok(ApplierState { context: args.context, pool: Arc::new(pool) })
     }
 

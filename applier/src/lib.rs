@@ -38,6 +38,6 @@ pub use error::ApplierError;
 pub use filter::{ROW_ADDRESS, RowFilter, default_filter, quote_identifier};
 pub use output::OutputColumns;
 pub use pool::Pool;
-pub use task::{BackfillContext, SkippedRow, TaskError, TaskOutput, TaskSpec, row_address, run_task};
+pub use task::{BackfillContext, JobNames, JobPart, SkippedRow, TaskError, TaskOutput, TaskSpec, row_address, run_task};
 pub use usage::peak_memory;
 pub use udf::{fingerprint, ErrorPolicy, InstanceContext, Resources, RetryBackoff, StatefulUdf, Udf, UdfError};

@@ -25,7 +25,7 @@ use leman_checkpoint::{BatchCounts, Origin, CheckpointKey, CheckpointStore};
 use crate::error::ApplierError;
 use crate::filter::RowFilter;
 use crate::output::OutputColumns;
-use crate::pool::{ComputeJob, Pool};
+use crate::pool::{ComputeJob, PartFailure, PartJob, Pool};
 use crate::udf::Udf;
 
 /// Lance row address of physical row `offset` of fragment `fragment_id`.
@@ -33,54 +33,112 @@ pub fn row_address(fragment_id: u64, offset: u64) -> u64 {
     (fragment_id << 32) | (offset & 0xffff_ffff)
 }
 
+/// One UDF of a job, the columns it fills and the rows it computes. A
+/// backfill of several columns in one pass has one part per column (or
+/// group of unpacked siblings); each keeps its own filter.
+#[derive(Debug, Clone)]
+pub struct JobPart {
+    /// The UDF.
+    pub udf: Udf,
+    /// The columns its values fill.
+    pub outputs: OutputColumns,
+    /// The rows it computes.
+    pub filter: RowFilter,
+}
+
+#[derive(Debug)]
+struct ContextPart {
+    udf: Udf,
+    outputs: Arc<OutputColumns>,
+    filter: RowFilter,
+}
+
+/// How a job names itself in its checkpoints' keys and records: a job of
+/// one part by its column, UDF name and fingerprint (so its checkpoints are
+/// those of any earlier run), a job of several by JSON lists of each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobNames {
+    /// The lead column, or the list of the parts' lead columns.
+    pub column: String,
+    /// The UDF's name, or the list of the parts' UDF names.
+    pub udf_name: String,
+    /// The UDF's fingerprint, or the list of the parts' fingerprints.
+    pub udf_version: String,
+}
+
+impl JobNames {
+    /// The names of a job of `parts`: (lead column, UDF name, UDF
+    /// fingerprint) each, in order.
+    pub fn of(parts: &[(&str, &str, &str)]) -> Self {
+        match parts {
+            [(column, name, version)] => {
+                Self { column: column.to_string(), udf_name: name.to_string(), udf_version: version.to_string() }
+            }
+            parts => {
+                let list = |values: Vec<&str>| serde_json::to_string(&values).unwrap_or_default();
+                Self {
+                    column: list(parts.iter().map(|p| p.0).collect()),
+                    udf_name: list(parts.iter().map(|p| p.1).collect()),
+                    udf_version: list(parts.iter().map(|p| p.2).collect()),
+                }
+            }
+        }
+    }
+}
+
 /// What all tasks of one job share.
 #[derive(Debug)]
 pub struct BackfillContext {
     dataset: Arc<Dataset>,
-    udf: Udf,
-    outputs: Arc<OutputColumns>,
-    filter: RowFilter,
+    parts: Vec<ContextPart>,
     checkpoints: CheckpointStore,
     read_schema: LanceSchema,
     output_schema: SchemaRef,
-    /// The UDF's fingerprint, which each batch's record names.
-    fingerprint: String,
+    /// What each batch's record names.
+    names: JobNames,
 }
 
 impl BackfillContext {
-    /// The context of a job computing `outputs` of `dataset` (opened at
-    /// the job's read version) with `udf` where `filter` holds.
-    pub fn new(
-        dataset: Arc<Dataset>,
-        udf: Udf,
-        outputs: OutputColumns,
-        filter: RowFilter,
-        checkpoints: CheckpointStore,
-    ) -> Result<Self, ApplierError> {
-        let mut names: Vec<String> = udf.inputs().to_vec();
-        names.extend(filter.columns().iter().cloned());
-        names.extend(outputs.columns().into_iter().map(str::to_string));
+    /// The context of a job computing `parts` of `dataset` (opened at the
+    /// job's read version), each with its UDF where its filter holds.
+    pub fn new(dataset: Arc<Dataset>, parts: Vec<JobPart>, checkpoints: CheckpointStore) -> Result<Self, ApplierError> {
+        let mut names: Vec<String> = Vec::new();
+        let mut fields = Vec::new();
+        let mut keyed = Vec::new();
+        for part in &parts {
+            names.extend(part.udf.inputs().iter().cloned());
+            names.extend(part.filter.columns().iter().cloned());
+            names.extend(part.outputs.columns().into_iter().map(str::to_string));
+            let part_fields = part.outputs.fields_of(part.udf.data_type()).map_err(|reason| ApplierError::UnknownColumn {
+                column: part.outputs.columns().join(", "),
+                reason,
+            })?;
+            fields.extend(part_fields);
+            keyed.push((part.outputs.lead().to_string(), part.udf.name().to_string(), part.udf.fingerprint()));
+        }
         names.sort();
         names.dedup();
         let read_schema = dataset
             .schema()
             .project(&names)
             .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
-        let fields = outputs
-            .fields_of(udf.data_type())
-            .map_err(|reason| ApplierError::UnknownColumn { column: outputs.columns().join(", "), reason })?;
         let output_schema = Arc::new(Schema::new(fields));
-        let fingerprint = udf.fingerprint();
-        let outputs = Arc::new(outputs);
-        Ok(Self { dataset, udf, outputs, filter, checkpoints, read_schema, output_schema, fingerprint })
+        let keyed: Vec<(&str, &str, &str)> = keyed.iter().map(|(c, n, v)| (c.as_str(), n.as_str(), v.as_str())).collect();
+        let names = JobNames::of(&keyed);
+        let parts = parts
+            .into_iter()
+            .map(|part| ContextPart { udf: part.udf, outputs: Arc::new(part.outputs), filter: part.filter })
+            .collect();
+        Ok(Self { dataset, parts, checkpoints, read_schema, output_schema, names })
     }
 
-    /// The UDF.
-    pub fn udf(&self) -> &Udf {
-        &self.udf
+    /// The UDFs, one a part.
+    pub fn udfs(&self) -> Vec<Udf> {
+        self.parts.iter().map(|part| part.udf.clone()).collect()
     }
 
-    /// The schema of a checkpointed batch: the output columns only.
+    /// The schema of a checkpointed batch: the output columns only, part
+    /// after part.
     pub fn output_schema(&self) -> &SchemaRef {
         &self.output_schema
     }
@@ -95,9 +153,10 @@ pub struct TaskSpec {
     pub rows: Range<u64>,
     /// Where its checkpoint goes.
     pub key: CheckpointKey,
-    /// Computes every live row, whatever the filter (the fragment's values
-    /// came from another UDF or version).
-    pub all_rows: bool,
+    /// For each part of the job, whether it computes every live row,
+    /// whatever its filter (the fragment's values came from another UDF or
+    /// version); a part left out computes where its filter holds.
+    pub all_rows: Vec<bool>,
 }
 
 /// What a finished task reports.
@@ -161,44 +220,71 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .get_fragment(spec.fragment_id as usize)
         .ok_or_else(|| io("reading", &ApplierError::MissingFragment { fragment_id: spec.fragment_id }))?;
     let batch = read_rows(context, &fragment, spec).await.map_err(|e| io("reading", &e))?;
-    let selection = select_rows(context, &fragment, spec, &batch).await.map_err(|e| io("filtering", &e))?;
-    let old: Vec<ArrayRef> = context
-        .outputs
-        .columns()
-        .into_iter()
-        .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
-        .collect::<Result<_, _>>()?;
-    let selected_count = selection.true_count();
+    let live = live_rows(&fragment, spec).await.map_err(|e| io("filtering", &e))?;
+    let mut parts = Vec::with_capacity(context.parts.len());
+    for (index, part) in context.parts.iter().enumerate() {
+        let all_rows = spec.all_rows.get(index).copied().unwrap_or(false);
+        let selection = select_rows(part, all_rows, spec, &batch, live.as_ref()).map_err(|e| io("filtering", &e))?;
+        let old: Vec<ArrayRef> = part
+            .outputs
+            .columns()
+            .into_iter()
+            .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
+            .collect::<Result<_, _>>()?;
+        let inputs = if selection.true_count() == 0 {
+            RecordBatch::new_empty(Arc::new(Schema::empty()))
+        } else {
+            let inputs = project(&batch, part.udf.inputs()).map_err(|e| io("projecting", &e))?;
+            if selection.true_count() == batch.num_rows() {
+                inputs
+            } else {
+                arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?
+            }
+        };
+        parts.push(PartJob { inputs, old, outputs: part.outputs.clone(), selection });
+    }
+    let selections: Vec<BooleanArray> = parts.iter().map(|part| part.selection.clone()).collect();
+    let any_selected = selections.iter().fold(vec![false; batch.num_rows()], |mut any, selection| {
+        for row in selection.values().set_indices() {
+            any[row] = true;
+        }
+        any
+    });
+    let selected_count = any_selected.iter().filter(|selected| **selected).count();
     let read = TaskOutput { rows_read: spec.rows.end - spec.rows.start, ..TaskOutput::default() };
     let (values, mut output) = if selected_count == 0 {
-        (old, read)
+        (parts.into_iter().flat_map(|part| part.old).collect(), read)
     } else {
-        let inputs = project(&batch, context.udf.inputs()).map_err(|e| io("projecting", &e))?;
-        let inputs = if selected_count == batch.num_rows() {
-            inputs
-        } else {
-            arrow_select::filter::filter_record_batch(&inputs, &selection).map_err(|e| io("selecting", &e))?
-        };
-        let job = ComputeJob { inputs, old, outputs: context.outputs.clone(), selection: selection.clone() };
-        let merged = pool.compute(job).await.map_err(|failure| {
+        let merged = pool.compute(ComputeJob { parts }).await.map_err(|PartFailure { part, failure }| {
             let row_address = failure
                 .row
-                .and_then(|j| nth_selected(&selection, j))
+                .and_then(|j| selections.get(part).and_then(|selection| nth_selected(selection, j)))
                 .map(|offset| row_address(spec.fragment_id, spec.rows.start + offset as u64));
             TaskError::Udf { message: failure.message, row_address, attempts: failure.attempts }
         })?;
-        let errors: Vec<SkippedRow> = merged
+        let mut errors: Vec<SkippedRow> = merged
             .skipped
             .into_iter()
-            .filter_map(|skipped| {
-                let offset = nth_selected(&selection, skipped.row)?;
+            .filter_map(|(part, skipped)| {
+                let offset = nth_selected(selections.get(part)?, skipped.row)?;
                 let row_address = row_address(spec.fragment_id, spec.rows.start + offset as u64);
-                Some(SkippedRow { row_address, message: skipped.message, attempts: skipped.attempts })
+                let message = match context.parts.len() {
+                    1 => skipped.message,
+                    _ => format!("{}: {}", context.parts.get(part)?.outputs.lead(), skipped.message),
+                };
+                Some(SkippedRow { row_address, message, attempts: skipped.attempts })
             })
             .collect();
+        errors.sort_by_key(|row| row.row_address);
+        // A row one part skipped counts once, as skipped.
+        let rows_skipped = {
+            let mut addresses: Vec<u64> = errors.iter().map(|row| row.row_address).collect();
+            addresses.dedup();
+            addresses.len()
+        };
         let output = TaskOutput {
-            rows_computed: (selected_count - errors.len()) as u64,
-            rows_skipped: errors.len() as u64,
+            rows_computed: (selected_count - rows_skipped) as u64,
+            rows_skipped: rows_skipped as u64,
             errors,
             udf_time: Some(merged.udf_time),
             udf_cpu: merged.udf_cpu,
@@ -210,9 +296,9 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
     output.peak_memory_bytes = crate::usage::peak_memory();
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
     let origin = Origin {
-        column: context.outputs.lead().to_string(),
-        udf_name: context.udf.name().to_string(),
-        udf_version: context.fingerprint.clone(),
+        column: context.names.column.clone(),
+        udf_name: context.names.udf_name.clone(),
+        udf_version: context.names.udf_version.clone(),
         fragment_id: spec.fragment_id,
         data_files: fragment.metadata().files.iter().map(|file| file.path.clone()).collect(),
     };
@@ -243,23 +329,30 @@ async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &Ta
     Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }
 
-/// Rows to compute: the filter holds and the row is not deleted.
-async fn select_rows(
-    context: &BackfillContext,
-    fragment: &FileFragment,
+/// Which of the task's rows are not deleted; `None` when none is.
+async fn live_rows(fragment: &FileFragment, spec: &TaskSpec) -> Result<Option<BooleanArray>, ApplierError> {
+    let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(None) };
+    Ok(Some((spec.rows.start..spec.rows.end).map(|offset| Some(!deletions.contains(offset as u32))).collect()))
+}
+
+/// Rows a part computes: its filter holds (or `all_rows`) and the row is
+/// not deleted.
+fn select_rows(
+    part: &ContextPart,
+    all_rows: bool,
     spec: &TaskSpec,
     batch: &RecordBatch,
+    live: Option<&BooleanArray>,
 ) -> Result<BooleanArray, ApplierError> {
-    let matches = if spec.all_rows {
+    let matches = if all_rows {
         BooleanArray::from(vec![true; batch.num_rows()])
     } else {
-        context.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?
+        part.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?
     };
-    let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(matches) };
-    let live: BooleanArray = (spec.rows.start..spec.rows.end)
-        .map(|offset| Some(!deletions.contains(offset as u32)))
-        .collect();
-    Ok(arrow::compute::kernels::boolean::and(&matches, &live)?)
+    match live {
+        Some(live) => Ok(arrow::compute::kernels::boolean::and(&matches, live)?),
+        None => Ok(matches),
+    }
 }
 
 fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, arrow_schema::ArrowError> {

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use leman_applier::Udf;
 use leman_scheduler::{JobFailure, JobRecord, JobStatus, Summary};
 use tokio::sync::{mpsc, watch};
 
@@ -21,9 +22,9 @@ use crate::clock::unix_millis;
 use crate::cost::JobCosts;
 use crate::driver::{Driver, JobChannels, new_record};
 use crate::error::{Error, Result};
-use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec};
+use crate::executor::{Executor, JobExecutor, JobSetup, JobSpec, PartSpec};
 use crate::job::{Job, JobEvent};
-use crate::lease::ColumnLease;
+use crate::lease::JobLeases;
 use crate::location::TableLocation;
 use crate::metering::StoreMeter;
 use crate::options::BackfillOptions;
@@ -45,6 +46,25 @@ pub async fn start(
     registry: &UdfRegistry,
     executor: Arc<dyn Executor>,
 ) -> Result<Job> {
+    start_many(table, &[column.to_string()], options, registry, executor).await
+}
+
+/// As [`start`], for several columns in one pass: each batch's rows are
+/// read once for every column's UDF, each column computes the rows of its
+/// own filter (by default, where it is null), and each fragment gets one
+/// data file holding all of them, committed together. The job holds every
+/// column's lease.
+///
+/// Lance replaces a fragment's columns only where it holds all of them or
+/// none, so a fragment that holds some of the columns and not the others
+/// refuses the backfill, naming it: backfill those columns one at a time.
+pub async fn start_many(
+    table: &TableLocation,
+    columns: &[String],
+    options: BackfillOptions,
+    registry: &UdfRegistry,
+    executor: Arc<dyn Executor>,
+) -> Result<Job> {
     // The timeout counts from here: planning is part of the job's time (one
     // too long to add to the clock never runs out).
     let deadline = options.timeout.and_then(|after| Some((tokio::time::Instant::now().checked_add(after)?, after)));
@@ -53,11 +73,11 @@ pub async fn start(
     let meter = StoreMeter::new();
     let table = &table.clone().with_store_wrapper(meter.around(table.store_wrapper.clone()));
     let stores = TableStores::open(table).await?;
-    let resolved = resolve(table, registry, column, &options, &stores).await?;
+    let resolved = resolve(table, registry, columns, &options, &stores).await?;
     let id = new_job_id();
     let planner = PassPlanner {
         table: table.clone(),
-        column: resolved.column.clone(),
+        columns: resolved.parts().map(|part| part.column.clone()).collect(),
         options: options.clone(),
         registry: registry.clone(),
         executor,
@@ -71,9 +91,10 @@ pub async fn start(
     // A queued job's record, shown by `leman jobs` until its driver writes
     // its own.
     let queued = options.queue.then(|| {
-        let (udf, filter) = (&resolved.udf, resolved.filter.sql());
+        let udfs: Vec<&Udf> = resolved.parts().map(|part| &part.udf).collect();
+        let (columns, filters) = (resolved.columns_label(), resolved.filters_label());
         let read_version = resolved.dataset.version().version;
-        new_record(&id, &resolved.column, udf, filter, read_version, &resolved.table, &options, JobStatus::Queued)
+        new_record(&id, &columns, &udfs, &filters, read_version, &resolved.table, &options, JobStatus::Queued)
     });
     let launch = Launch { planner, options, events, cancelled, costs };
     let watcher = |signal: &Arc<CancelSignal>| tokio::spawn(cancel::watch(stores.cancels.clone(), id.clone(), deadline, signal.clone()));
@@ -95,7 +116,7 @@ pub async fn start(
             outcome
         })
     } else {
-        let lease = stores.lease(&launch.planner.column, &id).await?;
+        let lease = stores.leases(&launch.planner.columns, &id).await?;
         let pass = launch.planner.prepare(resolved).await;
         let driver = match launch.driver(pass, &lease) {
             Ok(driver) => driver,
@@ -131,13 +152,13 @@ const QUEUE_LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(5
 
 impl Launch {
     /// The job's driver for its first pass.
-    fn driver(self, pass: Result<Pass>, lease: &ColumnLease) -> Result<Driver> {
+    fn driver(self, pass: Result<Pass>, lease: &JobLeases) -> Result<Driver> {
         let channels = JobChannels { user: self.events, cancelled: self.cancelled, fence: lease.fence() };
         Driver::new(pass?, self.planner, &self.options, channels, self.costs)
     }
 
     /// Runs the job on `pass` and gives the lease up after.
-    async fn run(self, pass: Result<Pass>, lease: ColumnLease) -> Result<Summary> {
+    async fn run(self, pass: Result<Pass>, lease: JobLeases) -> Result<Summary> {
         let outcome = match self.driver(pass, &lease) {
             Ok(driver) => driver.run().await,
             Err(error) => Err(error),
@@ -150,7 +171,7 @@ impl Launch {
     /// user which job it waits behind and keeping `record` (status queued)
     /// beside the table while it waits; ends if the job is cancelled (or
     /// its timeout runs out) first, recording why.
-    async fn queue_for_lease(&self, record: Option<JobRecord>) -> Result<ColumnLease> {
+    async fn queue_for_lease(&self, record: Option<JobRecord>) -> Result<JobLeases> {
         let mut record = record;
         let outcome = self.wait_for_lease(&mut record).await;
         if let (Err(error), Some(mut record)) = (&outcome, record) {
@@ -165,17 +186,17 @@ impl Launch {
         outcome
     }
 
-    async fn wait_for_lease(&self, record: &mut Option<JobRecord>) -> Result<ColumnLease> {
-        let (column, job_id) = (&self.planner.column, &self.planner.job_id);
+    async fn wait_for_lease(&self, record: &mut Option<JobRecord>) -> Result<JobLeases> {
+        let (columns, job_id) = (&self.planner.columns, &self.planner.job_id);
         let mut cancelled = self.cancelled.clone();
         let mut behind = None;
         let mut renewed: Option<tokio::time::Instant> = None;
         loop {
-            match self.planner.stores.lease(column, job_id).await {
+            match self.planner.stores.leases(columns, job_id).await {
                 Ok(lease) => return Ok(lease),
                 Err(Error::ColumnBusy { job_id: holder, .. }) => {
                     if behind.as_ref() != Some(&holder) {
-                        tracing::info!(column = %column, job = %job_id, behind = %holder, "queued for the column's lease");
+                        tracing::info!(columns = ?columns, job = %job_id, behind = %holder, "queued for the column's lease");
                         let _ = self.events.send(JobEvent::Queued { behind: holder.clone() });
                         behind = Some(holder);
                     }
@@ -219,7 +240,9 @@ pub(crate) struct Pass {
 /// What plans a job's passes.
 pub(crate) struct PassPlanner {
     table: TableLocation,
-    column: String,
+    /// The columns, as the first pass resolved them (leads of unpacked
+    /// siblings).
+    columns: Vec<String>,
     options: BackfillOptions,
     registry: UdfRegistry,
     executor: Arc<dyn Executor>,
@@ -242,7 +265,7 @@ impl PassPlanner {
 
     /// The next pass, on the table's newest version.
     pub async fn next(&self) -> Result<Pass> {
-        let resolved = resolve(&self.table, &self.registry, &self.column, &self.options, &self.stores).await?;
+        let resolved = resolve(&self.table, &self.registry, &self.columns, &self.options, &self.stores).await?;
         self.prepare(resolved).await
     }
 
@@ -252,16 +275,20 @@ impl PassPlanner {
             job_id: self.job_id.clone(),
             table: resolved.table.clone(),
             read_version: resolved.dataset.version().version,
-            outputs: resolved.outputs.clone(),
-            udf: UdfRecord::of(&resolved.udf),
-            filter: resolved.filter.sql().to_string(),
+            parts: resolved
+                .parts()
+                .map(|part| PartSpec {
+                    outputs: part.outputs.clone(),
+                    udf: UdfRecord::of(&part.udf),
+                    filter: part.filter.sql().to_string(),
+                })
+                .collect(),
             threads: self.options.intra_applier_concurrency,
         };
         let setup = JobSetup {
             spec,
             dataset: resolved.dataset.clone(),
-            udf: resolved.udf.clone(),
-            filter: resolved.filter.clone(),
+            parts: resolved.parts().map(|part| part.job_part()).collect(),
             checkpoints: self.stores.checkpoints.clone(),
         };
         let executor = self.executor.open(&setup)?;

@@ -42,7 +42,7 @@ use crate::cost::{self, JobCosts};
 use crate::error::{Error, Result};
 use crate::executor::{ApplierHandle, ExecutorEvent, JobExecutor, JobSetup, Unanswered, WriteFailure};
 use crate::job::JobEvent;
-use crate::lease::LeaseFence;
+use crate::lease::JobFence;
 use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::plan::Plan;
@@ -77,7 +77,7 @@ pub(crate) struct JobChannels {
     /// Set, with its reason, when the job is cancelled.
     pub cancelled: watch::Receiver<Option<CancelReason>>,
     /// The column's lease, checked before each commit.
-    pub fence: LeaseFence,
+    pub fence: JobFence,
 }
 
 /// A started applier: which start of its index it is, and its handle.
@@ -101,7 +101,7 @@ pub(crate) struct Driver {
     /// The table as the pass's last commit left it (at first, the pass's
     /// read version): the next commit is made on top of it.
     commit_base: Arc<Dataset>,
-    fence: LeaseFence,
+    fence: JobFence,
     threads: usize,
     executor: Box<dyn JobExecutor>,
     /// Whether any fragment needs computing (else no applier is started).
@@ -152,7 +152,16 @@ impl Driver {
         let record = JobRecord {
             progress: scheduler.progress(Instant::now()),
             cost: costs.snapshot(),
-            ..new_record(&spec.job_id, spec.column(), &setup.udf, &spec.filter, spec.read_version, &spec.table, options, JobStatus::Running)
+            ..new_record(
+                &spec.job_id,
+                &spec.columns_label(),
+                &setup.parts.iter().map(|part| &part.udf).collect::<Vec<_>>(),
+                &spec.filters_label(),
+                spec.read_version,
+                &spec.table,
+                options,
+                JobStatus::Running,
+            )
         };
         let (updates, updates_in) = mpsc::unbounded_channel();
         let mut driver = Self {
@@ -409,7 +418,7 @@ impl Driver {
             return self.report(Event::ApplierLost { applier });
         };
         let Some((key, all_rows)) =
-            self.plan.fragments.get(&task.fragment_id).map(|f| (f.batch_keys.key(task.rows.clone()), f.all_rows))
+            self.plan.fragments.get(&task.fragment_id).map(|f| (f.batch_keys.key(task.rows.clone()), f.all_rows.clone()))
         else {
             return self.report(Event::TaskFailed {
                 task: task.id,
@@ -421,7 +430,7 @@ impl Driver {
         let run = handle.run(TaskSpec { fragment_id: task.fragment_id, rows: task.rows.clone(), key, all_rows });
         self.in_flight += 1;
         let updates = self.updates.clone();
-        let udf = self.setup.udf.name().to_string();
+        let udf = self.setup.udf_names();
         let recorder = self.error_recorder(&task);
         let costs = self.costs.clone();
         let began = Instant::now();
@@ -454,12 +463,12 @@ impl Driver {
         ErrorRecorder {
             template: RowErrorRecord {
                 job_id: spec.job_id.clone(),
-                column: spec.column().to_string(),
+                column: spec.columns_label(),
                 fragment_id: task.fragment_id,
                 row_address: None,
                 task_rows: task.rows.clone(),
-                udf_name: spec.udf.name.clone(),
-                udf_version: spec.udf.version.clone(),
+                udf_name: self.setup.udf_names(),
+                udf_version: spec.parts.iter().map(|part| part.udf.version.as_str()).collect::<Vec<_>>().join(","),
                 outcome: RowOutcome::Skipped,
                 attempts: 0,
                 message: String::new(),
@@ -487,7 +496,7 @@ impl Driver {
             fragment_key: fragment.fragment_key.clone(),
             base_output_file: fragment.base_output_file.clone(),
             origin: fragment.origin.clone(),
-            fill_tag: fragment.fill_tag.clone(),
+            fill_tags: fragment.fill_tags.clone(),
         };
         // Spawned on its own, so that a write that panics is a failed try.
         let written = tokio::spawn(self.executor.write_fragment(write));
@@ -646,7 +655,7 @@ async fn stage(stores: &TableStores, setup: &JobSetup, mut summary: Summary, mut
 pub(crate) fn new_record(
     id: &str,
     column: &str,
-    udf: &Udf,
+    udfs: &[&Udf],
     filter: &str,
     read_version: u64,
     table: &TableLocation,
@@ -656,8 +665,8 @@ pub(crate) fn new_record(
     JobRecord {
         id: id.to_string(),
         column: column.to_string(),
-        udf: udf.name().to_string(),
-        udf_version: udf.version().to_string(),
+        udf: udfs.iter().map(|udf| udf.name()).collect::<Vec<_>>().join(","),
+        udf_version: udfs.iter().map(|udf| udf.version()).collect::<Vec<_>>().join(","),
         filter: filter.to_string(),
         read_version,
         storage_options: table.storage_options.redacted(),
@@ -667,7 +676,11 @@ pub(crate) fn new_record(
         progress: Progress::default(),
         summary: None,
         error: None,
-        options: cost::describe(options, &udf.error_policy().to_string(), &udf.retry_backoff().to_string()),
+        options: cost::describe(
+            options,
+            &udfs.iter().map(|udf| udf.error_policy().to_string()).collect::<Vec<_>>().join(","),
+            &udfs.iter().map(|udf| udf.retry_backoff().to_string()).collect::<Vec<_>>().join(","),
+        ),
         started_by: Some(cost::starter()),
         cost: JobCost::default(),
         renewed_at_ms: None,
@@ -681,7 +694,7 @@ fn new_scheduler(config: &JobConfig, plan: &Plan) -> Result<Scheduler> {
 
 /// Commits `groups` unless the job's lease was taken over.
 async fn commit_checked(
-    fence: &LeaseFence,
+    fence: &JobFence,
     read: Arc<Dataset>,
     base: Arc<Dataset>,
     column: &str,

@@ -74,30 +74,32 @@ impl BackfillPlan {
     }
 }
 
-/// Plans a backfill of `column` of `table` as [`start`](crate::start)
-/// would, and reports the plan; changes nothing.
+/// Plans a backfill of `columns` of `table` (one, or several in one pass)
+/// as [`start_many`](crate::start_many) would, and reports the plan;
+/// changes nothing.
 pub async fn plan_backfill(
     table: &TableLocation,
-    column: &str,
+    columns: &[String],
     options: &BackfillOptions,
     registry: &UdfRegistry,
 ) -> Result<BackfillPlan> {
     let stores = TableStores::open(table).await?;
-    let resolved = resolve(table, registry, column, options, &stores).await?;
+    let resolved = resolve(table, registry, columns, options, &stores).await?;
+    let label = resolved.columns_label();
     let inspected = inspect_all(&resolved, &stores.checkpoints, options).await?;
     let last_filled_with = stores
         .job_records()
         .await?
         .into_iter()
         .rev()
-        .find(|r| r.column == resolved.column && r.status == JobStatus::Succeeded)
+        .find(|r| r.column == label && r.status == JobStatus::Succeeded)
         .map(|r| r.udf_version);
     let mut plan = BackfillPlan {
-        column: resolved.outputs.columns().join(","),
-        udf: resolved.udf.name().to_string(),
-        udf_version: resolved.udf.version().to_string(),
+        column: resolved.parts().flat_map(|part| part.outputs.columns()).collect::<Vec<_>>().join(","),
+        udf: resolved.parts().map(|part| part.udf.name()).collect::<Vec<_>>().join(","),
+        udf_version: resolved.parts().map(|part| part.udf.version()).collect::<Vec<_>>().join(","),
         last_filled_with,
-        filter: resolved.filter.sql().to_string(),
+        filter: resolved.filters_label(),
         read_version: resolved.dataset.version().version,
         fragments_total: inspected.len() as u64,
         fragments_done: inspected.iter().filter(|f| f.is_none()).count() as u64,
@@ -121,7 +123,7 @@ pub async fn plan_backfill(
             plan.rows_from_checkpoints += input.physical_rows;
         } else {
             plan.fragments_to_compute += 1;
-            plan.fragments_recomputed_whole += u64::from(fragment.all_rows);
+            plan.fragments_recomputed_whole += u64::from(fragment.all_rows.iter().any(|all| *all));
             let tasks = fragment_ranges(input.physical_rows, &input.checkpointed, batch_size).len() as u64;
             let checkpointed = input.checkpointed.len() as u64;
             plan.tasks += tasks - checkpointed;
@@ -131,7 +133,7 @@ pub async fn plan_backfill(
         }
     }
     let selected: Vec<u64> = futures::stream::iter(&to_compute)
-        .map(|(input, all_rows)| selected_rows_to_compute(&resolved, input, *all_rows))
+        .map(|(input, all_rows)| selected_rows_to_compute(&resolved, input, all_rows))
         .buffered(SCAN_PARALLELISM)
         .try_collect()
         .await?;
@@ -139,14 +141,14 @@ pub async fn plan_backfill(
     Ok(plan)
 }
 
-/// Live rows of the fragment that the filter selects (all of them if
-/// `all_rows`), outside its checkpointed batches.
-async fn selected_rows_to_compute(resolved: &Resolved, input: &FragmentInput, all_rows: bool) -> Result<u64> {
+/// Live rows of the fragment that some part's filter selects (all of them
+/// if a part computes all rows), outside its checkpointed batches.
+async fn selected_rows_to_compute(resolved: &Resolved, input: &FragmentInput, all_rows: &[bool]) -> Result<u64> {
     let Some(fragment) = resolved.dataset.get_fragment(input.id as usize) else { return Ok(0) };
     let mut scan = fragment.scan();
     scan.project(&Vec::<String>::new())?.with_row_address();
-    if !all_rows {
-        scan.filter(resolved.filter.sql())?;
+    if let Some(sql) = resolved.selection_sql(all_rows) {
+        scan.filter(&sql)?;
     }
     let batches: Vec<_> = scan.try_into_stream().await?.try_collect().await?;
     let mut rows = 0;

@@ -26,7 +26,7 @@ use arrow_schema::Schema as ArrowSchema;
 use futures::future::BoxFuture;
 use lance::Dataset;
 use lance_table::format::DataFile;
-use leman_applier::{BackfillContext, OutputColumns, Resources, RowFilter, TaskError, TaskOutput, TaskSpec, Udf};
+use leman_applier::{BackfillContext, JobPart, OutputColumns, Resources, RowFilter, TaskError, TaskOutput, TaskSpec};
 use leman_checkpoint::CheckpointStore;
 use leman_writer::{FragmentWrite, WriterContext};
 use serde::{Deserialize, Serialize};
@@ -125,10 +125,9 @@ pub struct JobSetup {
     pub spec: JobSpec,
     /// The dataset at the job's read version.
     pub dataset: Arc<Dataset>,
-    /// The UDF, overrides applied.
-    pub udf: Udf,
-    /// The filter in force.
-    pub filter: RowFilter,
+    /// What it computes: one UDF (overrides applied), its columns and
+    /// filter; one part a column for a backfill of several in one pass.
+    pub parts: Vec<JobPart>,
     /// Where batch and fragment checkpoints go.
     pub checkpoints: CheckpointStore,
 }
@@ -136,26 +135,31 @@ pub struct JobSetup {
 impl JobSetup {
     /// What an applier of this job runs tasks with.
     pub fn applier_context(&self) -> Result<BackfillContext> {
-        BackfillContext::new(
-            self.dataset.clone(),
-            self.udf.clone(),
-            self.spec.outputs.clone(),
-            self.filter.clone(),
-            self.checkpoints.clone(),
-        )
-        .map_err(|e| Error::InvalidOptions { reason: e.to_string() })
+        BackfillContext::new(self.dataset.clone(), self.parts.clone(), self.checkpoints.clone())
+            .map_err(|e| Error::InvalidOptions { reason: e.to_string() })
     }
 
     /// What a writer of this job writes fragments with.
     pub fn writer_context(&self) -> Result<WriterContext> {
-        Ok(WriterContext::new(self.dataset.clone(), &self.spec.outputs.columns(), self.checkpoints.clone())?)
+        let columns: Vec<&str> = self.parts.iter().flat_map(|part| part.outputs.columns()).collect();
+        Ok(WriterContext::new(self.dataset.clone(), &columns, self.checkpoints.clone())?)
     }
 
-    /// What one applier holds while it runs: its UDF's hints, with CPUs
-    /// times the applier's threads.
+    /// What one applier holds while it runs: its UDFs' hints (each thread
+    /// calls them one after another, and holds an instance of each), with
+    /// CPUs times the applier's threads.
     pub fn applier_needs(&self) -> Resources {
-        let hints = self.udf.resources();
+        let hints = self.parts.iter().map(|part| part.udf.resources()).fold(Resources::default(), |all, hints| Resources {
+            cpus: all.cpus.max(hints.cpus),
+            gpus: all.gpus.max(hints.gpus),
+            memory: all.memory.saturating_add(hints.memory),
+        });
         Resources { cpus: hints.cpus * self.spec.threads as f64, ..hints }
+    }
+
+    /// The UDFs' names, as records show them: `f`, or `f,g` for several.
+    pub fn udf_names(&self) -> String {
+        self.parts.iter().map(|part| part.udf.name()).collect::<Vec<_>>().join(",")
     }
 }
 
@@ -172,21 +176,39 @@ pub struct JobSpec {
     pub table: TableLocation,
     /// Version the job reads.
     pub read_version: u64,
+    /// What it computes: one part, or one a column for a backfill of
+    /// several in one pass.
+    pub parts: Vec<PartSpec>,
+    /// Threads per applier.
+    pub threads: usize,
+}
+
+/// One UDF of a job, the columns it writes and its filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartSpec {
     /// The columns it writes.
     pub outputs: OutputColumns,
     /// The UDF, by name, version, inputs and parameters.
     pub udf: UdfRecord,
     /// The filter in force.
     pub filter: String,
-    /// Threads per applier.
-    pub threads: usize,
 }
 
 impl JobSpec {
-    /// The column that stands for the job's output columns: its lease and
-    /// records name it.
+    /// The column that stands for the first part's output columns: the
+    /// job's commits check it, and records of a one-column job name it.
     pub fn column(&self) -> &str {
-        self.outputs.lead()
+        self.parts.first().map_or("", |part| part.outputs.lead())
+    }
+
+    /// The columns, as records name them: `a`, or `a,b` for several.
+    pub fn columns_label(&self) -> String {
+        self.parts.iter().map(|part| part.outputs.lead()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The filters, as records show them: one a part, `; ` between.
+    pub fn filters_label(&self) -> String {
+        self.parts.iter().map(|part| part.filter.as_str()).collect::<Vec<_>>().join("; ")
     }
 
     /// Rebuilds the job in this process: the table at the job's version,
@@ -199,7 +221,18 @@ impl JobSpec {
             version: self.read_version,
             source,
         })?;
-        let udf = self.udf.build(registry, self.column())?;
+        let schema = ArrowSchema::from(dataset.schema());
+        let parts = self.parts.iter().map(|part| part.open(registry, &schema)).collect::<Result<_>>()?;
+        let checkpoints = TableStores::open(&self.table).await?.checkpoints;
+        Ok(JobSetup { spec: self.clone(), dataset: Arc::new(dataset), parts, checkpoints })
+    }
+}
+
+impl PartSpec {
+    /// The part in this process: its UDF from `registry` (which must build
+    /// the job's version of it) and its filter compiled on `schema`.
+    fn open(&self, registry: &UdfRegistry, schema: &ArrowSchema) -> Result<JobPart> {
+        let udf = self.udf.build(registry, self.outputs.lead())?;
         if udf.version() != self.udf.version {
             return Err(Error::UdfVersionMismatch {
                 name: self.udf.name.clone(),
@@ -207,8 +240,7 @@ impl JobSpec {
                 job: self.udf.version.clone(),
             });
         }
-        let filter = RowFilter::compile(&self.filter, &ArrowSchema::from(dataset.schema())).map_err(Error::InvalidFilter)?;
-        let checkpoints = TableStores::open(&self.table).await?.checkpoints;
-        Ok(JobSetup { spec: self.clone(), dataset: Arc::new(dataset), udf, filter, checkpoints })
+        let filter = RowFilter::compile(&self.filter, schema).map_err(Error::InvalidFilter)?;
+        Ok(JobPart { udf, outputs: self.outputs.clone(), filter })
     }
 }

@@ -215,6 +215,60 @@ impl LeaseFence {
     }
 }
 
+/// The leases of every column one job writes (several for a backfill of
+/// several columns in one pass, or a promote of several staged jobs).
+#[derive(Debug)]
+pub(crate) struct JobLeases(Vec<ColumnLease>);
+
+impl JobLeases {
+    /// Takes the lease of each of `columns` for job `id`, in name order (so
+    /// that two jobs after the same columns cannot each hold one the other
+    /// waits for); gives those taken back if one is held by another job.
+    pub async fn acquire(store: Arc<dyn ObjectStore>, dir: &Path, columns: &[String], id: &str) -> Result<Self> {
+        let mut columns: Vec<&String> = columns.iter().collect();
+        columns.sort();
+        columns.dedup();
+        let mut leases = Vec::with_capacity(columns.len());
+        for column in columns {
+            match ColumnLease::acquire(store.clone(), dir, column, id).await {
+                Ok(lease) => leases.push(lease),
+                Err(error) => {
+                    Self(leases).release().await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(Self(leases))
+    }
+
+    /// What checks, before a commit, that every lease is still this job's.
+    pub fn fence(&self) -> JobFence {
+        JobFence(self.0.iter().map(ColumnLease::fence).collect())
+    }
+
+    /// Gives every lease up.
+    pub async fn release(self) {
+        for lease in self.0 {
+            lease.release().await;
+        }
+    }
+}
+
+/// The fences of a job's leases, checked before each commit.
+#[derive(Debug, Clone)]
+pub(crate) struct JobFence(Vec<LeaseFence>);
+
+impl JobFence {
+    /// `Ok` while no other job has taken any of the leases over; else says
+    /// who took which.
+    pub async fn check(&self) -> Result<()> {
+        for fence in &self.0 {
+            fence.check().await?;
+        }
+        Ok(())
+    }
+}
+
 /// Renews the lease while it is this job's; stops once it was taken over.
 async fn renew(fence: LeaseFence, holder: Holder) {
     loop {

@@ -72,13 +72,13 @@ mod stores;
 pub mod testing;
 mod udf_record;
 
-pub use backfill::start;
+pub use backfill::{start, start_many};
 pub use cancel::{CancelReason, CancelRequests};
 pub use cleanup::{CleanupOptions, CleanupReport, Tally, Unreachable, cleanup};
 pub use dry_run::{BackfillPlan, plan_backfill};
 pub use error::{Error, Result};
 pub use executor::{
-    ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, Unanswered, WriteFailure,
+    ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, PartSpec, Unanswered, WriteFailure,
 };
 pub use job::{Canceller, Job, JobEvent};
 pub use leman_applier::{

@@ -53,15 +53,16 @@ pub(crate) struct FragmentPlan {
     pub batches: Vec<(Range<u64>, CheckpointKey)>,
     /// The key of any of its batches.
     pub batch_keys: BatchKeys,
-    /// The file the column's current values are read from.
+    /// The file the column's current values are read from (for several
+    /// columns, the JSON list of each's).
     pub base_output_file: Option<String>,
     /// Its data file, when written by an earlier run and not committed.
     pub written: Option<DataFile>,
-    /// Whether every live row is computed, whatever the filter: its values
-    /// came from another UDF or version.
-    pub all_rows: bool,
-    /// The fill of the data file it writes.
-    pub fill_tag: Option<String>,
+    /// For each part, whether every live row is computed, whatever the
+    /// filter: its values came from another UDF or version.
+    pub all_rows: Vec<bool>,
+    /// The fills of the data file it writes, by lead field id.
+    pub fill_tags: Vec<(i32, String)>,
 }
 
 /// The job's plan: scheduler inputs and the driver's view of each fragment.
@@ -89,7 +90,7 @@ pub(crate) async fn inspect_all(
     options: &BackfillOptions,
 ) -> Result<Vec<Option<(FragmentInput, FragmentPlan)>>> {
     let batch_size = options.planned_batch_rows();
-    let stored = stored_batches(store, &resolved.column).await?;
+    let stored = stored_batches(store, &resolved.names().column).await?;
     let mut fragments = resolved.dataset.get_fragments();
     fragments.sort_by_key(|f| f.id());
     futures::stream::iter(fragments)
@@ -127,35 +128,46 @@ async fn inspect(
 ) -> Result<Option<(FragmentInput, FragmentPlan)>> {
     let id = fragment.id() as u64;
     let files = &fragment.metadata().files;
-    let output_file = files.iter().find(|f| f.fields.contains(&resolved.field_id)).map(|f| f.path.clone());
-    let all_rows = resolved.fills.is_stale(output_file.as_ref());
-    let filter = if all_rows { ALL_ROWS } else { resolved.filter.sql() };
-    let fingerprint = resolved.udf.fingerprint();
+    // Where each part's values are read from now, and whether they are
+    // stale (another UDF or version computed them).
+    let output_files: Vec<Option<String>> = resolved
+        .parts()
+        .map(|part| files.iter().find(|f| f.fields.contains(&part.field_id)).map(|f| f.path.clone()))
+        .collect();
+    let all_rows: Vec<bool> = resolved.parts().zip(&output_files).map(|(part, file)| part.fills.is_stale(file.as_ref())).collect();
+    let filters: Vec<&str> =
+        resolved.parts().zip(&all_rows).map(|(part, all)| if *all { ALL_ROWS } else { part.filter.sql() }).collect();
+    let filter = joined(&filters);
+    let names = resolved.names();
     let parts = |data_files: Vec<String>| KeyParts {
-        udf_name: resolved.udf.name(),
-        udf_version: &fingerprint,
-        column: &resolved.column,
-        filter,
+        udf_name: &names.udf_name,
+        udf_version: &names.udf_version,
+        column: &names.column,
+        filter: &filter,
         table: &resolved.table.uri,
         fragment_id: id,
         data_files,
     };
-    let input_files = files.iter().filter(|f| Some(&f.path) != output_file.as_ref()).map(|f| f.path.clone()).collect();
+    let input_files = files.iter().filter(|f| !output_files.contains(&Some(f.path.clone()))).map(|f| f.path.clone()).collect();
     let fragment_parts = parts(input_files);
     let fragment_key = fragment_parts.fragment_key();
     let origin = fragment_parts.origin();
+    let output_file = match output_files.as_slice() {
+        [one] => one.clone(),
+        several if several.iter().all(Option::is_none) => None,
+        several => Some(serde_json::to_string(several).unwrap_or_default()),
+    };
     let physical_rows = fragment.physical_rows().await? as u64;
     let mut input = FragmentInput::new(id, physical_rows);
     let mut written = None;
     match store.find_fragment(&fragment_key).await? {
-        Some(record) if Some(&record.data_file.path) == output_file.as_ref() => return Ok(None),
+        Some(record) if output_files.iter().all(|file| file.as_ref() == Some(&record.data_file.path)) => return Ok(None),
         Some(record) if record.base_output_file == output_file => {
             input.start = FragmentStart::Written;
             written = Some(record.data_file);
         }
         _ => {
-            let selected = if all_rows { None } else { Some(resolved.filter.sql().to_string()) };
-            if fragment.count_rows(selected).await? == 0 {
+            if fragment.count_rows(resolved.selection_sql(&all_rows)).await? == 0 {
                 return Ok(None);
             }
         }
@@ -186,8 +198,21 @@ async fn inspect(
             input.checkpointed_counts.1 += counts.rows_skipped;
         }
     }
-    let fill_tag = resolved.fills.tag_after(output_file.as_ref(), all_rows);
+    let fill_tags = resolved
+        .parts()
+        .zip(output_files.iter().zip(&all_rows))
+        .filter_map(|(part, (file, all))| Some((part.field_id, part.fills.tag_after(file.as_ref(), *all)?)))
+        .collect();
     let plan =
-        FragmentPlan { fragment_key, origin, batches, batch_keys, base_output_file: output_file, written, all_rows, fill_tag };
+        FragmentPlan { fragment_key, origin, batches, batch_keys, base_output_file: output_file, written, all_rows, fill_tags };
     Ok(Some((input, plan)))
+}
+
+/// One key part of several: the only one as it is (so that the keys of a
+/// one-column job are those it always had), several as a JSON list.
+fn joined(parts: &[&str]) -> String {
+    match parts {
+        [one] => one.to_string(),
+        several => serde_json::to_string(several).unwrap_or_default(),
+    }
 }

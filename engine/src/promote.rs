@@ -37,7 +37,7 @@ use leman_writer::commit::{commit_replacements, still_fits};
 
 use crate::error::{Error, Result};
 use crate::executor::Executor;
-use crate::lease::{ColumnLease, LeaseFence};
+use crate::lease::JobFence;
 use crate::location::TableLocation;
 use crate::options::BackfillOptions;
 use crate::registry::UdfRegistry;
@@ -104,19 +104,10 @@ pub async fn promote(
         }
     }
     let promote_id = format!("promote-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut leases: Vec<ColumnLease> = Vec::new();
-    for job in &staged {
-        match stores.lease(&job.column, &promote_id).await {
-            Ok(lease) => leases.push(lease),
-            Err(error) => {
-                release(leases).await;
-                return Err(error);
-            }
-        }
-    }
-    let fences: Vec<LeaseFence> = leases.iter().map(ColumnLease::fence).collect();
-    let outcome = commit_staged(table, &staged, &fences).await;
-    release(leases).await;
+    let columns: Vec<String> = staged.iter().map(|job| job.column.clone()).collect();
+    let leases = stores.leases(&columns, &promote_id).await?;
+    let outcome = commit_staged(table, &staged, &leases.fence()).await;
+    leases.release().await;
     let promoted = outcome?;
     for job in &staged {
         if let Some(mut record) = stores.jobs.get(&job.job_id).await? {
@@ -130,12 +121,6 @@ pub async fn promote(
         stores.staged.remove(&job.job_id).await?;
     }
     Ok(promoted)
-}
-
-async fn release(leases: Vec<ColumnLease>) {
-    for lease in leases {
-        lease.release().await;
-    }
 }
 
 /// The refusal of a promote whose `changed` fragments of `job` changed.
@@ -206,8 +191,8 @@ async fn stage_again(
 }
 
 /// Commits `staged` (whose fragments all fit the newest version) in one
-/// transaction, unless one of the columns' leases (`fences`) was taken over.
-async fn commit_staged(table: &TableLocation, staged: &[StagedJob], fences: &[LeaseFence]) -> Result<Promoted> {
+/// transaction, unless one of the columns' leases (`fence`) was taken over.
+async fn commit_staged(table: &TableLocation, staged: &[StagedJob], fence: &JobFence) -> Result<Promoted> {
     let latest = Arc::new(table.open_dataset().await?);
     for job in staged {
         let changed = changed_fragments(&latest, job).await?;
@@ -230,9 +215,7 @@ async fn commit_staged(table: &TableLocation, staged: &[StagedJob], fences: &[Le
         }
         several => (latest.clone(), several[0].column.clone(), joined_files(&latest, several, &columns).await?),
     };
-    for fence in fences {
-        fence.check().await?;
-    }
+    fence.check().await?;
     let committed = commit_replacements(read, latest, &lead, groups).await?;
     let version = committed.dataset.version().version;
     Ok(Promoted { version, columns, fragments: committed.fragments.len() as u64, jobs, left_out: committed.left_out })

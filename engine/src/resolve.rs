@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::Schema as ArrowSchema;
 use lance::Dataset;
-use leman_applier::{OutputColumns, RowFilter, Udf};
+use leman_applier::{JobNames, JobPart, OutputColumns, RowFilter, Udf};
 use leman_checkpoint::{FillIndex, fill_tag};
 
 use crate::error::{Error, Result};
@@ -23,6 +23,55 @@ pub(crate) struct Resolved {
     pub table: TableLocation,
     /// The dataset at the job's read version.
     pub dataset: Arc<Dataset>,
+    /// The first (or only) column's part.
+    pub lead: ResolvedPart,
+    /// The other columns' parts, in the order asked, for a backfill of
+    /// several columns in one pass.
+    pub rest: Vec<ResolvedPart>,
+}
+
+impl Resolved {
+    /// Every part, the lead first.
+    pub fn parts(&self) -> impl Iterator<Item = &ResolvedPart> {
+        std::iter::once(&self.lead).chain(&self.rest)
+    }
+
+    /// How checkpoint keys and batch records name the job.
+    pub fn names(&self) -> JobNames {
+        let parts: Vec<(String, String, String)> =
+            self.parts().map(|p| (p.column.clone(), p.udf.name().to_string(), p.udf.fingerprint())).collect();
+        let parts: Vec<(&str, &str, &str)> = parts.iter().map(|(c, n, v)| (c.as_str(), n.as_str(), v.as_str())).collect();
+        JobNames::of(&parts)
+    }
+
+    /// The columns, as job records name them: `a`, or `a,b` for several.
+    pub fn columns_label(&self) -> String {
+        self.parts().map(|p| p.column.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The rows of a fragment that some part computes, as SQL, where
+    /// `all_rows` says which parts compute every live row (then `None`:
+    /// every live row).
+    pub fn selection_sql(&self, all_rows: &[bool]) -> Option<String> {
+        if all_rows.iter().any(|all| *all) {
+            return None;
+        }
+        Some(match self.rest.is_empty() {
+            true => self.lead.filter.sql().to_string(),
+            false => self.parts().map(|part| format!("({})", part.filter.sql())).collect::<Vec<_>>().join(" OR "),
+        })
+    }
+
+    /// The filters, as job records show them: one each, `; ` between.
+    pub fn filters_label(&self) -> String {
+        self.parts().map(|p| p.filter.sql()).collect::<Vec<_>>().join("; ")
+    }
+}
+
+/// One column of a backfill (or group of unpacked siblings): its UDF,
+/// filter and fills.
+#[derive(Debug)]
+pub(crate) struct ResolvedPart {
     /// The column that stands for the output columns (the only one, or
     /// the lead of unpacked siblings): leases, records and keys name it.
     pub column: String,
@@ -72,17 +121,100 @@ impl Fills {
     }
 }
 
-/// Resolves a backfill of `column` of `table`, finding UDFs in `registry`
-/// and, in the table's `stores`, the failed rows of `retry_errors` and the
-/// column's fills.
+/// Resolves a backfill of `columns` of `table` (one, or several in one
+/// pass), finding UDFs in `registry` and, in the table's `stores`, the
+/// failed rows of `retry_errors` and the columns' fills.
 pub(crate) async fn resolve(
     table: &TableLocation,
     registry: &UdfRegistry,
-    column: &str,
+    columns: &[String],
     options: &BackfillOptions,
     stores: &TableStores,
 ) -> Result<Resolved> {
     options.validate()?;
+    let Some((first, others)) = columns.split_first() else {
+        return Err(Error::InvalidOptions { reason: "name at least one column to backfill".to_string() });
+    };
+    if !others.is_empty() {
+        refuse_for_several(options)?;
+    }
+    let dataset = open_at(table, options).await?;
+    let lead = resolve_part(table, &dataset, registry, first, options, stores).await?;
+    let mut rest: Vec<ResolvedPart> = Vec::new();
+    for column in others {
+        let part = resolve_part(table, &dataset, registry, column, options, stores).await?;
+        if let Some(twice) = std::iter::once(&lead).chain(&rest).find(|p| p.column == part.column) {
+            return Err(Error::InvalidOptions {
+                reason: format!("column {column} is named twice (it is filled with {}); name each column once", twice.column),
+            });
+        }
+        rest.push(part);
+    }
+    if !rest.is_empty() {
+        // Parts in schema order: the order of the columns in the data file
+        // the writer makes, and one set of keys whatever order was asked.
+        let position = |part: &ResolvedPart| dataset.schema().fields.iter().position(|f| f.id == part.field_id);
+        let mut parts: Vec<ResolvedPart> = std::iter::once(lead).chain(rest).collect();
+        parts.sort_by_key(|part| position(part));
+        refuse_mixed_fragments(&dataset, &parts)?;
+        let mut parts = parts.into_iter();
+        if let Some(lead) = parts.next() {
+            return Ok(Resolved { table: table.clone(), dataset: Arc::new(dataset), lead, rest: parts.collect() });
+        }
+        return Err(Error::InvalidOptions { reason: "name at least one column to backfill".to_string() });
+    }
+    Ok(Resolved { table: table.clone(), dataset: Arc::new(dataset), lead, rest })
+}
+
+/// Lance replaces columns of a fragment with one data file only where the
+/// fragment holds all of them or none: refuses, naming them, fragments
+/// that hold some of `parts`' columns and not others.
+fn refuse_mixed_fragments(dataset: &Dataset, parts: &[ResolvedPart]) -> Result<()> {
+    let mut mixed: Vec<(u64, Vec<&str>, Vec<&str>)> = Vec::new();
+    for fragment in dataset.get_fragments() {
+        let files = &fragment.metadata().files;
+        let (held, missing): (Vec<&ResolvedPart>, Vec<&ResolvedPart>) =
+            parts.iter().partition(|part| files.iter().any(|f| f.fields.contains(&part.field_id)));
+        if !held.is_empty() && !missing.is_empty() {
+            let held = held.into_iter().map(|p| p.column.as_str()).collect();
+            let missing = missing.into_iter().map(|p| p.column.as_str()).collect();
+            mixed.push((fragment.id() as u64, held, missing));
+        }
+    }
+    let Some((_, held, missing)) = mixed.first() else { return Ok(()) };
+    let ids: Vec<String> = mixed.iter().take(10).map(|(id, _, _)| id.to_string()).collect();
+    let more = if mixed.len() > 10 { format!(" and {} more", mixed.len() - 10) } else { String::new() };
+    Err(Error::InvalidOptions {
+        reason: format!(
+            "fragments {}{more} hold values of {} but not of {}, and Lance writes several columns into one file only where a fragment holds all of them or none; backfill these columns one at a time (--column {})",
+            ids.join(", "),
+            held.join(", "),
+            missing.join(", "),
+            missing.join(" then --column "),
+        ),
+    })
+}
+
+/// What a backfill of several columns in one pass cannot take: options
+/// that name one column's UDF, failed rows or staging.
+fn refuse_for_several(options: &BackfillOptions) -> Result<()> {
+    let refused = [
+        (options.udf.is_some(), "a UDF override"),
+        (options.input_columns.is_some(), "input column overrides"),
+        (options.retry_errors.is_some(), "retry_errors"),
+        (options.stage, "stage"),
+        (options.queue, "queue"),
+    ];
+    match refused.into_iter().find(|(set, _)| *set) {
+        Some((_, what)) => Err(Error::InvalidOptions {
+            reason: format!("a backfill of several columns in one pass takes no {what}; backfill the columns one at a time for it"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The table at the version the backfill reads.
+async fn open_at(table: &TableLocation, options: &BackfillOptions) -> Result<Dataset> {
     let latest = table.open_dataset().await?;
     let dataset = match options.read_version {
         Some(version) => latest.checkout_version(version).await.map_err(|source| Error::VersionNotFound {
@@ -92,7 +224,19 @@ pub(crate) async fn resolve(
         })?,
         None => latest,
     };
-    let outputs = output_columns(&dataset, column).ok_or_else(|| Error::ColumnNotFound {
+    Ok(dataset)
+}
+
+/// One column's part of a backfill of `dataset`.
+async fn resolve_part(
+    table: &TableLocation,
+    dataset: &Dataset,
+    registry: &UdfRegistry,
+    column: &str,
+    options: &BackfillOptions,
+    stores: &TableStores,
+) -> Result<ResolvedPart> {
+    let outputs = output_columns(dataset, column).ok_or_else(|| Error::ColumnNotFound {
         table: table.uri.clone(),
         column: column.to_string(),
     })?;
@@ -135,7 +279,7 @@ pub(crate) async fn resolve(
             });
         }
     }
-    check_fills(&dataset, &outputs, &udf)?;
+    check_fills(dataset, &outputs, &udf)?;
     let sql = match &options.retry_errors {
         None => options.filter.clone().unwrap_or_else(|| outputs.default_filter()),
         Some(job_id) => {
@@ -159,16 +303,14 @@ pub(crate) async fn resolve(
         current: fill_tag(udf.name(), &udf.fingerprint()),
         recompute_stale: options.filter.is_none() && options.retry_errors.is_none(),
     };
-    Ok(Resolved {
-        table: table.clone(),
-        dataset: Arc::new(dataset),
-        column: column.to_string(),
-        field_id,
-        outputs: outputs.clone(),
-        udf,
-        filter,
-        fills,
-    })
+    Ok(ResolvedPart { column: column.to_string(), field_id, outputs: outputs.clone(), udf, filter, fills })
+}
+
+impl ResolvedPart {
+    /// What the job's appliers compute for this part.
+    pub fn job_part(&self) -> JobPart {
+        JobPart { udf: self.udf.clone(), outputs: self.outputs.clone(), filter: self.filter.clone() }
+    }
 }
 
 /// The columns a backfill of `column` writes: `column` alone, or, where it

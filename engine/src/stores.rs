@@ -11,7 +11,7 @@ use leman_scheduler::{JobRecord, JobStatus};
 use crate::cancel::CancelRequests;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
-use crate::lease::{self, ColumnLease};
+use crate::lease::{self, JobLeases};
 use crate::location::TableLocation;
 use crate::records::JobStore;
 use crate::row_errors::RowErrorStore;
@@ -110,8 +110,9 @@ impl TableStores {
         Ok(())
     }
 
-    /// Takes the column's lease for job `id`, or says which job holds it.
-    pub(crate) async fn lease(&self, column: &str, id: &str) -> Result<ColumnLease> {
-        ColumnLease::acquire(self.store.clone(), &self.dir, column, id).await
+    /// Takes the columns' leases for job `id`, or says which job holds
+    /// one of them.
+    pub(crate) async fn leases(&self, columns: &[String], id: &str) -> Result<JobLeases> {
+        JobLeases::acquire(self.store.clone(), &self.dir, columns, id).await
     }
 }

@@ -179,11 +179,11 @@ impl HeadService {
     async fn submit(&self, submission: Submission) -> leman_engine::Result<String> {
         let table = TableLocation::new(&submission.table.uri, submission.table.storage_options)?;
         let executor = Arc::new(ClusterExecutor { view: self.cluster.clone() });
-        let job = leman_engine::start(&table, &submission.column, submission.options, &self.registry, executor).await?;
+        let job = leman_engine::start_many(&table, &submission.columns, submission.options, &self.registry, executor).await?;
         let job_id = job.id().to_string();
         let view = JobView {
             job_id: job_id.clone(),
-            column: submission.column,
+            column: submission.columns.join(","),
             status: JobStatus::Running,
             progress: Default::default(),
             summary: None,

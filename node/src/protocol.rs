@@ -103,8 +103,8 @@ pub struct Submission {
     /// The table, reachable from the head and every worker; its storage
     /// options travel on to the workers that run the job.
     pub table: TableLocation,
-    /// The UDF column to compute.
-    pub column: String,
+    /// The UDF columns to compute: one, or several in one pass.
+    pub columns: Vec<String>,
     /// The options; a UDF override does not travel (UDFs are code).
     pub options: BackfillOptions,
 }

@@ -365,7 +365,7 @@ async fn on_local_cluster(table: &Table, exe: &Path, embedded: Duration) -> Resu
     let cluster = LocalCluster::start(exe, 2)?;
     let certs = ClusterCerts::load(cluster.certs(), leman_runtime::tls::Role::Client).map_err(Error::cluster)?;
     let options = BackfillOptions::default().concurrency(2).intra_applier_concurrency(1).batch_size(1024);
-    let submission = Submission { table: table.location().clone(), column: "cluster".into(), options };
+    let submission = Submission { table: table.location().clone(), columns: vec!["cluster".into()], options };
     let job_id = leman_node::submit(cluster.head(), &certs, &submission).await?;
     let deadline = Instant::now() + Duration::from_secs(600);
     let view = loop {

@@ -22,9 +22,12 @@ pub(crate) struct BackfillArgs {
     table: String,
     #[command(flatten)]
     storage: super::storage::StorageArgs,
-    /// UDF column to compute.
-    #[arg(long)]
-    column: String,
+    /// UDF column to compute; several, comma-separated (`--column a,b`),
+    /// are computed in one pass: each batch is read once, each column
+    /// computes its own null rows (or --where), and each fragment gets one
+    /// data file holding them all, committed together.
+    #[arg(long = "column", value_name = "COLUMN[,COLUMN...]", value_delimiter = ',', required = true)]
+    columns: Vec<String>,
     /// SQL filter of the rows to compute (default: rows where the column is null).
     #[arg(long = "where")]
     filter: Option<String>,
@@ -161,19 +164,21 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
         return outcome;
     }
     let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
-    if let Some(record) = table.udf_record(&args.column).await?
-        && builtins::NAMES.contains(&record.name.as_str())
-    {
-        let schema = table.schema().await?;
-        for input in &record.inputs {
-            if let Ok(field) = schema.field_with_name(input) {
-                builtins::check_input(&record.name, input, field.data_type())?;
+    for column in &args.columns {
+        if let Some(record) = table.udf_record(column).await?
+            && builtins::NAMES.contains(&record.name.as_str())
+        {
+            let schema = table.schema().await?;
+            for input in &record.inputs {
+                if let Ok(field) = schema.field_with_name(input) {
+                    builtins::check_input(&record.name, input, field.data_type())?;
+                }
             }
         }
     }
-    let job = table.backfill(&args.column, args.options()).await?;
+    let job = table.backfill_many(args.columns.clone(), args.options()).await?;
     let job_id = job.id().to_string();
-    eprintln!("job {job_id}: backfilling {} of {} (Ctrl-C cancels; run again to resume)", args.column, table.uri());
+    eprintln!("job {job_id}: backfilling {} of {} (Ctrl-C cancels; run again to resume)", args.columns.join(","), table.uri());
     let label = format!("job {job_id}");
     tokio::select! {
         () = progress::follow(&job, &label) => {}
@@ -188,7 +193,7 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     }
     let outcome = job.wait().await;
     if args.json {
-        println!("{}", summary_json(&job_id, &args.column, &outcome));
+        println!("{}", summary_json(&job_id, &args.columns.join(","), &outcome));
     } else if let Ok(summary) = &outcome
         && summary.fragments_staged > 0
     {
@@ -225,7 +230,7 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
 /// its plan is the table's and its checkpoints').
 async fn dry_run(args: &BackfillArgs) -> Result<ExitCode> {
     let table = Table::open_with(&args.table, args.storage.options(), builtins::registry()).await?;
-    let plan = table.plan_backfill(&args.column, &args.options()).await?;
+    let plan = table.plan_backfill_many(args.columns.clone(), &args.options()).await?;
     if args.json {
         let mut value = serde_json::to_value(&plan).map_err(|e| Error::Io(e.into()))?;
         value["udf_version_changed"] = json!(plan.udf_version_changed());
@@ -259,7 +264,7 @@ async fn dry_run(args: &BackfillArgs) -> Result<ExitCode> {
 async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: &ClusterCerts) -> Result<ExitCode> {
     let submission = Submission {
         table: TableLocation::new(&args.table, args.storage.options())?,
-        column: args.column.clone(),
+        columns: args.columns.clone(),
         options: args.options(),
     };
     let job_id = leman_node::submit(head, certs, &submission).await?;
@@ -278,7 +283,7 @@ async fn run_on_cluster(args: &BackfillArgs, head: std::net::SocketAddr, certs: 
         )))),
     };
     if args.json {
-        println!("{}", summary_json(&job_id, &args.column, &outcome));
+        println!("{}", summary_json(&job_id, &args.columns.join(","), &outcome));
     } else if let Ok(summary) = &outcome {
         println!("job {job_id} succeeded on the cluster: {} rows computed in {} commits", summary.rows_computed, summary.commits);
     }

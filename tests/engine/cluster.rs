@@ -61,7 +61,7 @@ impl Cluster {
     }
 
     async fn submit(&self, table: &Table, column: &str, options: BackfillOptions) -> String {
-        let submission = Submission { table: table.location().clone(), column: column.into(), options };
+        let submission = Submission { table: table.location().clone(), columns: vec![column.into()], options };
         leman::distributed::submit(self.head.local_addr().unwrap(), &self.certs, &submission).await.unwrap()
     }
 

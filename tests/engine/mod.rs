@@ -14,6 +14,7 @@ mod dry_run;
 mod errors;
 mod filters;
 mod full;
+mod many;
 mod incremental;
 mod readme;
 mod shapes;

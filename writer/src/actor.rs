@@ -22,10 +22,11 @@ pub struct FragmentWrite {
     /// What the fragment key hashed (its data files: the fragment's input
     /// files), kept in the fragment's record for clean-up.
     pub origin: Origin,
-    /// Which UDF the new file's values came from, as a fill tag, if one
-    /// UDF computed them all (`None` when some were kept from a file of
-    /// unknown origin).
-    pub fill_tag: Option<String>,
+    /// Which UDF the new file's values came from, as a fill tag, by the
+    /// field id of the column that stands for them (the lead of unpacked
+    /// siblings): one for each part whose values one UDF computed (none
+    /// where some were kept from a file of unknown origin).
+    pub fill_tags: Vec<(i32, String)>,
 }
 
 /// Messages a writer takes.

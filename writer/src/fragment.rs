@@ -22,24 +22,19 @@ pub struct WriterContext {
     /// The output columns' schema, as the dataset defines it (field ids
     /// included), in the dataset's order.
     pub column_schema: LanceSchema,
-    /// The field id of the column that stands for them (its fills are
-    /// recorded).
-    pub lead_field_id: i32,
     /// Where checkpoints are.
     pub checkpoints: CheckpointStore,
 }
 
 impl WriterContext {
     /// The context of a job writing `columns` of `dataset` into one data
-    /// file per fragment; the first stands for them all.
+    /// file per fragment.
     pub fn new(dataset: Arc<Dataset>, columns: &[&str], checkpoints: CheckpointStore) -> Result<Self, WriterError> {
+        if let Some(dropped) = columns.iter().find(|column| dataset.schema().field(column).is_none()) {
+            return Err(WriterError::ColumnDropped { column: dropped.to_string(), version: dataset.version().version });
+        }
         let column_schema = dataset.schema().project(columns)?;
-        let lead = columns.first().and_then(|lead| dataset.schema().field(lead));
-        let lead_field_id = lead.map(|field| field.id).ok_or_else(|| WriterError::ColumnDropped {
-            column: columns.first().copied().unwrap_or_default().to_string(),
-            version: dataset.version().version,
-        })?;
-        Ok(Self { dataset, column_schema, lead_field_id, checkpoints })
+        Ok(Self { dataset, column_schema, checkpoints })
     }
 }
 
@@ -47,7 +42,7 @@ impl WriterContext {
 /// checkpoints (in physical row order, covering every row), then stores its
 /// fragment checkpoint under `write.fragment_key`.
 pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Result<DataFile, WriterError> {
-    let FragmentWrite { fragment_id, batches, fragment_key, base_output_file, origin, fill_tag } = write;
+    let FragmentWrite { fragment_id, batches, fragment_key, base_output_file, origin, fill_tags } = write;
     let fragment = context
         .dataset
         .get_fragment(fragment_id as usize)
@@ -68,10 +63,10 @@ pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Re
     let group = fragment.write_columns(stream, &context.column_schema).await?;
     let record = FragmentRecord { data_file: group.1.clone(), base_output_file, origin: Some(origin) };
     let checkpoint_error = |source| WriterError::Checkpoint { fragment_id, source };
-    // The fill first: a data file that a fragment record names says which
-    // UDF computed it, where one did.
-    if let Some(tag) = &fill_tag {
-        context.checkpoints.fills().record(context.lead_field_id, &group.1.path, tag).await.map_err(checkpoint_error)?;
+    // The fills first: a data file that a fragment record names says which
+    // UDF computed each column, where one did.
+    for (field_id, tag) in &fill_tags {
+        context.checkpoints.fills().record(*field_id, &group.1.path, tag).await.map_err(checkpoint_error)?;
     }
     context.checkpoints.put_fragment(&fragment_key, &record).await.map_err(checkpoint_error)?;
     Ok(group.1)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use leman_applier::{SkippedRow, TaskError, TaskOutput, TaskSpec};
 use leman_checkpoint::KeyParts;
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{StorageOptions, StoreTally, TableLocation, UdfRecord};
+use leman_engine::{PartSpec, StorageOptions, StoreTally, TableLocation, UdfRecord};
 use leman_node::{ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, MemberInfo, WorkerRequest, WorkerResponse};
 use leman_runtime::frame::{self, CLAIM_FACTOR, MIN_CLAIM, SEQUENCE_RESERVE};
 use proptest::collection::vec;
@@ -99,7 +99,7 @@ fn task(parts: (String, u64, Range<u64>, bool)) -> TaskSpec {
         data_files: vec![format!("{name}.lance")],
     }
     .batch_key(rows.clone());
-    TaskSpec { fragment_id, rows, key, all_rows }
+    TaskSpec { fragment_id, rows, key, all_rows: vec![all_rows] }
 }
 
 fn job_spec() -> impl Strategy<Value = JobSpec> {
@@ -109,9 +109,11 @@ fn job_spec() -> impl Strategy<Value = JobSpec> {
             table: TableLocation::new(&format!("/tables/{name}.lance"), StorageOptions::new().with("k", &column))
                 .unwrap_or_else(|e| panic!("{e}")),
             read_version,
-            outputs: leman_engine::OutputColumns::Single(column.clone()),
-            udf: UdfRecord { name, version: "2".into(), inputs: vec![column], params, on_error: None, retry_backoff: None },
-            filter,
+            parts: vec![PartSpec {
+                outputs: leman_engine::OutputColumns::Single(column.clone()),
+                udf: UdfRecord { name, version: "2".into(), inputs: vec![column], params, on_error: None, retry_backoff: None },
+                filter,
+            }],
             threads,
         },
     )

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lance_table::format::DataFile;
 use leman_applier::{TaskError, TaskOutput, TaskSpec};
 use leman_cluster::{Heartbeat, Join, NodeId, Resources};
-use leman_engine::{BackfillOptions, CancelReason, JobStatus, Progress, StorageOptions, Summary, TableLocation, UdfRecord};
+use leman_engine::{BackfillOptions, CancelReason, JobStatus, PartSpec, Progress, StorageOptions, Summary, TableLocation, UdfRecord};
 use leman_node::{
     ApplierExit, HeadRequest, HeadResponse, HostedApplier, JobSpec, JobView, ShippedDataFile, Submission, WorkerRequest,
     WorkerResponse,
@@ -29,9 +29,18 @@ pub fn examples() -> Examples {
         job_id: "j".into(),
         table: TableLocation::new("s3://bucket/t.lance", StorageOptions::new().with("aws_secret_access_key", "k")).unwrap(),
         read_version: 3,
-        outputs: leman_engine::OutputColumns::Single("c".into()),
-        udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())], on_error: Some(leman_engine::ErrorPolicy::Skip), retry_backoff: None },
-        filter: "c IS NULL".into(),
+        parts: vec![
+            PartSpec {
+                outputs: leman_engine::OutputColumns::Single("c".into()),
+                udf: UdfRecord { name: "busy".into(), version: "1".into(), inputs: vec!["id".into()], params: vec![("micros".into(), "5".into())], on_error: Some(leman_engine::ErrorPolicy::Skip), retry_backoff: None },
+                filter: "c IS NULL".into(),
+            },
+            PartSpec {
+                outputs: leman_engine::OutputColumns::Unpacked(vec![("s_n".into(), "n".into()), ("s_m".into(), "m".into())]),
+                udf: UdfRecord { name: "text_stats".into(), version: "1".into(), inputs: vec!["text".into()], params: Vec::new(), on_error: None, retry_backoff: None },
+                filter: "s_n IS NULL OR s_m IS NULL".into(),
+            },
+        ],
         threads: 2,
     };
     let worker_responses = vec![
@@ -69,11 +78,11 @@ pub fn examples() -> Examples {
         fragment_key: key.fragment_key(),
         base_output_file: Some("b.lance".into()),
         origin: key.origin(),
-        fill_tag: Some("0123456789abcdef".into()),
+        fill_tags: vec![(3, "0123456789abcdef".into())],
     };
     let worker_requests = vec![
         WorkerRequest::SpawnApplier { job: spec.clone(), index: 1, incarnation: 3, gpus: vec![0, 2] },
-        WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10), all_rows: false } },
+        WorkerRequest::RunTask { job_id: "j".into(), index: 1, task: TaskSpec { fragment_id: 2, rows: 0..10, key: key.batch_key(0..10), all_rows: vec![false] } },
         WorkerRequest::WriteFragment { job: spec.clone(), write },
         WorkerRequest::StopJob { job_id: "j".into() },
         WorkerRequest::StopApplier { job_id: "j".into(), index: 1, incarnation: 3 },
@@ -92,7 +101,7 @@ pub fn examples() -> Examples {
         }),
         HeadRequest::Submit(Box::new(Submission {
             table: TableLocation::new("/t", StorageOptions::new()).unwrap(),
-            column: "c".into(),
+            columns: vec!["c".into(), "d".into()],
             options: BackfillOptions::default().filter("x > 1").num_frags(3).timeout(Duration::from_secs(90)),
         })),
     ];

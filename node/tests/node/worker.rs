@@ -10,7 +10,7 @@ use leman_cluster::{NodeId, Resources};
 use arrow_array::{ArrayRef, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field};
 use leman_engine::testing::{UdfTable, udf_table, udf_table_with};
-use leman_engine::{InstanceContext, JobSpec, StatefulUdf, Udf, UdfError, UdfRecord};
+use leman_engine::{InstanceContext, JobSpec, PartSpec, StatefulUdf, Udf, UdfError, UdfRecord};
 use leman_runtime::{ClusterCerts, Node, NodeConfig, Service};
 
 use leman_node::{
@@ -64,9 +64,11 @@ async fn setup_with(job_id: &str, table: UdfTable, gpus: f64) -> Setup {
         job_id: job_id.into(),
         table: table.location(),
         read_version: table.version,
-        outputs: leman_engine::OutputColumns::Single("n".into()),
-        udf: UdfRecord::of(&table.udf),
-        filter: "id >= 0".into(),
+        parts: vec![PartSpec {
+            outputs: leman_engine::OutputColumns::Single("n".into()),
+            udf: UdfRecord::of(&table.udf),
+            filter: "id >= 0".into(),
+        }],
         threads: 1,
     };
     let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -150,7 +152,7 @@ async fn an_applier_that_stops_on_its_own_is_reported_to_its_spawner_and_one_sto
         fragment_id: 0,
         data_files: Vec::new(),
     };
-    let task = leman_applier::TaskSpec { fragment_id: 0, rows: 0..10, key: key.batch_key(0..10), all_rows: false };
+    let task = leman_applier::TaskSpec { fragment_id: 0, rows: 0..10, key: key.batch_key(0..10), all_rows: Vec::new() };
     let gone = s.ask(WorkerRequest::RunTask { job_id: "j".into(), index: 1, task }).await;
     assert!(matches!(gone, WorkerResponse::ApplierGone { .. }), "{gone:?}");
     s.spawn(1, 2).await;
