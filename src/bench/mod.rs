@@ -10,8 +10,8 @@
 //! start of `--local-workers 2`; the wire on loopback against bare
 //! sockets; and a table on S3 (a local server, [`s3`]) against local disk,
 //! with the object store requests it takes ([`requests`]); and more per
-//! pass ([`per_pass`]): how soon a slow UDF checkpoints with automatic batch
-//! sizes. Process-level figures run the `leman` binary given in
+//! pass ([`per_pass`]): two columns in one pass, and how soon a slow UDF
+//! checkpoints with automatic batch sizes. Process-level figures run the `leman` binary given in
 //! [`BenchOptions::exe`] ([`process`]).
 
 mod object_store;
@@ -91,6 +91,8 @@ struct Sizes {
     wire: LoopbackLoad,
     s3_rows: usize,
     slow_rows: usize,
+    pair_rows: usize,
+    pair_fragments: usize,
 }
 
 impl Sizes {
@@ -107,6 +109,8 @@ impl Sizes {
                 wire: LoopbackLoad { round_trips: 200, messages: 16 },
                 s3_rows: 40_000,
                 slow_rows: 200,
+                pair_rows: 40_000,
+                pair_fragments: 4,
             }
         } else {
             Sizes {
@@ -120,6 +124,8 @@ impl Sizes {
                 wire: LoopbackLoad::default(),
                 s3_rows: 1_000_000,
                 slow_rows: 2_000,
+                pair_rows: 1_000_000,
+                pair_fragments: 8,
             }
         }
     }

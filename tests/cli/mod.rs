@@ -14,6 +14,7 @@ mod hostile;
 mod fencing;
 mod interop;
 mod manifests;
+mod many;
 mod network;
 mod on_error;
 mod paused;
