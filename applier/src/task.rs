@@ -8,7 +8,9 @@
 //! included, so that its positions line up with the fragment's files. Rows
 //! that are deleted or that the filter does not select keep their previous
 //! values of the output columns (null if never computed); the UDF sees only
-//! the selected rows.
+//! the selected rows. A job of several parts (columns computed in one pass)
+//! reads the batch once; each part selects its own rows with its own filter,
+//! and the checkpoint holds every part's columns, part after part.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -83,6 +85,34 @@ impl JobNames {
                 }
             }
         }
+    }
+
+    /// The (column, UDF name, fingerprint) of each part these names stand
+    /// for: the inverse of [`JobNames::of`].
+    pub fn parts(&self) -> Vec<(String, String, String)> {
+        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).ok();
+        match (list(&self.column), list(&self.udf_name), list(&self.udf_version)) {
+            (Some(columns), Some(names), Some(versions)) if columns.len() == names.len() && names.len() == versions.len() => {
+                columns.into_iter().zip(names).zip(versions).map(|((c, n), v)| (c, n, v)).collect()
+            }
+            _ => vec![(self.column.clone(), self.udf_name.clone(), self.udf_version.clone())],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JobNames;
+
+    #[test]
+    fn one_part_is_named_as_it_always_was_and_several_read_back() {
+        let one = JobNames::of(&[("a", "f", "v1")]);
+        assert_eq!((one.column.as_str(), one.udf_name.as_str(), one.udf_version.as_str()), ("a", "f", "v1"));
+        assert_eq!(one.parts(), [("a".into(), "f".into(), "v1".into())]);
+        let several = JobNames::of(&[("a", "f", "v1"), ("b,c", "g", "v2")]);
+        assert_eq!(several.column, r#"["a","b,c"]"#);
+        let parts: Vec<(String, String, String)> = vec![("a".into(), "f".into(), "v1".into()), ("b,c".into(), "g".into(), "v2".into())];
+        assert_eq!(several.parts(), parts);
     }
 }
 
@@ -162,9 +192,10 @@ pub struct TaskSpec {
 /// What a finished task reports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskOutput {
-    /// Rows the UDF computed.
+    /// Rows the UDF computed (for several parts, rows some part computed
+    /// and none skipped).
     pub rows_computed: u64,
-    /// Rows the `skip` policy left null.
+    /// Rows the `skip` policy left null (in some part).
     pub rows_skipped: u64,
     /// Each skipped row.
     pub errors: Vec<SkippedRow>,
@@ -260,7 +291,11 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
                 .row
                 .and_then(|j| selections.get(part).and_then(|selection| nth_selected(selection, j)))
                 .map(|offset| row_address(spec.fragment_id, spec.rows.start + offset as u64));
-            TaskError::Udf { message: failure.message, row_address, attempts: failure.attempts }
+            let message = match (context.parts.len(), context.parts.get(part)) {
+                (2.., Some(part)) => format!("column {}: {}", part.outputs.lead(), failure.message),
+                _ => failure.message,
+            };
+            TaskError::Udf { message, row_address, attempts: failure.attempts }
         })?;
         let mut errors: Vec<SkippedRow> = merged
             .skipped

@@ -22,12 +22,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use futures::{StreamExt, TryStreamExt};
+use leman_applier::JobNames;
 use leman_checkpoint::{CheckpointStore, ObjectKind, Origin, StoredObject};
 use leman_scheduler::JobStatus;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::location::TableLocation;
+use crate::plan::base_output_key;
 use crate::stores::TableStores;
 use crate::udf_record::UdfRecord;
 
@@ -135,6 +137,8 @@ struct Table {
     fragments: HashMap<u64, Vec<String>>,
     /// Field ids of each data file.
     file_fields: HashMap<String, Vec<i32>>,
+    /// The field id of each column.
+    field_ids: HashMap<String, i32>,
     /// The UDF each UDF column records: name and fingerprint.
     udfs: HashMap<String, (String, String)>,
     /// Columns a running job holds.
@@ -151,10 +155,11 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
         records.iter().filter(|record| record.status == JobStatus::Running).map(|record| record.id.as_str()).collect();
     let stale_cancels: Vec<String> =
         stores.cancels.job_ids().await?.into_iter().filter(|id| !running.contains(id.as_str())).collect();
+    // A job of several columns names them `a,b`.
     let busy = records
         .iter()
         .filter(|record| record.status == JobStatus::Running)
-        .map(|record| record.column.clone())
+        .flat_map(|record| record.column.split(',').map(str::to_string).collect::<Vec<_>>())
         .collect();
     let now = Table {
         fragments: dataset
@@ -167,6 +172,7 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
             .iter()
             .flat_map(|f| f.metadata().files.iter().map(|file| (file.path.clone(), file.fields.to_vec())).collect::<Vec<_>>())
             .collect(),
+        field_ids: dataset.schema().fields.iter().map(|field| (field.name.clone(), field.id)).collect(),
         udfs: dataset
             .schema()
             .fields
@@ -223,16 +229,29 @@ pub async fn cleanup(table: &TableLocation, options: &CleanupOptions) -> Result<
     Ok(report)
 }
 
-/// Why nothing can reach a checkpoint of `origin` any more: its column, its
-/// UDF (by fingerprint: version, inputs and parameters) or its fragment is
-/// gone.
+/// The (column, UDF name, fingerprint) of each column a checkpoint of
+/// `origin` computed: one, or those of a job of several in one pass.
+fn origin_parts(origin: &Origin) -> Vec<(String, String, String)> {
+    JobNames { column: origin.column.clone(), udf_name: origin.udf_name.clone(), udf_version: origin.udf_version.clone() }.parts()
+}
+
+/// Whether a running job holds a column a checkpoint of `origin` computed.
+fn is_busy(now: &Table, origin: &Origin) -> bool {
+    origin_parts(origin).iter().any(|(column, _, _)| now.busy.contains(column))
+}
+
+/// Why nothing can reach a checkpoint of `origin` any more: one of its
+/// columns, their UDFs (by fingerprint: version, inputs and parameters) or
+/// its fragment is gone.
 fn unreachable(now: &Table, origin: &Origin) -> Option<Unreachable> {
-    match now.udfs.get(&origin.column) {
-        None => Some(Unreachable::ColumnGone),
-        Some((name, version)) if *name != origin.udf_name || *version != origin.udf_version => Some(Unreachable::UdfNotRecorded),
-        Some(_) if !now.fragments.contains_key(&origin.fragment_id) => Some(Unreachable::FragmentGone),
-        Some(_) => None,
+    for (column, udf_name, udf_version) in origin_parts(origin) {
+        match now.udfs.get(&column) {
+            None => return Some(Unreachable::ColumnGone),
+            Some((name, version)) if *name != udf_name || *version != udf_version => return Some(Unreachable::UdfNotRecorded),
+            Some(_) => {}
+        }
     }
+    (!now.fragments.contains_key(&origin.fragment_id)).then_some(Unreachable::FragmentGone)
 }
 
 /// Why `object` is to go, or `None` to keep it.
@@ -242,7 +261,7 @@ async fn judge(store: &CheckpointStore, now: &Table, object: &StoredObject, olde
         ObjectKind::Batch => {
             let origin = store.batch_record(&object.key).await?.and_then(|r| r.origin);
             let Some(origin) = origin else { return Ok(old.then_some(Unreachable::NoOrigin)) };
-            if now.busy.contains(&origin.column) {
+            if is_busy(now, &origin) {
                 return Ok(None);
             }
             let reason = match unreachable(now, &origin) {
@@ -257,7 +276,7 @@ async fn judge(store: &CheckpointStore, now: &Table, object: &StoredObject, olde
             let Some((record, origin)) = record.and_then(|r| r.origin.clone().map(|origin| (r, origin))) else {
                 return Ok(old.then_some(Unreachable::NoOrigin));
             };
-            if now.busy.contains(&origin.column) {
+            if is_busy(now, &origin) {
                 return Ok(None);
             }
             if let Some(reason) = unreachable(now, &origin) {
@@ -276,9 +295,16 @@ async fn judge(store: &CheckpointStore, now: &Table, object: &StoredObject, olde
             if output == Some(&record.data_file.path) {
                 return Ok(None); // committed: lets a re-run skip the fragment
             }
-            // Written, not committed: good while the column is still read
+            // Written, not committed: good while each column is still read
             // from the file its values were merged with.
-            if output != record.base_output_file.as_ref() {
+            let read_from: Vec<Option<String>> = origin_parts(&origin)
+                .iter()
+                .map(|(column, _, _)| {
+                    let field_id = now.field_ids.get(column)?;
+                    files.iter().find(|path| now.file_fields.get(*path).is_some_and(|f| f.contains(field_id))).cloned()
+                })
+                .collect();
+            if base_output_key(&read_from) != record.base_output_file {
                 return Ok(Some(Unreachable::FragmentChanged));
             }
             Ok(old.then_some(Unreachable::Abandoned))

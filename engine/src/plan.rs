@@ -152,11 +152,7 @@ async fn inspect(
     let fragment_parts = parts(input_files);
     let fragment_key = fragment_parts.fragment_key();
     let origin = fragment_parts.origin();
-    let output_file = match output_files.as_slice() {
-        [one] => one.clone(),
-        several if several.iter().all(Option::is_none) => None,
-        several => Some(serde_json::to_string(several).unwrap_or_default()),
-    };
+    let output_file = base_output_key(&output_files);
     let physical_rows = fragment.physical_rows().await? as u64;
     let mut input = FragmentInput::new(id, physical_rows);
     let mut written = None;
@@ -206,6 +202,17 @@ async fn inspect(
     let plan =
         FragmentPlan { fragment_key, origin, batches, batch_keys, base_output_file: output_file, written, all_rows, fill_tags };
     Ok(Some((input, plan)))
+}
+
+/// What a fragment record keeps as the file its job's values were merged
+/// with: the file of the only part, or the JSON list of each part's file
+/// (`None` where no part has one).
+pub(crate) fn base_output_key(files: &[Option<String>]) -> Option<String> {
+    match files {
+        [one] => one.clone(),
+        several if several.iter().all(Option::is_none) => None,
+        several => Some(serde_json::to_string(several).unwrap_or_default()),
+    }
 }
 
 /// One key part of several: the only one as it is (so that the keys of a

@@ -11,7 +11,7 @@ use arrow_array::types::{Int32Type, Int64Type};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field};
 use futures::TryStreamExt;
-use leman::{AddColumnsOptions, BackfillOptions, Table, Udf, Unpack, builtins};
+use leman::{AddColumnsOptions, BackfillOptions, CleanupOptions, Table, Udf, Unpack, builtins};
 
 use crate::engine::support::{Calls, assert_sound, batch, column, doubling, fixture, within};
 
@@ -85,6 +85,10 @@ async fn two_columns_in_one_pass_equal_two_separate_runs_in_one_file_per_fragmen
     let dataset = f.table.dataset().await.unwrap();
     let field_ids: Vec<i32> = a_and_g.iter().map(|c| dataset.schema().field(c).unwrap().id).collect();
     assert_eq!(layout, vec![vec![field_ids]; 3], "one data file per fragment holds all four fields");
+    // Clean-up keeps the job's fragment records (they name both columns):
+    // they let a re-run skip the fragments.
+    let cleaned = f.table.cleanup(&CleanupOptions { older_than: std::time::Duration::ZERO, ..CleanupOptions::default() }).await.unwrap();
+    assert_eq!((cleaned.removed.objects, cleaned.kept.objects), (0, 3), "{cleaned:?}");
 
     // The same columns computed one at a time give the same values.
     f.table.backfill("a_alone", BackfillOptions::default()).await.unwrap().wait().await.unwrap();
