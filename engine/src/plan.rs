@@ -21,6 +21,11 @@
 //! say another UDF or version computed is *stale*: all its live rows are
 //! computed, not only the null ones, and its keys say so (their filter part
 //! is [`ALL_ROWS`]), so that a re-run finds what it checkpointed.
+//!
+//! A job of several columns in one pass keys its checkpoints by all of
+//! them: columns, UDFs and each column's filter in force as JSON lists
+//! ([`leman_applier::JobNames`]), its fragment key leaving out every
+//! column's file. A one-column job's keys are what they always were.
 
 use std::collections::HashMap;
 use std::ops::Range;
