@@ -76,7 +76,7 @@ pub(crate) struct JobChannels {
     pub user: mpsc::UnboundedSender<JobEvent>,
     /// Set, with its reason, when the job is cancelled.
     pub cancelled: watch::Receiver<Option<CancelReason>>,
-    /// The column's lease, checked before each commit.
+    /// The leases of the job's columns, checked before each commit.
     pub fence: JobFence,
 }
 
