@@ -71,19 +71,17 @@ pub struct JobNames {
 impl JobNames {
     /// The names of a job of `parts`: (lead column, UDF name, UDF
     /// fingerprint) each, in order.
-    pub fn of(parts: &[(&str, &str, &str)]) -> Self {
-        match parts {
-            [(column, name, version)] => {
-                Self { column: column.to_string(), udf_name: name.to_string(), udf_version: version.to_string() }
-            }
-            parts => {
-                let list = |values: Vec<&str>| serde_json::to_string(&values).unwrap_or_default();
-                Self {
-                    column: list(parts.iter().map(|p| p.0).collect()),
-                    udf_name: list(parts.iter().map(|p| p.1).collect()),
-                    udf_version: list(parts.iter().map(|p| p.2).collect()),
-                }
-            }
+    pub fn of(mut parts: Vec<(String, String, String)>) -> Self {
+        if parts.len() == 1
+            && let Some((column, udf_name, udf_version)) = parts.pop()
+        {
+            return Self { column, udf_name, udf_version };
+        }
+        let list = |values: Vec<&String>| serde_json::to_string(&values).unwrap_or_default();
+        Self {
+            column: list(parts.iter().map(|p| &p.0).collect()),
+            udf_name: list(parts.iter().map(|p| &p.1).collect()),
+            udf_version: list(parts.iter().map(|p| &p.2).collect()),
         }
     }
 
@@ -106,10 +104,11 @@ mod tests {
 
     #[test]
     fn one_part_is_named_as_it_always_was_and_several_read_back() {
-        let one = JobNames::of(&[("a", "f", "v1")]);
+        let owned = |parts: &[(&str, &str, &str)]| parts.iter().map(|(c, n, v)| (c.to_string(), n.to_string(), v.to_string())).collect();
+        let one = JobNames::of(owned(&[("a", "f", "v1")]));
         assert_eq!((one.column.as_str(), one.udf_name.as_str(), one.udf_version.as_str()), ("a", "f", "v1"));
         assert_eq!(one.parts(), [("a".into(), "f".into(), "v1".into())]);
-        let several = JobNames::of(&[("a", "f", "v1"), ("b,c", "g", "v2")]);
+        let several = JobNames::of(owned(&[("a", "f", "v1"), ("b,c", "g", "v2")]));
         assert_eq!(several.column, r#"["a","b,c"]"#);
         let parts: Vec<(String, String, String)> = vec![("a".into(), "f".into(), "v1".into()), ("b,c".into(), "g".into(), "v2".into())];
         assert_eq!(several.parts(), parts);
@@ -153,8 +152,7 @@ impl BackfillContext {
             .project(&names)
             .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
         let output_schema = Arc::new(Schema::new(fields));
-        let keyed: Vec<(&str, &str, &str)> = keyed.iter().map(|(c, n, v)| (c.as_str(), n.as_str(), v.as_str())).collect();
-        let names = JobNames::of(&keyed);
+        let names = JobNames::of(keyed);
         let parts = parts
             .into_iter()
             .map(|part| ContextPart { udf: part.udf, outputs: Arc::new(part.outputs), filter: part.filter })
@@ -275,13 +273,11 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         parts.push(PartJob { inputs, old, outputs: part.outputs.clone(), selection });
     }
     let selections: Vec<BooleanArray> = parts.iter().map(|part| part.selection.clone()).collect();
-    let any_selected = selections.iter().fold(vec![false; batch.num_rows()], |mut any, selection| {
-        for row in selection.values().set_indices() {
-            any[row] = true;
-        }
-        any
-    });
-    let selected_count = any_selected.iter().filter(|selected| **selected).count();
+    // Rows some part computes: one part's own count, or the union's.
+    let selected_count = match selections.as_slice() {
+        [one] => one.true_count(),
+        several => several.iter().map(|s| s.values().clone()).reduce(|any, s| &any | &s).map_or(0, |any| any.count_set_bits()),
+    };
     let read = TaskOutput { rows_read: spec.rows.end - spec.rows.start, ..TaskOutput::default() };
     let (values, mut output) = if selected_count == 0 {
         (parts.into_iter().flat_map(|part| part.old).collect(), read)

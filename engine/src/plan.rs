@@ -153,7 +153,8 @@ async fn inspect(
         fragment_id: id,
         data_files,
     };
-    let input_files = files.iter().filter(|f| !output_files.contains(&Some(f.path.clone()))).map(|f| f.path.clone()).collect();
+    let is_output = |path: &String| output_files.iter().flatten().any(|output| output == path);
+    let input_files = files.iter().filter(|f| !is_output(&f.path)).map(|f| f.path.clone()).collect();
     let fragment_parts = parts(input_files);
     let fragment_key = fragment_parts.fragment_key();
     let origin = fragment_parts.origin();

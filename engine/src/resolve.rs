@@ -38,10 +38,7 @@ impl Resolved {
 
     /// How checkpoint keys and batch records name the job.
     pub fn names(&self) -> JobNames {
-        let parts: Vec<(String, String, String)> =
-            self.parts().map(|p| (p.column.clone(), p.udf.name().to_string(), p.udf.fingerprint())).collect();
-        let parts: Vec<(&str, &str, &str)> = parts.iter().map(|(c, n, v)| (c.as_str(), n.as_str(), v.as_str())).collect();
-        JobNames::of(&parts)
+        JobNames::of(self.parts().map(|p| (p.column.clone(), p.udf.name().to_string(), p.udf.fingerprint())).collect())
     }
 
     /// The columns, as job records name them: `a`, or `a,b` for several.
