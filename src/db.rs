@@ -7,6 +7,7 @@ use arrow_array::{RecordBatch, RecordBatchIterator};
 use lance::Dataset;
 use lance::dataset::{WriteMode, WriteParams};
 use leman_engine::{Error, Result, StorageOptions, TableLocation, Udf, UdfRegistry};
+use leman_view::{View, ViewQuery};
 
 use crate::table::Table;
 
@@ -15,11 +16,16 @@ use crate::table::Table;
 pub struct CreateTableOptions {
     /// Rows per fragment (Lance's `max_rows_per_file`).
     pub max_rows_per_file: usize,
+    /// Give rows stable ids, which Lance keeps through updates and
+    /// compaction, and track the version each row was last updated at: a
+    /// materialized view of the table then refreshes by reading only the
+    /// rows changed. Lance sets this at creation only.
+    pub stable_row_ids: bool,
 }
 
 impl Default for CreateTableOptions {
     fn default() -> Self {
-        Self { max_rows_per_file: 1024 * 1024 }
+        Self { max_rows_per_file: 1024 * 1024, stable_row_ids: false }
     }
 }
 
@@ -90,6 +96,7 @@ impl Database {
         let params = WriteParams {
             mode: WriteMode::Create,
             max_rows_per_file: options.max_rows_per_file,
+            enable_stable_row_ids: options.stable_row_ids,
             store_params: Some(table.store_params()),
             ..WriteParams::default()
         };
@@ -128,6 +135,42 @@ impl Database {
         Ok(names)
     }
 
+    /// Creates materialized view `name` (a table, `<name>.lance`) of
+    /// `query`, whose source is a table of this database by name or any
+    /// table by URI. The view is empty until [`View::refresh`] builds it;
+    /// each later refresh writes only what changed in the source. Its UDFs
+    /// are registered in the database's registry.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: leman::Database, len: leman::Udf) -> leman::Result<()> {
+    /// let query = leman::ViewQuery::new("docs").select(["id"]).filter("lang = 'en'").column("len", len);
+    /// let view = db.create_materialized_view("docs_en", query).await?;
+    /// let refresh = view.refresh(leman::RefreshOptions::default()).await?;
+    /// if let Some(job) = refresh.job {
+    ///     job.wait().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_materialized_view(&self, name: &str, mut query: ViewQuery) -> Result<View> {
+        query.source = self.table_uri(&query.source);
+        View::create(self.root.join(&format!("{name}.lance")), query, self.registry.clone()).await
+    }
+
+    /// Opens materialized view `name`, resolving its UDFs in the database's
+    /// registry.
+    pub async fn open_materialized_view(&self, name: &str) -> Result<View> {
+        View::open(self.root.join(&format!("{name}.lance")), self.registry.clone()).await
+    }
+
+    /// The URI of table `name` of this database, or `name` itself where it
+    /// is a path or URI already.
+    fn table_uri(&self, name: &str) -> String {
+        if name.contains('/') || name.contains("://") || name.ends_with(".lance") {
+            name.to_string()
+        } else {
+            self.root.join(&format!("{name}.lance")).uri
+        }
+    }
 }
 
 fn local_path(uri: &str) -> &StdPath {

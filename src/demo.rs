@@ -79,7 +79,7 @@ pub async fn prepare(options: &DemoOptions) -> Result<Table> {
         .map(|first| sample_batch(first, chunk.min(options.rows - first)))
         .collect::<Result<Vec<_>>>()?;
     let per_fragment = options.rows.div_ceil(options.fragments.max(1)).max(1);
-    let table = db.create_table(name, batches, CreateTableOptions { max_rows_per_file: per_fragment }).await?;
+    let table = db.create_table(name, batches, CreateTableOptions { max_rows_per_file: per_fragment, ..Default::default() }).await?;
     let mut udfs = Vec::new();
     for (column, udf) in COLUMNS {
         let udf = builtins::get(udf, &["text"], &[]).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;

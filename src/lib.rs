@@ -36,7 +36,8 @@
 //! built-in UDFs, the demo and the benchmark suite. The engine that runs a
 //! backfill is `leman-engine` (its types are re-exported here); the
 //! cluster's head and worker processes are `leman-node`, re-exported as
-//! [`distributed`].
+//! [`distributed`]; materialized views ([`Database::create_materialized_view`],
+//! [`View`]) are `leman-view`.
 //!
 //! # Features
 //! - `aws` (on by default): `s3://` tables, on Amazon S3 or any
@@ -58,6 +59,7 @@ pub use leman_engine::{
     RowError, RowErrorRecord, RowOutcome, Starter, StatefulUdf, StorageOptions, Summary, TableLocation, Tally, Udf,
     UdfError, UdfRecord, UdfRegistry, Unreachable,
 };
+pub use leman_view::{ReadMode, Refresh, RefreshOptions, RowChanges, UdfColumnInfo, View, ViewInfo, ViewQuery, ViewRecord};
 pub use table::{AddColumnsOptions, Table, Unpack};
 
 /// Leman on a cluster of processes: the head, the workers, their protocol,

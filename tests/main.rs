@@ -9,3 +9,4 @@
 mod cli;
 mod engine;
 mod face;
+mod view;

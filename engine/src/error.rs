@@ -63,6 +63,12 @@ pub enum Error {
     /// Another job is backfilling the column.
     #[error("column {column} is being backfilled by job {job_id} (pid {pid} on {host}); wait for it to end or cancel it (a job whose process died is taken over 15 s after its last sign of life)")]
     ColumnBusy { column: String, job_id: String, pid: u32, host: String },
+    /// Another refresh of the view is running.
+    #[error("view {view} is being refreshed by {holder} (pid {pid} on {host}); wait for it to end or cancel it (a refresh whose process died is taken over 15 s after its last sign of life)")]
+    ViewBusy { view: String, holder: String, pid: u32, host: String },
+    /// The table is not a materialized view, or its view record is damaged.
+    #[error("{uri} is not a materialized view ({reason}); create one with `leman view create`")]
+    NotAView { uri: String, reason: String },
     /// Another job took the column's lease over (this one was paused or cut
     /// off from the store for longer than the lease lasts).
     #[error("column {column} was taken over by job {job_id} (pid {pid} on {host}) while this job was paused or cut off; this job commits nothing more")]

@@ -9,6 +9,7 @@ use leman_scheduler::{JobFailure, Progress, Summary};
 
 use crate::cancel::{CancelReason, CancelSignal, cancel};
 use crate::error::{Error, Result};
+use crate::lease::TableLease;
 
 /// What a job reports while it runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -105,5 +106,22 @@ impl Job {
             Ok(outcome) => outcome,
             Err(join) => Err(Error::Actor { actor: format!("driver of job {}", self.id), reason: join.to_string() }),
         }
+    }
+
+    /// This job, keeping `lease` until the job ends, then giving it up: for
+    /// work that wraps a backfill (a view's refresh) and must stay the only
+    /// one of its kind while the backfill runs.
+    pub fn holding(self, lease: TableLease) -> Job {
+        let Job { id, events, outcome, cancel } = self;
+        let driver = format!("driver of job {id}");
+        let outcome = tokio::spawn(async move {
+            let result = match outcome.await {
+                Ok(result) => result,
+                Err(join) => Err(Error::Actor { actor: driver, reason: join.to_string() }),
+            };
+            lease.release().await;
+            result
+        });
+        Job { id, events, outcome, cancel }
     }
 }

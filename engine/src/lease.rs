@@ -254,6 +254,29 @@ impl JobLeases {
     }
 }
 
+/// A lease on a table's task that is not a column's backfill (a view's
+/// refresh), taken with [`TableStores::lease`](crate::TableStores::lease):
+/// one holder at a time, renewed while held, taken over once its holder
+/// gives no sign of life for 15 s.
+#[derive(Debug)]
+pub struct TableLease(ColumnLease);
+
+impl TableLease {
+    pub(crate) async fn acquire(store: Arc<dyn ObjectStore>, dir: &Path, name: &str, holder: &str) -> Result<Self> {
+        ColumnLease::acquire(store, dir, name, holder).await.map(Self)
+    }
+
+    /// `Ok` while the lease is still this holder's; else says who took it.
+    pub async fn check(&self) -> Result<()> {
+        self.0.fence().check().await
+    }
+
+    /// Gives the lease up.
+    pub async fn release(self) {
+        self.0.release().await;
+    }
+}
+
 /// The fences of a job's leases, checked before each commit.
 #[derive(Debug, Clone)]
 pub(crate) struct JobFence(Vec<LeaseFence>);

@@ -81,6 +81,7 @@ pub use executor::{
     ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, PartSpec, Unanswered, WriteFailure,
 };
 pub use job::{Canceller, Job, JobEvent};
+pub use lease::TableLease;
 pub use leman_applier::{
     ErrorPolicy, InstanceContext, OutputColumns, ROW_ADDRESS, Resources, RetryBackoff, SkippedRow, StatefulUdf, TaskError, TaskOutput,
     TaskSpec, Udf, UdfError, default_filter, peak_memory, quote_identifier, row_address,

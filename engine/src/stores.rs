@@ -11,7 +11,7 @@ use leman_scheduler::{JobRecord, JobStatus};
 use crate::cancel::CancelRequests;
 use crate::clock::unix_millis;
 use crate::error::{Error, Result};
-use crate::lease::{self, JobLeases};
+use crate::lease::{self, JobLeases, TableLease};
 use crate::location::TableLocation;
 use crate::records::JobStore;
 use crate::row_errors::RowErrorStore;
@@ -114,5 +114,12 @@ impl TableStores {
     /// one of them.
     pub(crate) async fn leases(&self, columns: &[String], id: &str) -> Result<JobLeases> {
         JobLeases::acquire(self.store.clone(), &self.dir, columns, id).await
+    }
+
+    /// Takes the lease `name` (a name no column has, such as
+    /// `__view_refresh`) for `holder`, or says who holds it
+    /// ([`Error::ColumnBusy`], naming `name`).
+    pub async fn lease(&self, name: &str, holder: &str) -> Result<TableLease> {
+        TableLease::acquire(self.store.clone(), &self.dir, name, holder).await
     }
 }

@@ -243,7 +243,7 @@ pub fn render(figures: &[Figure]) -> String {
 async fn make_rows(db: &Database, name: &str, rows: usize, fragments: usize) -> Result<Table> {
     let per_fragment = rows.div_ceil(fragments.max(1)).max(1);
     let first = demo::sample_batch(0, per_fragment.min(rows))?;
-    let table = db.create_table(name, vec![first], CreateTableOptions { max_rows_per_file: per_fragment }).await?;
+    let table = db.create_table(name, vec![first], CreateTableOptions { max_rows_per_file: per_fragment, ..Default::default() }).await?;
     for start in (per_fragment..rows).step_by(per_fragment) {
         table.append(vec![demo::sample_batch(start, per_fragment.min(rows - start))?]).await?;
     }

@@ -322,7 +322,7 @@ fn parse_timeout(arg: &str) -> std::result::Result<std::time::Duration, String> 
 }
 
 
-fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_json::Value {
+pub(crate) fn summary_json(job_id: &str, column: &str, outcome: &Result<Summary>) -> serde_json::Value {
     match outcome {
         Ok(s) => json!({
             "job_id": job_id,

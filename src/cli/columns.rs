@@ -30,7 +30,7 @@ pub(crate) struct OnErrorArgs {
 
 impl OnErrorArgs {
     /// `udf` with the policy and backoff given, if given.
-    fn apply(&self, udf: Udf) -> Udf {
+    pub(crate) fn apply(&self, udf: Udf) -> Udf {
         let udf = match self.on_error {
             Some(policy) => udf.with_error_policy(policy),
             None => udf,

@@ -17,6 +17,7 @@ mod machine;
 mod progress;
 mod stage;
 mod storage;
+mod view;
 
 use std::process::ExitCode;
 
@@ -87,6 +88,9 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=9))]
         only: Vec<u8>,
     },
+    /// Materialized views: create, refresh, show.
+    #[command(subcommand)]
+    View(view::ViewCommand),
     /// Show a table's versions, fragments and columns.
     Inspect {
         /// The table: a Lance dataset directory or an s3:// URI.
@@ -177,6 +181,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Promote(args) => stage::promote(args).await,
         Command::Discard(args) => stage::discard(args).await,
         Command::Cleanup(args) => cleanup::run(args).await,
+        Command::View(command) => view::run(command).await,
         Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
         Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),

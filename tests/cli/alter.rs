@@ -22,7 +22,7 @@ fn two_texts(first: i64) -> RecordBatch {
 async fn alter_column_then_backfill_recomputes_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let table = db.create_table("t", vec![two_texts(0), two_texts(100)], leman::CreateTableOptions { max_rows_per_file: 100 }).await.unwrap();
+    let table = db.create_table("t", vec![two_texts(0), two_texts(100)], leman::CreateTableOptions { max_rows_per_file: 100, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "len", "--udf", "str_len", "--input", "a"]));
     let first = ok(leman(&["backfill", "--table", &path, "--column", "len", "--json"]));

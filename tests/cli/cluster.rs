@@ -90,7 +90,7 @@ pub(crate) async fn twin_tables(dir: &std::path::Path) -> (leman::Table, leman::
     let mut tables = Vec::new();
     for name in ["on_cluster", "embedded"] {
         let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500, ..Default::default() }).await.unwrap();
         let embed = leman::builtins::get("hash_embed", &["text"], &[]).unwrap();
         let slow = leman::builtins::get("busy", &["id"], &[("micros".into(), "2000".into())]).unwrap();
         table.add_columns([("e", embed), ("slow", slow)], leman::AddColumnsOptions::default()).await.unwrap();
@@ -110,7 +110,7 @@ pub(crate) async fn waiting_tables(dir: &std::path::Path, names: &[&str], micros
     let mut tables = Vec::new();
     for (name, micros) in names.iter().map(|name| (*name, micros)).chain([("embedded", 0)]) {
         let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500, ..Default::default() }).await.unwrap();
         let wait = leman::builtins::get("wait", &["id"], &[("micros".into(), micros.to_string())]).unwrap();
         table.add_columns([("w", wait)], leman::AddColumnsOptions::default()).await.unwrap();
         tables.push(table);

@@ -12,7 +12,7 @@ async fn table(dir: &tempfile::TempDir, rows: i64) -> leman::Table {
     let ids: ArrayRef = Arc::new(Int64Array::from((0..rows).collect::<Vec<_>>()));
     let text: ArrayRef = Arc::new(StringArray::from((0..rows).map(|i| format!("text {i}")).collect::<Vec<_>>()));
     let batch = RecordBatch::try_from_iter([("id", ids), ("text", text)]).unwrap();
-    db.create_table("t", vec![batch], CreateTableOptions { max_rows_per_file: 50 }).await.unwrap()
+    db.create_table("t", vec![batch], CreateTableOptions { max_rows_per_file: 50, ..Default::default() }).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

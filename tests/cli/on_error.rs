@@ -33,7 +33,7 @@ fn addresses(errors: &serde_json::Value) -> BTreeSet<u64> {
 async fn parse_int_skips_within_budgets_lists_the_rows_and_retries_exactly_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let table = db.create_table("t", vec![raw_batch(0), raw_batch(100)], leman::CreateTableOptions { max_rows_per_file: 100 }).await.unwrap();
+    let table = db.create_table("t", vec![raw_batch(0), raw_batch(100)], leman::CreateTableOptions { max_rows_per_file: 100, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     let added = ok(leman(&["add-column", "--table", &path, "--column", "n", "--udf", "parse_int", "--input", "raw", "--on-error", "skip"]));
     assert!(added.contains("on error: skip"), "{added}");
@@ -99,7 +99,7 @@ async fn parse_int_skips_within_budgets_lists_the_rows_and_retries_exactly_them(
 async fn under_fail_the_job_fails_and_its_failed_batch_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let table = db.create_table("t", vec![raw_batch(0)], leman::CreateTableOptions { max_rows_per_file: 100 }).await.unwrap();
+    let table = db.create_table("t", vec![raw_batch(0)], leman::CreateTableOptions { max_rows_per_file: 100, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "n", "--udf", "parse_int", "--input", "raw", "--on-error", "retry:1", "--retry-backoff-ms", "1,5"]));
     let version = table.version().await.unwrap();

@@ -15,7 +15,7 @@ async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
     let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000 }).await.unwrap();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
 
@@ -44,7 +44,7 @@ async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_chec
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
     let batches: Vec<_> = (0..2).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000 }).await.unwrap();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
 

@@ -57,7 +57,7 @@ fn objects(s3: &LocalS3, uri: &str, needle: Option<&str>) -> Vec<String> {
 async fn make_table(s3: &LocalS3, path: &str, fragments: usize, micros: u64) -> leman::Table {
     let db = leman::connect_with(&s3.uri(path), s3.storage_options()).await.unwrap();
     let batches: Vec<_> = (0..fragments).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 500, ..Default::default() }).await.unwrap();
     let len = leman::builtins::get("str_len", &["text"], &[]).unwrap();
     let slow = leman::builtins::get("busy", &["id"], &[("micros".into(), micros.to_string())]).unwrap();
     table.add_columns([("n", len), ("slow", slow)], leman::AddColumnsOptions::default()).await.unwrap();

@@ -17,7 +17,7 @@ async fn staged_columns_are_listed_promoted_together_and_discarded() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
     let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 250, 250).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 250 }).await.unwrap();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 250, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "len", "--udf", "str_len", "--input", "text"]));
     ok(leman(&["add-column", "--table", &path, "--column", "digest", "--udf", "sha256", "--input", "text"]));

@@ -23,7 +23,7 @@ fn lines(first: i64, n: i64) -> RecordBatch {
 async fn add_column_unpack_then_backfill_on_a_cluster_fills_every_sibling() {
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let table = db.create_table("t", vec![lines(0, 600)], leman::CreateTableOptions { max_rows_per_file: 200 }).await.unwrap();
+    let table = db.create_table("t", vec![lines(0, 600)], leman::CreateTableOptions { max_rows_per_file: 200, ..Default::default() }).await.unwrap();
     let path = table.uri().to_string();
 
     let refused = leman(&["add-column", "--table", &path, "--udf", "text_stats", "--input", "text"]);

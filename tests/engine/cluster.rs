@@ -52,7 +52,7 @@ impl Cluster {
         let db = leman::connect(self.dir.path().to_str().unwrap()).await.unwrap();
         leman::builtins::register_all(db.registry());
         let batches = (0..4).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500 }).await.unwrap();
+        let table = db.create_table(name, batches, leman::CreateTableOptions { max_rows_per_file: 500, ..Default::default() }).await.unwrap();
         let udfs = columns.iter().map(|c| {
             (c.to_string(), leman::builtins::get("busy", &["id"], &[("micros".into(), micros.to_string())]).unwrap())
         });

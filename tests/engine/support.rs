@@ -24,7 +24,7 @@ pub async fn fixture(fragments: usize, rows: usize) -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = leman::connect(dir.path().to_str().expect("utf-8 path")).await.expect("connect");
     let table = db
-        .create_table("t", vec![batch(0, fragments * rows)], CreateTableOptions { max_rows_per_file: rows })
+        .create_table("t", vec![batch(0, fragments * rows)], CreateTableOptions { max_rows_per_file: rows, ..Default::default() })
         .await
         .expect("create table");
     assert_eq!(table.dataset().await.expect("open").get_fragments().len(), fragments);

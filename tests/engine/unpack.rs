@@ -64,7 +64,7 @@ async fn text_stats_unpacks_into_three_columns_filled_in_one_pass_and_dropped_to
     assert_eq!(text_stats_of("a\u{2003}b\nc\n"), [6, 3, 3]);
     let dir = tempfile::tempdir().unwrap();
     let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let table = db.create_table("t", vec![texts(0, 300)], CreateTableOptions { max_rows_per_file: 100 }).await.unwrap();
+    let table = db.create_table("t", vec![texts(0, 300)], CreateTableOptions { max_rows_per_file: 100, ..Default::default() }).await.unwrap();
     let udf = builtins::get("text_stats", &["text"], &[]).unwrap();
     let unpack = AddColumnsOptions { unpack: Some(Unpack { prefix: "p_".into() }), ..AddColumnsOptions::default() };
     table.add_columns([("stats", udf.clone())], unpack.clone()).await.unwrap();
