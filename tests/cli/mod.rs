@@ -24,6 +24,7 @@ mod s3;
 mod soak;
 mod stage;
 mod unpack;
+mod view;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};

@@ -65,7 +65,13 @@ impl Changes {
 /// target version: `candidates` are every row that may differ from what
 /// the view holds, and `present` the ids of every row the view must hold
 /// (`None`: the candidates are all of them).
-pub fn changes(view: &[ViewRow], candidates: &[Candidate], present: Option<&HashSet<u64>>) -> Changes {
+///
+/// A row written keeps the UDF values of the row of the same id it
+/// replaces, where their inputs are the same. With `moved_rows` (the
+/// source's row ids are addresses, which compaction and updates change),
+/// it keeps those of any row deleted with the same inputs, as a row moved
+/// to a new address comes back under a new id.
+pub fn changes(view: &[ViewRow], candidates: &[Candidate], present: Option<&HashSet<u64>>, moved_rows: bool) -> Changes {
     let by_id: HashMap<u64, usize> = candidates.iter().enumerate().map(|(i, c)| (c.source_row_id, i)).collect();
     let mut kept: HashSet<u64> = HashSet::with_capacity(view.len());
     let mut delete = Vec::new();
@@ -89,7 +95,8 @@ pub fn changes(view: &[ViewRow], candidates: &[Candidate], present: Option<&Hash
         .filter(|(_, candidate)| !kept.contains(&candidate.source_row_id))
         .map(|(i, candidate)| {
             let own = deleted_by_id.get(&candidate.source_row_id).filter(|old| old.inputs_hash == candidate.inputs_hash);
-            let carry_from = own.map(|old| old.address).or_else(|| deleted_by_inputs.get(&candidate.inputs_hash).copied());
+            let moved = || moved_rows.then(|| deleted_by_inputs.get(&candidate.inputs_hash).copied()).flatten();
+            let carry_from = own.map(|old| old.address).or_else(moved);
             Insert { candidate: i, carry_from }
         })
         .collect();

@@ -230,7 +230,7 @@ impl View {
         let mode = if since.is_some() { ReadMode::Incremental } else { ReadMode::Full };
         let held = view_rows(&view).await?;
         let read = source_rows(&source, &record, &held, since).await?;
-        let planned = changes(&held, &read.candidates, read.present.as_ref());
+        let planned = changes(&held, &read.candidates, read.present.as_ref(), !tracks_rows(&source));
         let mut view = commit_changes(view, &self.location, &record, &planned, &read).await?;
         if previous != Some(target) {
             view.update_schema_metadata([(SOURCE_VERSION_KEY, target.to_string().as_str())]).await?;
