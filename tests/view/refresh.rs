@@ -86,14 +86,62 @@ async fn a_view_of_a_source_with_stable_row_ids_follows_appends_deletes_and_upda
     assert_eq!(rows.load(Ordering::SeqCst), 0);
     assert!(idle < Duration::from_secs(5), "a refresh with nothing to do is quick: {idle:?}");
 
+    // A compaction moves rows to new fragments under the same ids: only
+    // their ids are read, and nothing is written or computed.
+    let mut dataset = s.table.dataset().await.unwrap();
+    lance::dataset::optimize::compact_files(&mut dataset, Default::default(), None).await.unwrap();
+    let v5 = s.table.version().await.unwrap();
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!((changes.mode, changes.rows_read, changes.rows_written, changes.rows_deleted), (ReadMode::Incremental, 0, 0, 0));
+    assert_eq!(rows.load(Ordering::SeqCst), 0);
+    assert_exact(&view, &s.table, v5, FILTER).await;
+
     // Backwards, to the version before the delete and updates, and forwards
     // again: exact both ways, the rows deleted since read back whole.
     let (changes, _) = refresh(&view, Some(v2)).await;
-    assert_eq!((changes.mode, changes.source_version, changes.previous_version), (ReadMode::Full, v2, Some(v4)));
+    assert_eq!((changes.mode, changes.source_version, changes.previous_version), (ReadMode::Full, v2, Some(v5)));
     assert_exact(&view, &s.table, v2, FILTER).await;
     assert_eq!(rows.swap(0, Ordering::SeqCst) as u64, changes.rows_written - changes.rows_kept_udf_values);
     let (_, _) = refresh(&view, None).await;
-    assert_exact(&view, &s.table, v4, FILTER).await;
+    assert_exact(&view, &s.table, v5, FILTER).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_cut_off_between_its_rows_and_their_version_is_made_good_by_the_next() {
+    let s = source(2, 100, true).await;
+    let rows = Arc::new(AtomicUsize::new(0));
+    let query = ViewQuery::new("src").select(["id", "grp"]).filter(FILTER).column("len", counting_len(rows.clone()));
+    let view = s.db.create_materialized_view("v", query).await.unwrap();
+    refresh(&view, None).await;
+    let reflected = s.table.version().await.unwrap();
+    let version = s.table.append(vec![batch(200, 50)]).await.unwrap();
+    refresh(&view, None).await;
+
+    // As if the refresh's process died after committing the rows of
+    // `version` and before recording it: the view says it reflects the
+    // version before, and its lease was never given up.
+    let mut dataset = view.location().open_dataset().await.unwrap();
+    dataset.update_schema_metadata([(leman_view::SOURCE_VERSION_KEY, reflected.to_string().as_str())]).await.unwrap();
+    let stores = leman_engine::TableStores::open(view.location()).await.unwrap();
+    drop(stores.lease("__view_refresh", "refresh that died").await.unwrap());
+    rows.store(0, Ordering::SeqCst);
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let refreshed = loop {
+        match view.refresh(leman::RefreshOptions::default()).await {
+            Ok(refreshed) => break refreshed,
+            Err(error) => {
+                assert!(error.to_string().contains("is being refreshed by refresh that died"), "{error}");
+                assert!(Instant::now() < deadline, "the dead refresh's lease never went stale");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    refreshed.job.unwrap().wait().await.unwrap();
+    assert_eq!(refreshed.changes.rows_read, 40, "the rows appended since the version recorded are read again");
+    assert_eq!(refreshed.changes.rows_written, 0, "and found in the view as they are");
+    assert_eq!(rows.swap(0, Ordering::SeqCst), 0);
+    assert_exact(&view, &s.table, version, FILTER).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,6 +153,9 @@ async fn a_view_of_a_source_without_stable_row_ids_reads_it_whole_and_compaction
     assert!(!view.info().await.unwrap().incremental);
     refresh(&view, None).await;
     assert_eq!(rows.swap(0, Ordering::SeqCst), 320);
+    let in_order = held_ids_in_physical_order(&view).await;
+    assert_eq!(in_order.len(), 320);
+    assert!(in_order.windows(2).any(|w| w[0] > w[1]), "the rows are written shuffled");
 
     let version = s.table.append(vec![batch(400, 50)]).await.unwrap();
     let (changes, _) = refresh(&view, None).await;
@@ -123,4 +174,15 @@ async fn a_view_of_a_source_without_stable_row_ids_reads_it_whole_and_compaction
     assert_eq!(changes.rows_kept_udf_values, changes.rows_written, "{changes:?}");
     assert_eq!(rows.load(Ordering::SeqCst), 0, "no UDF call after a compaction");
     assert_exact(&view, &s.table, version, FILTER).await;
+}
+
+/// The view's ids in the order its rows are stored.
+async fn held_ids_in_physical_order(view: &leman::View) -> Vec<i64> {
+    use arrow_array::cast::AsArray;
+    use futures::TryStreamExt;
+    let dataset = view.location().open_dataset().await.unwrap();
+    let mut scan = dataset.scan();
+    scan.project(&["id"]).unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = scan.try_into_stream().await.unwrap().try_collect().await.unwrap();
+    batches.iter().flat_map(|b| b.column(0).as_primitive::<arrow_array::types::Int64Type>().values().to_vec()).collect()
 }

@@ -61,10 +61,13 @@ impl Changes {
     }
 }
 
-/// The changes that make `view` hold exactly the source rows of the
-/// target version: `candidates` are every row that may differ from what
-/// the view holds, and `present` the ids of every row the view must hold
-/// (`None`: the candidates are all of them).
+/// The changes that make the view hold exactly the source rows of the
+/// target version: `candidates` are every source row that may differ from
+/// what the view holds, `view` the view's rows (every one, or at least
+/// those of the candidates and of the source rows that may be gone: the
+/// rest are kept as they are), and `present` the ids of the source rows
+/// the view must hold among those (`None`: the candidates are all of
+/// them).
 ///
 /// A row written keeps the UDF values of the row of the same id it
 /// replaces, where their inputs are the same. With `moved_rows` (the

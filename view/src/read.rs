@@ -4,12 +4,14 @@
 //! must hold.
 //!
 //! A source with stable row ids and row version tracking is read
-//! incrementally: the candidates are the rows whose
-//! `_row_last_updated_at_version` is past the version reflected (Lance
-//! advances it on every append, update and column rewrite of a row), read
-//! with their values; every other row is only listed by id, to find the
-//! rows deleted or filtered out. A fragment without version metadata is
-//! read whole. Any other source, or a refresh to an older version, reads
+//! incrementally, from the fragments that differ from those of the version
+//! reflected (new, rewritten, or with rows deleted) only: the candidates are
+//! their rows whose `_row_last_updated_at_version` is past the version
+//! reflected (Lance advances it on every append, update and column rewrite
+//! of a row), read with their values; the rows of the fragments changed or
+//! removed are listed by id, at both versions, to find the rows deleted or
+//! filtered out; and of the view, only the rows of these ids are read. A
+//! fragment without version metadata is read whole. Any other source, or a refresh to an older version, reads
 //! every row at the target version: the hashes still keep unchanged rows
 //! as they are and their UDF values uncomputed.
 
@@ -20,7 +22,9 @@ use arrow_array::types::UInt64Type;
 use arrow_array::{Array, RecordBatch, UInt32Array};
 use futures::TryStreamExt;
 use lance::Dataset;
-use lance_core::{ROW_ADDR, ROW_ID, ROW_LAST_UPDATED_AT_VERSION};
+use datafusion::logical_expr::{Expr, col, lit};
+use lance_core::{ROW_ADDR, ROW_CREATED_AT_VERSION, ROW_ID, ROW_LAST_UPDATED_AT_VERSION};
+use lance_table::format::Fragment;
 use leman_engine::{Error, Result};
 
 use crate::diff::{Candidate, ViewRow};
@@ -57,14 +61,77 @@ pub struct SourceRows {
     pub changed: Vec<RecordBatch>,
     /// For each candidate, its row in `changed` (counted across batches).
     pub changed_row: Vec<Option<u32>>,
-    /// Ids of every row the view must hold, when the candidates are not.
+    /// For each candidate, whether it was created after the version
+    /// reflected.
+    pub created_since: Vec<bool>,
+    /// Ids of the rows the view must hold, when the candidates are not all
+    /// of them: of every row of the fragments changed since (the view rows
+    /// read are the candidates' and those of rows that may be gone).
     pub present: Option<HashSet<u64>>,
 }
 
-/// The view's rows.
-pub async fn view_rows(view: &Dataset) -> Result<Vec<ViewRow>> {
+/// The view's rows (those of `ids` only, where given) and the source
+/// rows of the target version that may differ from them, for a view
+/// that reflects `since` (`None`: read both whole).
+///
+/// With `stamp_exact` (the last refresh did not stop between writing its
+/// rows and recording their version), a row created since the version
+/// reflected cannot be in the view, and the view is not searched for it.
+pub async fn read_changes(
+    view: &Dataset,
+    source: &Dataset,
+    record: &ViewRecord,
+    since: Option<u64>,
+    stamp_exact: bool,
+) -> Result<(Vec<ViewRow>, SourceRows)> {
+    let mut rows = SourceRows::default();
+    let Some(since) = since else {
+        let held = view_rows(view, None).await?;
+        let by_id: HashMap<u64, [u8; 16]> = held.iter().map(|row| (row.source_row_id, row.values_hash)).collect();
+        read_candidates(source, record, None, None, &by_id, &mut rows).await?;
+        return Ok((held, rows));
+    };
+    // Only fragments that changed since can hold rows that changed: new
+    // ones, rewritten ones, ones with rows deleted. Rows gone are among the
+    // rows of the fragments changed or removed since.
+    let started = std::time::Instant::now();
+    let before = source.checkout_version(since).await?;
+    let then: HashMap<u64, &Fragment> = before.manifest().fragments.iter().map(|f| (f.id, f)).collect();
+    let now: HashMap<u64, &Fragment> = source.manifest().fragments.iter().map(|f| (f.id, f)).collect();
+    let changed: Vec<Fragment> =
+        source.manifest().fragments.iter().filter(|f| then.get(&f.id) != Some(f)).cloned().collect();
+    let left: Vec<Fragment> = before.manifest().fragments.iter().filter(|f| now.get(&f.id) != Some(f)).cloned().collect();
+    let (tracked, untracked): (Vec<_>, Vec<_>) = changed.iter().cloned().partition(|f| f.last_updated_at_version_meta.is_some());
+    let nothing_held = HashMap::new();
+    if !tracked.is_empty() {
+        read_candidates(source, record, Some(tracked), Some(since), &nothing_held, &mut rows).await?;
+    }
+    if !untracked.is_empty() {
+        read_candidates(source, record, Some(untracked), None, &nothing_held, &mut rows).await?;
+    }
+    let candidates_at = started.elapsed();
+    let present = if changed.is_empty() { HashSet::new() } else { row_ids(source, Some(changed), record.filter.as_deref()).await? };
+    let maybe_gone = if left.is_empty() { HashSet::new() } else { row_ids(&before, Some(left), None).await? };
+    let mut wanted: HashSet<u64> = maybe_gone;
+    let searched = rows.candidates.iter().zip(&rows.created_since).filter(|(_, new)| !(stamp_exact && **new));
+    wanted.extend(searched.map(|(c, _)| c.source_row_id));
+    rows.present = Some(present);
+    let ids_at = started.elapsed();
+    let held = if wanted.is_empty() { Vec::new() } else { view_rows(view, Some(&wanted)).await? };
+    tracing::debug!(?candidates_at, ?ids_at, view_at = ?started.elapsed(), "read what changed");
+    Ok((held, rows))
+}
+
+/// The rows of `view`, or of those of its rows whose source row is one of
+/// `ids` (a filter Lance evaluates on the id column, reading the hashes of
+/// the rows it keeps only).
+async fn view_rows(view: &Dataset, ids: Option<&HashSet<u64>>) -> Result<Vec<ViewRow>> {
     let mut scan = view.scan();
     scan.project(&[SOURCE_ROW_ID, VALUES_HASH, INPUTS_HASH])?.with_row_address();
+    if let Some(ids) = ids {
+        let list: Vec<Expr> = ids.iter().map(|id| lit(*id)).collect();
+        scan.filter_expr(col(SOURCE_ROW_ID).in_list(list, false));
+    }
     let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
     let mut rows = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
     for batch in &batches {
@@ -84,48 +151,35 @@ pub async fn view_rows(view: &Dataset) -> Result<Vec<ViewRow>> {
     Ok(rows)
 }
 
-/// The candidates of `source` (at the target version) for a view that
-/// reflects `since` (`None`: read every row), given its rows `view`.
-pub async fn source_rows(source: &Dataset, record: &ViewRecord, view: &[ViewRow], since: Option<u64>) -> Result<SourceRows> {
-    let held: HashMap<u64, [u8; 16]> = view.iter().map(|row| (row.source_row_id, row.values_hash)).collect();
-    let mut rows = SourceRows::default();
-    let Some(since) = since else {
-        read_candidates(source, record, None, None, &held, &mut rows).await?;
-        return Ok(rows);
-    };
-    let (tracked, untracked): (Vec<_>, Vec<_>) =
-        source.get_fragments().into_iter().map(|f| f.metadata().clone()).partition(|f| f.last_updated_at_version_meta.is_some());
-    if !tracked.is_empty() {
-        let updated = format!("{ROW_LAST_UPDATED_AT_VERSION} > {since}");
-        read_candidates(source, record, Some(tracked), Some(&updated), &held, &mut rows).await?;
-    }
-    if !untracked.is_empty() {
-        read_candidates(source, record, Some(untracked), None, &held, &mut rows).await?;
-    }
-    rows.present = Some(present_ids(source, record).await?);
-    Ok(rows)
-}
-
 async fn read_candidates(
     source: &Dataset,
     record: &ViewRecord,
-    fragments: Option<Vec<lance_table::format::Fragment>>,
-    updated_since: Option<&str>,
+    fragments: Option<Vec<Fragment>>,
+    updated_since: Option<u64>,
     held: &HashMap<u64, [u8; 16]>,
     rows: &mut SourceRows,
 ) -> Result<()> {
     let mut scan = source.scan();
-    scan.project(&record.copies)?.with_row_id();
+    let mut columns: Vec<&str> = record.copies.iter().map(String::as_str).collect();
+    if updated_since.is_some() {
+        columns.push(ROW_CREATED_AT_VERSION);
+    }
+    scan.project(&columns)?.with_row_id();
     if let Some(fragments) = fragments {
         scan.with_fragments(fragments);
     }
-    if let Some(filter) = combined_filter(record.filter.as_deref(), updated_since) {
+    let updated = updated_since.map(|since| format!("{ROW_LAST_UPDATED_AT_VERSION} > {since}"));
+    if let Some(filter) = combined_filter(record.filter.as_deref(), updated.as_deref()) {
         scan.filter(&filter).map_err(|error| bad_filter(record, error))?;
     }
     let mut stream = scan.try_into_stream().await.map_err(|error| bad_filter(record, error))?;
     let mut changed_rows = rows.changed.iter().map(RecordBatch::num_rows).sum::<usize>() as u32;
     while let Some(batch) = stream.try_next().await? {
         let ids = u64_column(&batch, ROW_ID)?.clone();
+        match updated_since {
+            Some(since) => rows.created_since.extend(u64_column(&batch, ROW_CREATED_AT_VERSION)?.values().iter().map(|v| *v > since)),
+            None => rows.created_since.extend(std::iter::repeat_n(false, batch.num_rows())),
+        }
         let values = row_hashes(&batch, &record.copies)?;
         let inputs = row_hashes(&batch, &record.inputs)?;
         let mut keep = Vec::new();
@@ -148,12 +202,16 @@ async fn read_candidates(
     Ok(())
 }
 
-/// Ids of the rows of `source` the view must hold (matching its filter).
-async fn present_ids(source: &Dataset, record: &ViewRecord) -> Result<HashSet<u64>> {
-    let mut scan = source.scan();
+/// Ids of the rows of `dataset` (of `fragments`, where given) matching
+/// `filter`.
+async fn row_ids(dataset: &Dataset, fragments: Option<Vec<Fragment>>, filter: Option<&str>) -> Result<HashSet<u64>> {
+    let mut scan = dataset.scan();
     scan.project::<&str>(&[])?.with_row_id();
-    if let Some(filter) = &record.filter {
-        scan.filter(filter).map_err(|error| bad_filter(record, error))?;
+    if let Some(fragments) = fragments {
+        scan.with_fragments(fragments);
+    }
+    if let Some(filter) = filter {
+        scan.filter(filter)?;
     }
     let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
     let mut ids = HashSet::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::diff::changes;
 use crate::hash::hash_type;
 use crate::query::{INPUTS_HASH, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, ViewQuery, ViewRecord};
-use crate::read::{ReadMode, source_rows, view_rows};
+use crate::read::{ReadMode, read_changes};
 use crate::write::commit_changes;
 
 /// The lease a refresh holds on its view.
@@ -183,7 +183,7 @@ impl View {
             Error::ColumnBusy { job_id, pid, host, .. } => Error::ViewBusy { view: self.uri().to_string(), holder: job_id, pid, host },
             other => other,
         })?;
-        let outcome = self.refresh_rows(&options).await;
+        let outcome = self.refresh_rows(&options, !lease.took_over()).await;
         let (changes, record) = match outcome {
             Ok(done) => done,
             Err(error) => {
@@ -213,7 +213,9 @@ impl View {
     }
 
     /// The first half of a refresh: the rows.
-    async fn refresh_rows(&self, options: &RefreshOptions) -> Result<(RowChanges, ViewRecord)> {
+    /// `stamp_exact`: the refresh before ended, or failed, but was not cut
+    /// off between writing its rows and recording their version.
+    async fn refresh_rows(&self, options: &RefreshOptions, stamp_exact: bool) -> Result<(RowChanges, ViewRecord)> {
         let view = self.location.open_dataset().await?;
         let (record, previous) = ViewRecord::from_metadata(&self.location.uri, &view.schema().metadata)?;
         let source_location = self.source_location(&record)?;
@@ -228,13 +230,22 @@ impl View {
         let target = source.version().version;
         let since = previous.filter(|&previous| previous <= target && tracks_rows(&source));
         let mode = if since.is_some() { ReadMode::Incremental } else { ReadMode::Full };
-        let held = view_rows(&view).await?;
-        let read = source_rows(&source, &record, &held, since).await?;
+        let started = std::time::Instant::now();
+        let (held, read) = read_changes(&view, &source, &record, since, stamp_exact).await?;
+        let read_at = started.elapsed();
         let planned = changes(&held, &read.candidates, read.present.as_ref(), !tracks_rows(&source));
+        let planned_at = started.elapsed();
         let mut view = commit_changes(view, &self.location, &record, &planned, &read).await?;
         if previous != Some(target) {
             view.update_schema_metadata([(SOURCE_VERSION_KEY, target.to_string().as_str())]).await?;
         }
+        tracing::debug!(
+            view = %self.location.uri,
+            ?read_at,
+            ?planned_at,
+            committed = ?started.elapsed(),
+            "refreshed the view's rows"
+        );
         let changes = RowChanges {
             source_version: target,
             previous_version: previous,
