@@ -73,6 +73,11 @@ async fn a_refresh_killed_half_way_resumes_from_its_checkpoints() {
         "--udf-arg", "micros=2000", "--no-data",
     ]));
     assert_eq!(json(leman(&["view", "show", "--view", &view, "--json"]))["rows"], 0, "--no-data builds nothing");
+    let plain = db.create_table("plain", vec![leman::demo::sample_batch(0, 10).unwrap()], Default::default()).await.unwrap();
+    let other = dir.path().join("other.lance").to_str().unwrap().to_string();
+    let created = leman(&["view", "create", "--source", plain.uri(), "--view", &other, "--no-data"]);
+    let stderr = String::from_utf8_lossy(&created.stderr).into_owned();
+    assert!(created.status.success() && stderr.contains("has no stable row ids, so each refresh reads every source row"), "{stderr}");
 
     let args = [
         "view", "refresh", "--view", &view, "--concurrency", "2", "--batch-size", "auto", "--refresh-status-secs", "0.1",

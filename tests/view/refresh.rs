@@ -76,15 +76,13 @@ async fn a_view_of_a_source_with_stable_row_ids_follows_appends_deletes_and_upda
     assert_eq!(rows.swap(0, Ordering::SeqCst), 16 + 4, "changed texts, and the rows new to the filter");
     assert_exact(&view, &s.table, v4, FILTER).await;
 
-    // Nothing to do: no row read or written, no UDF call, the same version.
+    // Nothing to do: no row read or written, no UDF call, the same version
+    // (bench figure 10 times it).
     let before = view.location().open_dataset().await.unwrap().version().version;
-    let started = Instant::now();
     let (changes, summary) = refresh(&view, None).await;
-    let idle = started.elapsed();
     assert_eq!((changes.rows_read, changes.rows_written, changes.rows_deleted, summary.rows_computed), (0, 0, 0, 0));
     assert_eq!(changes.view_version, before, "nothing committed");
     assert_eq!(rows.load(Ordering::SeqCst), 0);
-    assert!(idle < Duration::from_secs(5), "a refresh with nothing to do is quick: {idle:?}");
 
     // A compaction moves rows to new fragments under the same ids: only
     // their ids are read, and nothing is written or computed.
