@@ -179,17 +179,8 @@ pub(crate) async fn run(args: BackfillArgs) -> Result<ExitCode> {
     let job = table.backfill_many(args.columns.clone(), args.options()).await?;
     let job_id = job.id().to_string();
     eprintln!("job {job_id}: backfilling {} of {} (Ctrl-C cancels; run again to resume)", args.columns.join(","), table.uri());
-    let label = format!("job {job_id}");
-    tokio::select! {
-        () = progress::follow(&job, &label) => {}
-        Ok(()) = tokio::signal::ctrl_c() => {
-            eprintln!("job {job_id}: cancelling; waiting for batches in flight (Ctrl-C again to quit at once)");
-            job.cancel();
-            tokio::select! {
-                () = progress::follow(&job, &label) => {}
-                Ok(()) = tokio::signal::ctrl_c() => return Ok(ExitCode::from(130)),
-            }
-        }
+    if progress::follow_until_ctrl_c(&job).await == progress::Followed::Abandoned {
+        return Ok(ExitCode::from(130));
     }
     let outcome = job.wait().await;
     if args.json {

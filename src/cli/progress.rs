@@ -28,6 +28,33 @@ pub(crate) async fn follow(job: &Job, label: &str) {
     view.done();
 }
 
+/// How following a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Followed {
+    /// The job ended (perhaps cancelled by a first Ctrl-C).
+    Ended,
+    /// A second Ctrl-C: quit without waiting for the batches in flight.
+    Abandoned,
+}
+
+/// Follows `job` as [`follow`] does; a Ctrl-C cancels it (it stops after
+/// its batches in flight), a second one gives up waiting.
+pub(crate) async fn follow_until_ctrl_c(job: &Job) -> Followed {
+    let job_id = job.id().to_string();
+    let label = format!("job {job_id}");
+    tokio::select! {
+        () = follow(job, &label) => Followed::Ended,
+        Ok(()) = tokio::signal::ctrl_c() => {
+            eprintln!("job {job_id}: cancelling; waiting for batches in flight (Ctrl-C again to quit at once)");
+            job.cancel();
+            tokio::select! {
+                () = follow(job, &label) => Followed::Ended,
+                Ok(()) = tokio::signal::ctrl_c() => Followed::Abandoned,
+            }
+        }
+    }
+}
+
 pub(crate) enum View {
     Bar(ProgressBar),
     Lines { label: String },

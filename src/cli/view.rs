@@ -226,17 +226,8 @@ async fn refresh(view: &View, run: &RunArgs, to_version: Option<u64>) -> Result<
         return Ok(ExitCode::SUCCESS);
     };
     let job_id = job.id().to_string();
-    let label = format!("job {job_id}");
-    tokio::select! {
-        () = progress::follow(&job, &label) => {}
-        Ok(()) = tokio::signal::ctrl_c() => {
-            eprintln!("job {job_id}: cancelling; waiting for batches in flight (Ctrl-C again to quit at once)");
-            job.cancel();
-            tokio::select! {
-                () = progress::follow(&job, &label) => {}
-                Ok(()) = tokio::signal::ctrl_c() => return Ok(ExitCode::from(130)),
-            }
-        }
+    if progress::follow_until_ctrl_c(&job).await == progress::Followed::Abandoned {
+        return Ok(ExitCode::from(130));
     }
     let outcome = job.wait().await;
     if run.json {
