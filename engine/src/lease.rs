@@ -115,9 +115,6 @@ pub(crate) async fn is_held_by(store: Arc<dyn ObjectStore>, table_dir: &Path, co
 pub(crate) struct ColumnLease {
     fence: LeaseFence,
     renewal: tokio::task::JoinHandle<()>,
-    /// Whether the holder before never gave the lease up (its process
-    /// died, or was cut off, while holding it).
-    took_over: bool,
 }
 
 impl ColumnLease {
@@ -132,15 +129,13 @@ impl ColumnLease {
             released: false,
         };
         for _ in 0..ACQUIRE_TRIES {
-            let mut took_over = false;
             let next = match leases.current().await? {
                 Some((_, other)) if other.is_live() => {
                     return Err(Error::ColumnBusy { column: column.to_string(), job_id: other.job_id, pid: other.pid, host: other.host });
                 }
                 Some((generation, other)) => {
                     if !other.released {
-                        took_over = true;
-                        tracing::warn!(column, job = %other.job_id, "taking over an abandoned backfill lease");
+                        tracing::warn!(column, job = %other.job_id, "taking over an abandoned lease");
                     }
                     generation + 1
                 }
@@ -151,7 +146,7 @@ impl ColumnLease {
                     remove_below(&leases, next).await;
                     let fence = LeaseFence { leases, generation: next, column: column.to_string() };
                     let renewal = tokio::spawn(renew(fence.clone(), holder));
-                    return Ok(Self { fence, renewal, took_over });
+                    return Ok(Self { fence, renewal });
                 }
                 // Someone else took this number first: look again.
                 Err(object_store::Error::AlreadyExists { .. }) => {}
@@ -159,7 +154,7 @@ impl ColumnLease {
             }
         }
         Err(Error::Io(std::io::Error::other(format!(
-            "could not take the backfill lease of column {column}: other jobs raced for it; try again"
+            "could not take the lease {column}: other jobs raced for it; try again"
         ))))
     }
 
@@ -274,12 +269,6 @@ impl TableLease {
     /// `Ok` while the lease is still this holder's; else says who took it.
     pub async fn check(&self) -> Result<()> {
         self.0.fence().check().await
-    }
-
-    /// Whether the holder before this one never gave the lease up: its
-    /// work may have stopped half way.
-    pub fn took_over(&self) -> bool {
-        self.0.took_over
     }
 
     /// Gives the lease up.

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use lance::dataset::UpdateBuilder;
 use leman::{ReadMode, ViewQuery};
@@ -102,6 +101,27 @@ async fn a_view_of_a_source_with_stable_row_ids_follows_appends_deletes_and_upda
     assert_eq!(rows.swap(0, Ordering::SeqCst) as u64, changes.rows_written - changes.rows_kept_udf_values);
     let (_, _) = refresh(&view, None).await;
     assert_exact(&view, &s.table, v5, FILTER).await;
+
+    // A restore of an old version brings back rows with their old update
+    // versions, which version tracking cannot tell from unchanged ones: the
+    // source is read whole.
+    let mut old = s.table.dataset().await.unwrap().checkout_version(v2).await.unwrap();
+    old.restore().await.unwrap();
+    let v6 = s.table.version().await.unwrap();
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!(changes.mode, ReadMode::Full);
+    assert_exact(&view, &s.table, v6, FILTER).await;
+
+    // The version the view reflects cleaned up: read whole, once.
+    let v7 = s.table.append(vec![batch(700, 10)]).await.unwrap();
+    let dataset = s.table.dataset().await.unwrap();
+    let versions: Vec<u64> = (1..v7).collect();
+    let policy = lance::dataset::cleanup::CleanupPolicyBuilder::default().versions(versions).unwrap().delete_unverified(true).build();
+    dataset.cleanup_with_policy(policy).await.unwrap();
+    assert!(dataset.checkout_version(v6).await.is_err(), "version {v6} is gone");
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!((changes.mode, changes.rows_written), (ReadMode::Full, 8));
+    assert_exact(&view, &s.table, v7, FILTER).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,34 +132,28 @@ async fn a_refresh_cut_off_between_its_rows_and_their_version_is_made_good_by_th
     let view = s.db.create_materialized_view("v", query).await.unwrap();
     refresh(&view, None).await;
     let reflected = s.table.version().await.unwrap();
-    let version = s.table.append(vec![batch(200, 50)]).await.unwrap();
+    let appended = s.table.append(vec![batch(200, 50)]).await.unwrap();
     refresh(&view, None).await;
 
     // As if the refresh's process died after committing the rows of
-    // `version` and before recording it: the view says it reflects the
-    // version before, and its lease was never given up.
+    // `appended` and before recording it: the view says it reflects the
+    // version before, and that a refresh was writing rows. Then some of
+    // the rows appended are deleted from the source.
     let mut dataset = view.location().open_dataset().await.unwrap();
-    dataset.update_schema_metadata([(leman_view::SOURCE_VERSION_KEY, reflected.to_string().as_str())]).await.unwrap();
-    let stores = leman_engine::TableStores::open(view.location()).await.unwrap();
-    drop(stores.lease("__view_refresh", "refresh that died").await.unwrap());
+    let entries = [(leman_view::SOURCE_VERSION_KEY, reflected.to_string()), (leman_view::REFRESHING_KEY, appended.to_string())];
+    dataset.update_schema_metadata(entries.iter().map(|(k, v)| (*k, v.as_str()))).await.unwrap();
+    let version = s.table.delete("id >= 200 AND id < 210").await.unwrap();
     rows.store(0, Ordering::SeqCst);
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let refreshed = loop {
-        match view.refresh(leman::RefreshOptions::default()).await {
-            Ok(refreshed) => break refreshed,
-            Err(error) => {
-                assert!(error.to_string().contains("is being refreshed by refresh that died"), "{error}");
-                assert!(Instant::now() < deadline, "the dead refresh's lease never went stale");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        }
-    };
-    refreshed.job.unwrap().wait().await.unwrap();
-    assert_eq!(refreshed.changes.rows_read, 40, "the rows appended since the version recorded are read again");
-    assert_eq!(refreshed.changes.rows_written, 0, "and found in the view as they are");
-    assert_eq!(rows.swap(0, Ordering::SeqCst), 0);
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!(changes.mode, ReadMode::Full, "the rows may reflect another version than the one recorded");
+    assert_eq!((changes.rows_written, changes.rows_deleted), (0, 8), "the rows written before are found, those deleted since go");
+    assert_eq!(rows.load(Ordering::SeqCst), 0);
     assert_exact(&view, &s.table, version, FILTER).await;
+    let metadata = view.location().open_dataset().await.unwrap().schema().metadata.clone();
+    assert!(!metadata.contains_key(leman_view::REFRESHING_KEY), "{metadata:?}");
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!((changes.mode, changes.rows_read), (ReadMode::Incremental, 0), "and the next one is incremental again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub const VIEW_KEY: &str = "leman.view";
 /// Schema metadata key of the source version the view's rows reflect.
 pub const SOURCE_VERSION_KEY: &str = "leman.view.source_version";
+/// Schema metadata key set while a refresh writes rows, and removed with
+/// the version they reflect: found set, the view's rows may reflect a
+/// version other than the one recorded, and the next refresh reads its
+/// source whole.
+pub const REFRESHING_KEY: &str = "leman.view.refreshing_to";
 
 /// Each view row's source row: the source's stable row id where it has
 /// them, else its row address at the version reflected.
@@ -127,6 +132,12 @@ impl ViewRecord {
             Some(text) => Some(text.parse().map_err(|_| not_a_view(format!("its {SOURCE_VERSION_KEY} is {text:?}, not a version")))?),
         };
         Ok((record, version))
+    }
+
+    /// Whether `metadata` (a view schema's) says a refresh stopped between
+    /// writing rows and recording the version they reflect.
+    pub fn interrupted(metadata: &HashMap<String, String>) -> bool {
+        metadata.contains_key(REFRESHING_KEY)
     }
 
     /// The record as schema metadata.

@@ -24,6 +24,7 @@ use futures::TryStreamExt;
 use lance::Dataset;
 use datafusion::logical_expr::{Expr, col, lit};
 use lance_core::{ROW_ADDR, ROW_CREATED_AT_VERSION, ROW_ID, ROW_LAST_UPDATED_AT_VERSION};
+use lance::dataset::transaction::{Operation, UpdateMode};
 use lance_table::format::Fragment;
 use leman_engine::{Error, Result};
 
@@ -59,8 +60,9 @@ pub struct SourceRows {
     /// The values of the candidates the view does not hold as they are
     /// (`source row id` as `_rowid`, then the copied columns), in order.
     pub changed: Vec<RecordBatch>,
-    /// For each candidate, its row in `changed` (counted across batches).
-    pub changed_row: Vec<Option<u32>>,
+    /// For each candidate that the view does not hold as it is, its batch
+    /// and row in `changed`.
+    pub changed_row: Vec<Option<(usize, usize)>>,
     /// For each candidate, whether it was created after the version
     /// reflected.
     pub created_since: Vec<bool>,
@@ -70,38 +72,46 @@ pub struct SourceRows {
     pub present: Option<HashSet<u64>>,
 }
 
-/// The view's rows (those of `ids` only, where given) and the source
-/// rows of the target version that may differ from them, for a view
-/// that reflects `since` (`None`: read both whole).
-///
-/// With `stamp_exact` (the last refresh did not stop between writing its
-/// rows and recording their version), a row created since the version
-/// reflected cannot be in the view, and the view is not searched for it.
-pub async fn read_changes(
-    view: &Dataset,
-    source: &Dataset,
-    record: &ViewRecord,
-    since: Option<u64>,
-    stamp_exact: bool,
-) -> Result<(Vec<ViewRow>, SourceRows)> {
+/// The view's rows and the source rows of the target version that may
+/// differ from them, read incrementally from `since` (the version the
+/// view's rows reflect, exactly) where every commit since is one that row
+/// version tracking follows, else whole.
+pub async fn read_changes(view: &Dataset, source: &Dataset, record: &ViewRecord, since: Option<u64>) -> Result<(ReadMode, Vec<ViewRow>, SourceRows)> {
+    if let Some(since) = since {
+        match read_incrementally(view, source, record, since).await {
+            Ok(Some((held, rows))) => return Ok((ReadMode::Incremental, held, rows)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(
+                %error,
+                source = %record.source,
+                since,
+                "could not read the source's changes since the version the view reflects (cleaned up?); reading it whole"
+            ),
+        }
+    }
+    let held = view_rows(view, None).await?;
+    let by_id: HashMap<u64, [u8; 16]> = held.iter().map(|row| (row.source_row_id, row.values_hash)).collect();
     let mut rows = SourceRows::default();
-    let Some(since) = since else {
-        let held = view_rows(view, None).await?;
-        let by_id: HashMap<u64, [u8; 16]> = held.iter().map(|row| (row.source_row_id, row.values_hash)).collect();
-        read_candidates(source, record, None, None, &by_id, &mut rows).await?;
-        return Ok((held, rows));
-    };
+    read_candidates(source, record, None, None, &by_id, &mut rows).await?;
+    Ok((ReadMode::Full, held, rows))
+}
+
+/// The incremental read, or `None` where a commit since `since` is one
+/// that row version tracking does not follow.
+async fn read_incrementally(view: &Dataset, source: &Dataset, record: &ViewRecord, since: u64) -> Result<Option<(Vec<ViewRow>, SourceRows)>> {
+    if !tracked_since(source, since).await? {
+        return Ok(None);
+    }
     // Only fragments that changed since can hold rows that changed: new
     // ones, rewritten ones, ones with rows deleted. Rows gone are among the
     // rows of the fragments changed or removed since.
-    let started = std::time::Instant::now();
     let before = source.checkout_version(since).await?;
     let then: HashMap<u64, &Fragment> = before.manifest().fragments.iter().map(|f| (f.id, f)).collect();
     let now: HashMap<u64, &Fragment> = source.manifest().fragments.iter().map(|f| (f.id, f)).collect();
-    let changed: Vec<Fragment> =
-        source.manifest().fragments.iter().filter(|f| then.get(&f.id) != Some(f)).cloned().collect();
+    let changed: Vec<Fragment> = source.manifest().fragments.iter().filter(|f| then.get(&f.id) != Some(f)).cloned().collect();
     let left: Vec<Fragment> = before.manifest().fragments.iter().filter(|f| now.get(&f.id) != Some(f)).cloned().collect();
     let (tracked, untracked): (Vec<_>, Vec<_>) = changed.iter().cloned().partition(|f| f.last_updated_at_version_meta.is_some());
+    let mut rows = SourceRows::default();
     let nothing_held = HashMap::new();
     if !tracked.is_empty() {
         read_candidates(source, record, Some(tracked), Some(since), &nothing_held, &mut rows).await?;
@@ -109,17 +119,44 @@ pub async fn read_changes(
     if !untracked.is_empty() {
         read_candidates(source, record, Some(untracked), None, &nothing_held, &mut rows).await?;
     }
-    let candidates_at = started.elapsed();
-    let present = if changed.is_empty() { HashSet::new() } else { row_ids(source, Some(changed), record.filter.as_deref()).await? };
-    let maybe_gone = if left.is_empty() { HashSet::new() } else { row_ids(&before, Some(left), None).await? };
-    let mut wanted: HashSet<u64> = maybe_gone;
-    let searched = rows.candidates.iter().zip(&rows.created_since).filter(|(_, new)| !(stamp_exact && **new));
+    let present = if changed.is_empty() { HashSet::new() } else { row_ids(source, Some(changed), record).await? };
+    let mut wanted = if left.is_empty() { HashSet::new() } else { row_ids(&before, Some(left), record).await? };
+    // A row created since cannot be in the view, which reflects `since`.
+    let searched = rows.candidates.iter().zip(&rows.created_since).filter(|(_, new)| !**new);
     wanted.extend(searched.map(|(c, _)| c.source_row_id));
     rows.present = Some(present);
-    let ids_at = started.elapsed();
     let held = if wanted.is_empty() { Vec::new() } else { view_rows(view, Some(&wanted)).await? };
-    tracing::debug!(?candidates_at, ?ids_at, view_at = ?started.elapsed(), "read what changed");
-    Ok((held, rows))
+    Ok(Some((held, rows)))
+}
+
+/// Whether every commit of `source` after `since` is one whose changed
+/// rows Lance marks with a newer `_row_last_updated_at_version`: appends,
+/// deletes, updates that rewrite rows, column rewrites, compactions (and
+/// the fragment ids they reserve), schema and config changes, indexes. A restore, an overwrite, or
+/// anything else is read whole.
+async fn tracked_since(source: &Dataset, since: u64) -> Result<bool> {
+    for version in since + 1..=source.version().version {
+        let Some(transaction) = source.read_transaction_by_version(version).await? else { return Ok(false) };
+        let followed = match &transaction.operation {
+            Operation::Update { update_mode, updated_fragment_offsets, .. } => {
+                !matches!(update_mode, Some(UpdateMode::RewriteColumns)) || updated_fragment_offsets.is_some()
+            }
+            Operation::Append { .. }
+            | Operation::Delete { .. }
+            | Operation::DataReplacement { .. }
+            | Operation::Rewrite { .. }
+            | Operation::Project { .. }
+            | Operation::UpdateConfig { .. }
+            | Operation::CreateIndex { .. }
+            | Operation::ReserveFragments { .. } => true,
+            _ => false,
+        };
+        if !followed {
+            tracing::debug!(version, operation = %transaction.operation, "a commit row version tracking does not follow: the view reads its source whole");
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// The rows of `view`, or of those of its rows whose source row is one of
@@ -170,10 +207,9 @@ async fn read_candidates(
     }
     let updated = updated_since.map(|since| format!("{ROW_LAST_UPDATED_AT_VERSION} > {since}"));
     if let Some(filter) = combined_filter(record.filter.as_deref(), updated.as_deref()) {
-        scan.filter(&filter).map_err(|error| bad_filter(record, error))?;
+        scan.filter(&filter).map_err(|error| bad_filter(record, &filter, &error))?;
     }
-    let mut stream = scan.try_into_stream().await.map_err(|error| bad_filter(record, error))?;
-    let mut changed_rows = rows.changed.iter().map(RecordBatch::num_rows).sum::<usize>() as u32;
+    let mut stream = scan.try_into_stream().await?;
     while let Some(batch) = stream.try_next().await? {
         let ids = u64_column(&batch, ROW_ID)?.clone();
         match updated_since {
@@ -182,18 +218,20 @@ async fn read_candidates(
         }
         let values = row_hashes(&batch, &record.copies)?;
         let inputs = row_hashes(&batch, &record.inputs)?;
+        let batch_index = rows.changed.len();
         let mut keep = Vec::new();
         for i in 0..batch.num_rows() {
             let id = ids.value(i);
             let unchanged = held.get(&id) == Some(&values[i]);
             rows.candidates.push(Candidate { source_row_id: id, values_hash: values[i], inputs_hash: inputs[i] });
-            rows.changed_row.push((!unchanged).then(|| changed_rows + keep.len() as u32));
+            rows.changed_row.push((!unchanged).then_some((batch_index, keep.len())));
             if !unchanged {
                 keep.push(i as u32);
             }
         }
         if !keep.is_empty() {
-            changed_rows += keep.len() as u32;
+            // Only `_rowid` and the copied columns, whichever way it was read.
+            let batch = batch.project(&kept_columns(&batch, &record.copies)?)?;
             let indices = UInt32Array::from(keep);
             let columns = batch.columns().iter().map(|c| arrow_select::take::take(c, &indices, None)).collect::<Result<_, _>>()?;
             rows.changed.push(RecordBatch::try_new(batch.schema(), columns)?);
@@ -203,15 +241,15 @@ async fn read_candidates(
 }
 
 /// Ids of the rows of `dataset` (of `fragments`, where given) matching
-/// `filter`.
-async fn row_ids(dataset: &Dataset, fragments: Option<Vec<Fragment>>, filter: Option<&str>) -> Result<HashSet<u64>> {
+/// the view's filter.
+async fn row_ids(dataset: &Dataset, fragments: Option<Vec<Fragment>>, record: &ViewRecord) -> Result<HashSet<u64>> {
     let mut scan = dataset.scan();
     scan.project::<&str>(&[])?.with_row_id();
     if let Some(fragments) = fragments {
         scan.with_fragments(fragments);
     }
-    if let Some(filter) = filter {
-        scan.filter(filter)?;
+    if let Some(filter) = &record.filter {
+        scan.filter(filter).map_err(|error| bad_filter(record, filter, &error))?;
     }
     let batches: Vec<RecordBatch> = scan.try_into_stream().await?.try_collect().await?;
     let mut ids = HashSet::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
@@ -230,13 +268,16 @@ fn combined_filter(filter: Option<&str>, updated_since: Option<&str>) -> Option<
     }
 }
 
-fn bad_filter(record: &ViewRecord, error: lance::Error) -> Error {
-    match &record.filter {
-        Some(filter) if error.to_string().contains("filter") || error.to_string().contains("parse") => Error::InvalidOptions {
-            reason: format!("the view's filter {filter:?} does not compile against source {}: {error}", record.source),
-        },
-        _ => Error::Lance(error),
-    }
+fn bad_filter(record: &ViewRecord, filter: &str, error: &lance::Error) -> Error {
+    Error::InvalidOptions { reason: format!("the view's filter {filter:?} does not compile against source {}: {error}", record.source) }
+}
+
+/// Positions in `batch` of `_rowid` and `copies`, in that order.
+fn kept_columns(batch: &RecordBatch, copies: &[String]) -> Result<Vec<usize>> {
+    std::iter::once(ROW_ID)
+        .chain(copies.iter().map(String::as_str))
+        .map(|name| Ok(batch.schema().index_of(name)?))
+        .collect()
 }
 
 fn u64_column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a arrow_array::PrimitiveArray<UInt64Type>> {
@@ -251,13 +292,14 @@ fn hash_column(batch: &RecordBatch, name: &str) -> Result<Vec<[u8; 16]>> {
         .column_by_name(name)
         .and_then(|c| c.as_fixed_size_binary_opt().cloned())
         .ok_or_else(|| Error::Arrow(arrow_schema::ArrowError::SchemaError(format!("no hash column {name} in the view"))))?;
-    Ok((0..column.len())
+    (0..column.len())
         .map(|i| {
-            let mut hash = [0u8; 16];
-            if column.is_valid(i) && column.value(i).len() == 16 {
-                hash.copy_from_slice(column.value(i));
-            }
-            hash
+            let value = if column.is_valid(i) { column.value(i) } else { &[] };
+            <[u8; 16]>::try_from(value).map_err(|_| {
+                Error::Arrow(arrow_schema::ArrowError::InvalidArgumentError(format!(
+                    "row {i} of a read of the view has a damaged {name}; the view was written by something else than leman: create it again"
+                )))
+            })
         })
-        .collect())
+        .collect()
 }

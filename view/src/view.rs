@@ -9,13 +9,14 @@ use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
 use lance::dataset::{WriteMode, WriteParams};
 use leman_engine::{
-    BackfillOptions, Error, Job, LocalExecutor, Result, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry,
+    BackfillOptions, Error, Job, LocalExecutor, Result, TableLease, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry,
 };
+use arrow_row::{RowConverter, SortField};
 use serde::Serialize;
 
 use crate::diff::changes;
 use crate::hash::hash_type;
-use crate::query::{INPUTS_HASH, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, ViewQuery, ViewRecord};
+use crate::query::{INPUTS_HASH, REFRESHING_KEY, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, ViewQuery, ViewRecord};
 use crate::read::{ReadMode, read_changes};
 use crate::write::commit_changes;
 
@@ -183,7 +184,7 @@ impl View {
             Error::ColumnBusy { job_id, pid, host, .. } => Error::ViewBusy { view: self.uri().to_string(), holder: job_id, pid, host },
             other => other,
         })?;
-        let outcome = self.refresh_rows(&options, !lease.took_over()).await;
+        let outcome = self.refresh_rows(&options, &lease).await;
         let (changes, record) = match outcome {
             Ok(done) => done,
             Err(error) => {
@@ -212,48 +213,53 @@ impl View {
         }
     }
 
-    /// The first half of a refresh: the rows.
-    /// `stamp_exact`: the refresh before ended, or failed, but was not cut
-    /// off between writing its rows and recording their version.
-    async fn refresh_rows(&self, options: &RefreshOptions, stamp_exact: bool) -> Result<(RowChanges, ViewRecord)> {
+    /// The first half of a refresh: the rows, written while `lease` is
+    /// still this refresh's.
+    async fn refresh_rows(&self, options: &RefreshOptions, lease: &TableLease) -> Result<(RowChanges, ViewRecord)> {
         let view = self.location.open_dataset().await?;
         let (record, previous) = ViewRecord::from_metadata(&self.location.uri, &view.schema().metadata)?;
+        let interrupted = ViewRecord::interrupted(&view.schema().metadata);
         let source_location = self.source_location(&record)?;
         let latest = source_location.open_dataset().await?;
         let source = match options.to_version {
-            Some(version) if version != latest.version().version => latest
-                .checkout_version(version)
-                .await
-                .map_err(|source| Error::VersionNotFound { table: record.source.clone(), version, source })?,
+            Some(version) if version != latest.version().version => latest.checkout_version(version).await.map_err(|error| match error {
+                lance::Error::VersionNotFound { .. } | lance::Error::DatasetNotFound { .. } | lance::Error::NotFound { .. } => {
+                    Error::VersionNotFound { table: record.source.clone(), version, source: error }
+                }
+                other => Error::Lance(other),
+            })?,
             _ => latest,
         };
         let target = source.version().version;
-        let since = previous.filter(|&previous| previous <= target && tracks_rows(&source));
-        let mode = if since.is_some() { ReadMode::Incremental } else { ReadMode::Full };
+        // Forwards from a version the rows reflect exactly, a source with
+        // stable row ids is read incrementally; else whole.
+        let since = previous.filter(|&previous| previous <= target && !interrupted && has_stable_row_ids(&source));
         let started = std::time::Instant::now();
-        let (held, read) = read_changes(&view, &source, &record, since, stamp_exact).await?;
+        let (mode, held, read) = read_changes(&view, &source, &record, since).await?;
         let read_at = started.elapsed();
-        let planned = changes(&held, &read.candidates, read.present.as_ref(), !tracks_rows(&source));
-        let planned_at = started.elapsed();
-        let mut view = commit_changes(view, &self.location, &record, &planned, &read).await?;
-        if previous != Some(target) {
-            view.update_schema_metadata([(SOURCE_VERSION_KEY, target.to_string().as_str())]).await?;
+        let planned = changes(&held, &read.candidates, read.present.as_ref(), !has_stable_row_ids(&source));
+        let (rows_read, rows_written, rows_deleted, rows_kept) =
+            (read.candidates.len(), planned.insert.len(), planned.delete.len(), planned.carried());
+        let mut view = view;
+        if !planned.is_empty() {
+            lease.check().await?;
+            view.update_schema_metadata([(REFRESHING_KEY, target.to_string().as_str())]).await?;
+            view = commit_changes(view, &self.location, &record, planned, read).await?;
         }
-        tracing::debug!(
-            view = %self.location.uri,
-            ?read_at,
-            ?planned_at,
-            committed = ?started.elapsed(),
-            "refreshed the view's rows"
-        );
+        if previous != Some(target) || interrupted || rows_written + rows_deleted > 0 {
+            lease.check().await?;
+            let target = target.to_string();
+            view.update_schema_metadata([(SOURCE_VERSION_KEY, Some(target.as_str())), (REFRESHING_KEY, None)]).await?;
+        }
+        tracing::debug!(view = %self.location.uri, %mode, ?read_at, done = ?started.elapsed(), "refreshed the view's rows");
         let changes = RowChanges {
             source_version: target,
             previous_version: previous,
             mode,
-            rows_read: read.candidates.len() as u64,
-            rows_written: planned.insert.len() as u64,
-            rows_deleted: planned.delete.len() as u64,
-            rows_kept_udf_values: planned.carried() as u64,
+            rows_read: rows_read as u64,
+            rows_written: rows_written as u64,
+            rows_deleted: rows_deleted as u64,
+            rows_kept_udf_values: rows_kept as u64,
             view_version: view.version().version,
         };
         Ok((changes, record))
@@ -279,7 +285,7 @@ impl View {
         Ok(ViewInfo {
             view: self.location.uri.clone(),
             rows: dataset.count_rows(None).await? as u64,
-            incremental: tracks_rows(&source),
+            incremental: has_stable_row_ids(&source),
             source_latest_version: source.version().version,
             source_version,
             query: record,
@@ -288,9 +294,10 @@ impl View {
     }
 }
 
-/// Whether refreshes of a view of `source` read only the rows changed:
-/// the source has stable row ids (and with them, row version tracking).
-pub fn tracks_rows(source: &Dataset) -> bool {
+/// Whether refreshes of a view of `source` can read only the rows
+/// changed: the source has stable row ids (and with them, row version
+/// tracking).
+pub fn has_stable_row_ids(source: &Dataset) -> bool {
     source.manifest().uses_stable_row_ids()
 }
 
@@ -327,8 +334,11 @@ fn view_schema(query: &ViewQuery, source_uri: &str, source_schema: &ArrowSchema)
     }
     let mut names: HashSet<&str> = copies.iter().map(String::as_str).collect();
     for name in query.columns.iter().map(|(name, _)| name.as_str()).chain(copies.iter().map(String::as_str)) {
-        if name.starts_with("__") || name.starts_with('_') && lance_core::is_system_column(name) {
+        if name.starts_with("__") {
             return Err(Error::InvalidOptions { reason: format!("column {name} of the view: names starting with __ are the view's own; pick another name") });
+        }
+        if lance_core::is_system_column(name) {
+            return Err(Error::InvalidOptions { reason: format!("column {name} of the view: {name} is a Lance system column; pick another name") });
         }
     }
     for (name, _) in &query.columns {
@@ -337,6 +347,21 @@ fn view_schema(query: &ViewQuery, source_uri: &str, source_schema: &ArrowSchema)
                 reason: format!("column {name} of the view is named twice (or is also copied from the source); pick another name"),
             });
         }
+    }
+    let compared: Vec<SortField> = copies
+        .iter()
+        .filter_map(|column| source_schema.field_with_name(column).ok())
+        .map(|field| SortField::new(field.data_type().clone()))
+        .collect();
+    if !RowConverter::supports_fields(&compared) {
+        let unsupported = copies
+            .iter()
+            .filter_map(|column| source_schema.field_with_name(column).ok())
+            .find(|field| !RowConverter::supports_fields(&[SortField::new(field.data_type().clone())]));
+        let what = unsupported.map(|f| format!("column {} ({})", f.name(), f.data_type())).unwrap_or_else(|| "a column".to_string());
+        return Err(Error::InvalidOptions {
+            reason: format!("{what} cannot be compared row by row, as a view must to refresh; leave it out of the selected columns"),
+        });
     }
     let mut fields = vec![
         Field::new(SOURCE_ROW_ID, arrow_schema::DataType::UInt64, false),
