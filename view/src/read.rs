@@ -11,20 +11,22 @@
 //! of a row), read with their values; the rows of the fragments changed or
 //! removed are listed by id, at both versions, to find the rows deleted or
 //! filtered out; and of the view, only the rows of these ids are read. A
-//! fragment without version metadata is read whole. Any other source, or a refresh to an older version, reads
-//! every row at the target version: the hashes still keep unchanged rows
-//! as they are and their UDF values uncomputed.
+//! fragment without version metadata is read whole. Any other source, a
+//! refresh to an older version, or one after a commit that version
+//! tracking does not follow, reads every row at the target version: the
+//! hashes still keep unchanged rows as they are and their UDF values
+//! uncomputed.
 
 use std::collections::{HashMap, HashSet};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::UInt64Type;
 use arrow_array::{Array, RecordBatch, UInt32Array};
+use datafusion::logical_expr::{Expr, col, lit};
 use futures::TryStreamExt;
 use lance::Dataset;
-use datafusion::logical_expr::{Expr, col, lit};
-use lance_core::{ROW_ADDR, ROW_CREATED_AT_VERSION, ROW_ID, ROW_LAST_UPDATED_AT_VERSION};
 use lance::dataset::transaction::{Operation, UpdateMode};
+use lance_core::{ROW_ADDR, ROW_CREATED_AT_VERSION, ROW_ID, ROW_LAST_UPDATED_AT_VERSION};
 use lance_table::format::Fragment;
 use leman_engine::{Error, Result};
 
@@ -188,6 +190,10 @@ async fn view_rows(view: &Dataset, ids: Option<&HashSet<u64>>) -> Result<Vec<Vie
     Ok(rows)
 }
 
+/// Reads the candidates of `source` (of `fragments`, where given; updated
+/// after `updated_since`, where given) into `rows`, keeping the values of
+/// those the view does not hold as they are (`held`: its rows' value
+/// hashes by source row id).
 async fn read_candidates(
     source: &Dataset,
     record: &ViewRecord,
