@@ -216,7 +216,7 @@ impl View {
     /// The first half of a refresh: the rows, written while `lease` is
     /// still this refresh's.
     async fn refresh_rows(&self, options: &RefreshOptions, lease: &TableLease) -> Result<(RowChanges, ViewRecord)> {
-        let view = self.location.open_dataset().await?;
+        let mut view = self.location.open_dataset().await?;
         let (record, previous) = ViewRecord::from_metadata(&self.location.uri, &view.schema().metadata)?;
         let interrupted = ViewRecord::interrupted(&view.schema().metadata);
         let source_location = self.source_location(&record)?;
@@ -240,7 +240,6 @@ impl View {
         let planned = changes(&held, &read.candidates, read.present.as_ref(), !has_stable_row_ids(&source));
         let (rows_read, rows_written, rows_deleted, rows_kept) =
             (read.candidates.len(), planned.insert.len(), planned.delete.len(), planned.carried());
-        let mut view = view;
         if !planned.is_empty() {
             lease.check().await?;
             view.update_schema_metadata([(REFRESHING_KEY, target.to_string().as_str())]).await?;
