@@ -39,5 +39,5 @@ pub use filter::{ROW_ADDRESS, RowFilter, default_filter, quote_identifier};
 pub use output::OutputColumns;
 pub use pool::Pool;
 pub use task::{BackfillContext, JobNames, JobPart, SkippedRow, TaskError, TaskOutput, TaskSpec, row_address, run_task};
-pub use usage::peak_memory;
+pub use usage::{peak_memory, process_cpu_time};
 pub use udf::{fingerprint, ErrorPolicy, InstanceContext, Resources, RetryBackoff, StatefulUdf, Udf, UdfError};

@@ -1,6 +1,7 @@
 //! What this thread and process use, for what a job cost: a thread's CPU
 //! time from Linux's `/proc/thread-self/schedstat` (nanoseconds on a CPU),
 //! so that a UDF's CPU-seconds are its threads' own, not the process's; the
+//! CPU time of the process's live threads, summed the same way; the
 //! process's peak resident memory from `/proc/self/status` (`VmHWM`).
 //! `None` where the kernel does not say.
 
@@ -10,6 +11,19 @@ use std::time::Duration;
 pub(crate) fn thread_cpu_time() -> Option<Duration> {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Time this process's live threads have spent on a CPU, in nanoseconds
+/// (`/proc/self/task/*/schedstat`); the time of threads that have ended is
+/// not counted, so only differences over a span in which the process's
+/// threads live on (a runtime's workers and pools) mean anything.
+pub fn process_cpu_time() -> Option<Duration> {
+    let mut nanos = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let Ok(text) = std::fs::read_to_string(task.ok()?.path().join("schedstat")) else { continue };
+        nanos += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
     Some(Duration::from_nanos(nanos))
 }
 
@@ -45,6 +59,28 @@ mod tests {
         });
         let idle = idle.join().unwrap_or_else(|_| panic!("thread panicked"));
         assert!(idle < Duration::from_millis(20), "a sleeping thread spends no CPU: {idle:?}");
+    }
+
+    #[test]
+    fn the_process_counts_the_time_of_its_threads() {
+        let Some(before) = process_cpu_time() else { return };
+        // Two threads spinning 20 ms of their own CPU time each (at most
+        // 10 s of wall time) add at least 40 ms to the process's.
+        let spinners: Vec<_> = (0..2)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let (start, deadline) = (thread_cpu_time().unwrap_or_default(), std::time::Instant::now() + Duration::from_secs(10));
+                    let mut x = 0u64;
+                    while thread_cpu_time().unwrap_or_default().saturating_sub(start) < Duration::from_millis(20) && std::time::Instant::now() < deadline {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                    // Counted while the thread still lives.
+                    process_cpu_time().unwrap_or_default()
+                })
+            })
+            .collect();
+        let seen = spinners.into_iter().map(|t| t.join().unwrap_or_else(|_| panic!("thread panicked"))).max().unwrap_or_default();
+        assert!(seen.saturating_sub(before) >= Duration::from_millis(20), "{before:?} before, {seen:?} while spinning");
     }
 
     #[test]

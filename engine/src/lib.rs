@@ -84,7 +84,7 @@ pub use job::{Canceller, Job, JobEvent};
 pub use lease::TableLease;
 pub use leman_applier::{
     ErrorPolicy, InstanceContext, OutputColumns, ROW_ADDRESS, Resources, RetryBackoff, SkippedRow, StatefulUdf, TaskError, TaskOutput,
-    TaskSpec, Udf, UdfError, default_filter, peak_memory, quote_identifier, row_address,
+    TaskSpec, Udf, UdfError, default_filter, peak_memory, process_cpu_time, quote_identifier, row_address,
 };
 pub use leman_scheduler::{JobCost, JobFailure, JobRecord, JobStatus, Progress, Starter, Summary, record::RowError};
 pub use leman_writer::FragmentWrite;

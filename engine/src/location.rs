@@ -10,15 +10,32 @@
 //! with the `gcp` and `azure` features).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
+use lance::session::Session;
 use lance::io::{ObjectStoreParams, StorageOptionsAccessor, WrappingObjectStore};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::storage::{StorageOptions, storage_error};
+
+/// Bytes of immutable table metadata (manifests, file footers, deletion
+/// vectors) the process keeps between opens.
+const METADATA_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// Bytes of index pages the process keeps between opens.
+const INDEX_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The lance session every dataset of this process is opened with, so that
+/// a job, a refresh or a worker that opens a table again reuses its object
+/// store (and the connections it holds) and what it read of the table's
+/// immutable files, instead of starting cold each time. Stores are keyed by
+/// their options and wrapper, so a store is never shared across
+/// credentials or meters.
+static SESSION: LazyLock<Arc<Session>> =
+    LazyLock::new(|| Arc::new(Session::new(INDEX_CACHE_BYTES, METADATA_CACHE_BYTES, Default::default())));
 
 /// A table: its URI and the options of the store that holds it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -66,6 +83,7 @@ impl TableLocation {
     /// is an [`Error::Storage`] that says what to set.
     pub async fn open_dataset(&self) -> Result<Dataset> {
         DatasetBuilder::from_uri(&self.uri)
+            .with_session(SESSION.clone())
             .with_store_params(self.store_params())
             .load()
             .await

@@ -131,17 +131,17 @@ async fn a_refresh_cut_off_between_its_rows_and_their_version_is_made_good_by_th
     let query = ViewQuery::new("src").select(["id", "grp"]).filter(FILTER).column("len", counting_len(rows.clone()));
     let view = s.db.create_materialized_view("v", query).await.unwrap();
     refresh(&view, None).await;
-    let reflected = s.table.version().await.unwrap();
-    let appended = s.table.append(vec![batch(200, 50)]).await.unwrap();
+    let recorded = view.location().open_dataset().await.unwrap().schema().metadata.clone();
+    s.table.append(vec![batch(200, 50)]).await.unwrap();
     refresh(&view, None).await;
 
-    // As if the refresh's process died after committing the rows of
-    // `appended` and before recording it: the view says it reflects the
-    // version before, and that a refresh was writing rows. Then some of
-    // the rows appended are deleted from the source.
+    // As if the second refresh's process died after committing the rows
+    // appended and before recording their version: the view records what
+    // the first refresh did, and the rows' commit comes after it. Then
+    // some of the rows appended are deleted from the source.
     let mut dataset = view.location().open_dataset().await.unwrap();
-    let entries = [(leman_view::SOURCE_VERSION_KEY, reflected.to_string()), (leman_view::REFRESHING_KEY, appended.to_string())];
-    dataset.update_schema_metadata(entries.iter().map(|(k, v)| (*k, v.as_str()))).await.unwrap();
+    let keys = [leman_view::SOURCE_VERSION_KEY, leman_view::ROWS_VERSION_KEY];
+    dataset.update_schema_metadata(keys.map(|key| (key, recorded[key].as_str()))).await.unwrap();
     let version = s.table.delete("id >= 200 AND id < 210").await.unwrap();
     rows.store(0, Ordering::SeqCst);
 
@@ -151,7 +151,8 @@ async fn a_refresh_cut_off_between_its_rows_and_their_version_is_made_good_by_th
     assert_eq!(rows.load(Ordering::SeqCst), 0);
     assert_exact(&view, &s.table, version, FILTER).await;
     let metadata = view.location().open_dataset().await.unwrap().schema().metadata.clone();
-    assert!(!metadata.contains_key(leman_view::REFRESHING_KEY), "{metadata:?}");
+    assert_eq!(metadata[leman_view::SOURCE_VERSION_KEY], version.to_string(), "{metadata:?}");
+    assert_ne!(metadata[leman_view::ROWS_VERSION_KEY], recorded[leman_view::ROWS_VERSION_KEY], "{metadata:?}");
     let (changes, _) = refresh(&view, None).await;
     assert_eq!((changes.mode, changes.rows_read), (ReadMode::Incremental, 0), "and the next one is incremental again");
 }
@@ -197,4 +198,27 @@ async fn held_ids_in_physical_order(view: &leman::View) -> Vec<i64> {
     scan.project(&["id"]).unwrap();
     let batches: Vec<arrow_array::RecordBatch> = scan.try_into_stream().await.unwrap().try_collect().await.unwrap();
     batches.iter().flat_map(|b| b.column(0).as_primitive::<arrow_array::types::Int64Type>().values().to_vec()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_another_writer_deleted_from_the_view_are_restored_by_the_next_refresh() {
+    let s = source(2, 100, true).await;
+    let rows = Arc::new(AtomicUsize::new(0));
+    let query = ViewQuery::new("src").select(["id", "grp"]).filter(FILTER).column("len", counting_len(rows.clone()));
+    let view = s.db.create_materialized_view("v", query).await.unwrap();
+    refresh(&view, None).await;
+    let version = s.table.version().await.unwrap();
+
+    // Not leman: rows deleted from the view itself, the source unchanged.
+    let mut dataset = view.location().open_dataset().await.unwrap();
+    dataset.delete("id < 10").await.unwrap();
+    rows.store(0, Ordering::SeqCst);
+
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!(changes.mode, ReadMode::Full, "a commit that changed the view's rows since its last refresh makes it read whole");
+    assert_eq!((changes.rows_written, changes.rows_deleted), (8, 0), "the 8 rows of the filter deleted come back");
+    assert_eq!(rows.load(Ordering::SeqCst), 8, "and only they are computed");
+    assert_exact(&view, &s.table, version, FILTER).await;
+    let (changes, _) = refresh(&view, None).await;
+    assert_eq!((changes.mode, changes.rows_read), (ReadMode::Incremental, 0), "and the next refresh is incremental again");
 }

@@ -9,8 +9,10 @@
 //! version tracking says were updated; else every row), compares hashes,
 //! and commits in one transaction the rows gone and the rows new or
 //! changed, where a row whose UDF inputs did not change keeps its UDF
-//! values. While it writes rows, the view's metadata says so, and a
-//! refresh that finds it said reads its source whole. Then a backfill of the view ([`leman_engine::start_many`])
+//! values, and records with the source version the view version of those
+//! rows: a refresh that finds a commit after it that changed rows (one cut
+//! off before recording, or another writer's) reads its source whole. Then
+//! a backfill of the view ([`leman_engine::start_many`])
 //! computes the UDF columns of the rows left null, with checkpoints, so
 //! that an interrupted refresh resumes. Refreshing to an older source
 //! version works the same way. Arrows point down: `leman` -> `leman-view`
@@ -25,7 +27,7 @@ mod write;
 
 pub use diff::{Candidate, Changes, Insert, ViewRow, changes};
 pub use query::{
-    INPUTS_HASH, META_COLUMNS, REFRESHING_KEY, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, VIEW_KEY, ViewQuery, ViewRecord,
+    INPUTS_HASH, META_COLUMNS, ROWS_VERSION_KEY, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, VIEW_KEY, ViewQuery, ViewRecord,
 };
 pub use read::ReadMode;
 pub use view::{Refresh, RefreshOptions, RowChanges, UdfColumnInfo, View, ViewInfo, has_stable_row_ids};

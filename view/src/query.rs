@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 pub const VIEW_KEY: &str = "leman.view";
 /// Schema metadata key of the source version the view's rows reflect.
 pub const SOURCE_VERSION_KEY: &str = "leman.view.source_version";
-/// Schema metadata key set while a refresh writes rows, and removed with
-/// the version they reflect: found set, the view's rows may reflect a
-/// version other than the one recorded, and the next refresh reads its
-/// source whole.
-pub const REFRESHING_KEY: &str = "leman.view.refreshing_to";
+/// Schema metadata key of the view version whose rows reflect the source
+/// version recorded, written with it: a commit after it that changes rows
+/// (a refresh cut off before recording the version its rows reflect, or a
+/// writer other than leman) makes the next refresh read its source whole.
+pub const ROWS_VERSION_KEY: &str = "leman.view.rows_version";
 
 /// Each view row's source row: the source's stable row id where it has
 /// them, else its row address at the version reflected.
@@ -134,10 +134,11 @@ impl ViewRecord {
         Ok((record, version))
     }
 
-    /// Whether `metadata` (a view schema's) says a refresh stopped between
-    /// writing rows and recording the version they reflect.
-    pub fn interrupted(metadata: &HashMap<String, String>) -> bool {
-        metadata.contains_key(REFRESHING_KEY)
+    /// The view version whose rows the recorded source version describes,
+    /// from `metadata` (a view schema's); `None` where it is not recorded
+    /// or does not parse.
+    pub fn rows_version(metadata: &HashMap<String, String>) -> Option<u64> {
+        metadata.get(ROWS_VERSION_KEY)?.parse().ok()
     }
 
     /// The record as schema metadata.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use arrow_schema::{Field, Schema as ArrowSchema};
 use lance::Dataset;
+use lance::dataset::transaction::Operation;
 use lance::dataset::{WriteMode, WriteParams};
 use leman_engine::{
     BackfillOptions, Error, Job, LocalExecutor, Result, TableLease, TableLocation, TableStores, Udf, UdfRecord, UdfRegistry,
@@ -16,7 +17,7 @@ use serde::Serialize;
 
 use crate::diff::changes;
 use crate::hash::hash_type;
-use crate::query::{INPUTS_HASH, REFRESHING_KEY, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, ViewQuery, ViewRecord};
+use crate::query::{INPUTS_HASH, ROWS_VERSION_KEY, SOURCE_ROW_ID, SOURCE_VERSION_KEY, VALUES_HASH, ViewQuery, ViewRecord};
 use crate::read::{ReadMode, read_changes};
 use crate::write::commit_changes;
 
@@ -218,7 +219,7 @@ impl View {
     async fn refresh_rows(&self, options: &RefreshOptions, lease: &TableLease) -> Result<(RowChanges, ViewRecord)> {
         let mut view = self.location.open_dataset().await?;
         let (record, previous) = ViewRecord::from_metadata(&self.location.uri, &view.schema().metadata)?;
-        let interrupted = ViewRecord::interrupted(&view.schema().metadata);
+        let interrupted = previous.is_some() && !rows_as_recorded(&view).await;
         let source_location = self.source_location(&record)?;
         let latest = source_location.open_dataset().await?;
         let source = match options.to_version {
@@ -242,13 +243,14 @@ impl View {
             (read.candidates.len(), planned.insert.len(), planned.delete.len(), planned.carried());
         if !planned.is_empty() {
             lease.check().await?;
-            view.update_schema_metadata([(REFRESHING_KEY, target.to_string().as_str())]).await?;
             view = commit_changes(view, &self.location, &record, planned, read).await?;
         }
         if previous != Some(target) || interrupted || rows_written + rows_deleted > 0 {
+            // Cut off before this commit, the next refresh finds the rows'
+            // commit after the rows version recorded, and reads whole.
             lease.check().await?;
-            let target = target.to_string();
-            view.update_schema_metadata([(SOURCE_VERSION_KEY, Some(target.as_str())), (REFRESHING_KEY, None)]).await?;
+            let (target, rows_version) = (target.to_string(), view.version().version.to_string());
+            view.update_schema_metadata([(SOURCE_VERSION_KEY, target.as_str()), (ROWS_VERSION_KEY, rows_version.as_str())]).await?;
         }
         tracing::debug!(view = %self.location.uri, %mode, ?read_at, done = ?started.elapsed(), "refreshed the view's rows");
         let changes = RowChanges {
@@ -386,6 +388,35 @@ fn view_schema(query: &ViewQuery, source_uri: &str, source_schema: &ArrowSchema)
         max_rows_per_file: query.max_rows_per_file,
     };
     Ok((record, ArrowSchema::new(fields)))
+}
+
+/// Whether the view's rows are still those the source version it records
+/// describes: every commit after its rows version is one that leaves rows
+/// as they are (recording the version, filling UDF columns, compacting,
+/// indexing). A refresh cut off between committing its rows and recording
+/// their version leaves a commit that does not, as does any other writer;
+/// a commit that cannot be read any more (cleaned up) counts as one.
+async fn rows_as_recorded(view: &Dataset) -> bool {
+    let Some(rows_version) = ViewRecord::rows_version(&view.schema().metadata) else { return false };
+    for version in rows_version + 1..=view.version().version {
+        let operation = match view.read_transaction_by_version(version).await {
+            Ok(Some(transaction)) => transaction.operation,
+            Ok(None) | Err(_) => return false,
+        };
+        let keeps_rows = matches!(
+            operation,
+            Operation::UpdateConfig { .. }
+                | Operation::DataReplacement { .. }
+                | Operation::Rewrite { .. }
+                | Operation::ReserveFragments { .. }
+                | Operation::CreateIndex { .. }
+        );
+        if !keeps_rows {
+            tracing::debug!(version, %operation, "the view's rows changed after the version they were recorded at: the refresh reads its source whole");
+            return false;
+        }
+    }
+    true
 }
 
 fn udf_field(name: &str, udf: &Udf) -> Field {
