@@ -36,7 +36,8 @@ pub struct BackfillOptions {
     pub concurrency: usize,
     /// Threads per applier. Default 1.
     pub intra_applier_concurrency: usize,
-    /// Fragments per intermediate commit; `None` commits once at the end. Default 64.
+    /// Fragments per intermediate commit (whole multiples of it when
+    /// commits fall behind writes); `None` commits once at the end. Default 64.
     pub commit_granularity: Option<usize>,
     /// Stop after filling this many fragments.
     pub num_frags: Option<usize>,
@@ -154,7 +155,8 @@ impl BackfillOptions {
         self
     }
 
-    /// Commits every `fragments` fragments.
+    /// Commits every `fragments` fragments (or every whole multiple of it
+    /// written while the commit before ran).
     pub fn commit_granularity(mut self, fragments: usize) -> Self {
         self.commit_granularity = Some(fragments);
         self

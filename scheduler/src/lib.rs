@@ -5,7 +5,9 @@
 //! UDF's time under `--batch-size auto`), in which order tasks go out
 //! ([`plan::shuffle`]), which applier gets which task, when a fragment is
 //! ready for its writer, when a group of written fragments is committed,
-//! and when the job has succeeded or failed ([`Scheduler`]). It does no I/O, owns no clock and spawns nothing:
+//! and when the job has succeeded or failed ([`Scheduler`]); [`sim`] runs
+//! it on a virtual clock, for jobs too large to run here. It does no I/O,
+//! owns no clock and spawns nothing:
 //! like `quinn-proto`, it is driven from outside with
 //! [`Scheduler::handle`]`(now, event)`, and the driver carries out what
 //! [`Scheduler::poll_command`] returns. `cargo tree -p leman-scheduler` shows
@@ -29,6 +31,7 @@ mod error;
 mod machine;
 pub mod plan;
 pub mod record;
+pub mod sim;
 
 pub use batch::AutoBatch;
 pub use error::PlanError;

@@ -8,9 +8,11 @@
 //! A fragment moves from *computing* (tasks out) to *writing* (all its
 //! batches checkpointed, its writer asked to write the data file) to
 //! *written* (waiting for its commit group) to *committed*. Commits are
-//! serialised: one group in flight at a time, each of exactly
-//! `commit_granularity` fragments except the last, so a job over F fragments
-//! makes ceil(F / g) commits.
+//! serialised: one group in flight at a time, of `commit_granularity`
+//! fragments, or of every whole group written while the commit before was
+//! in flight, and the rest at the end; so a job over F fragments makes
+//! ceil(F / g) commits where commits keep up with writes, and fewer where
+//! they do not, instead of piling up behind one another.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::ops::Range;
@@ -69,7 +71,8 @@ pub struct JobConfig {
     pub auto_batch: Option<AutoBatch>,
     /// Fragments interleaved in the task order; see [`plan::shuffle`].
     pub task_shuffle_diversity: usize,
-    /// Fragments per commit; `None` commits everything once at the end.
+    /// Fragments per commit (whole multiples of it when commits fall
+    /// behind writes); `None` commits everything once at the end.
     pub commit_granularity: Option<usize>,
     /// How often a [`Command::Progress`] is emitted.
     pub refresh_status: Duration,
@@ -213,6 +216,10 @@ pub struct Scheduler {
     writes_in_flight: usize,
     ready_to_commit: Vec<u64>,
     commit_in_flight: bool,
+    /// Fragments not written yet (computing, waiting for a writer, writing).
+    unwritten: usize,
+    /// Fragments not settled yet (not committed, nor left out of a commit).
+    unsettled: usize,
     commands: VecDeque<Command>,
     next_progress: Instant,
     progress: Progress,
@@ -248,6 +255,8 @@ impl Scheduler {
             writes_in_flight: 0,
             ready_to_commit: Vec::new(),
             commit_in_flight: false,
+            unwritten: fragments.len(),
+            unsettled: fragments.len(),
             commands: VecDeque::new(),
             progress: Progress { fragments_total: fragments.len() as u64, ..Progress::default() },
             summary: Summary::default(),
@@ -259,11 +268,12 @@ impl Scheduler {
         };
         let mut to_run = Vec::new();
         let mut reused: HashMap<u64, Vec<Range<u64>>> = HashMap::new();
+        let by_id: HashMap<u64, &FragmentInput> = fragments.iter().map(|f| (f.id, f)).collect();
         for task in plan::split(&fragments, scheduler.config.batch_size) {
             scheduler.next_task_id = scheduler.next_task_id.max(task.id.0.saturating_add(1));
             scheduler.progress.tasks_total += 1;
             scheduler.progress.rows_total += task.len();
-            let Some(fragment) = fragments.iter().find(|f| f.id == task.fragment_id) else {
+            let Some(fragment) = by_id.get(&task.fragment_id) else {
                 continue;
             };
             let done = fragment.start == FragmentStart::Written || fragment.checkpointed.contains(&task.rows);
@@ -276,8 +286,12 @@ impl Scheduler {
                 to_run.push(task);
             }
         }
+        let mut tasks_of: HashMap<u64, usize> = HashMap::new();
+        for task in &to_run {
+            *tasks_of.entry(task.fragment_id).or_default() += 1;
+        }
         for fragment in &fragments {
-            let tasks_left = to_run.iter().filter(|t| t.fragment_id == fragment.id).count();
+            let tasks_left = tasks_of.get(&fragment.id).copied().unwrap_or(0);
             let batches = reused.remove(&fragment.id).unwrap_or_default();
             let state = FragmentState { phase: FragmentPhase::Computing, tasks_left, write_attempts: 0, batches };
             scheduler.fragments.insert(fragment.id, state);
@@ -517,6 +531,7 @@ impl Scheduler {
         }
         if let Some(fragment) = self.fragments.get_mut(&fragment_id) {
             fragment.phase = FragmentPhase::Written;
+            self.unwritten = self.unwritten.saturating_sub(1);
             self.ready_to_commit.push(fragment_id);
         }
     }
@@ -529,16 +544,22 @@ impl Scheduler {
             self.summary.version = version;
         }
         for id in fragments {
-            if let Some(fragment) = self.fragments.get_mut(&id) {
+            if let Some(fragment) = self.fragments.get_mut(&id)
+                && fragment.phase != FragmentPhase::Committed
+            {
                 fragment.phase = FragmentPhase::Committed;
+                self.unsettled = self.unsettled.saturating_sub(1);
                 self.progress.fragments_committed += 1;
                 self.summary.fragments_committed += 1;
             }
         }
         // Settled for this pass: the next one plans what is left of them.
         for id in left_out {
-            if let Some(fragment) = self.fragments.get_mut(&id) {
+            if let Some(fragment) = self.fragments.get_mut(&id)
+                && fragment.phase != FragmentPhase::Committed
+            {
                 fragment.phase = FragmentPhase::Committed;
+                self.unsettled = self.unsettled.saturating_sub(1);
                 self.summary.fragments_replanned += 1;
             }
         }
@@ -601,13 +622,14 @@ impl Scheduler {
         if self.commit_in_flight || self.ready_to_commit.is_empty() || self.ended {
             return;
         }
-        let all_written = self
-            .fragments
-            .values()
-            .all(|f| !matches!(f.phase, FragmentPhase::Computing | FragmentPhase::ToWrite | FragmentPhase::Writing));
+        let all_written = self.unwritten == 0;
+        // Every whole group waiting goes in one commit: where commits take
+        // longer than writes, groups would otherwise pile up behind the one
+        // commit in flight and bound the job.
+        let ready = self.ready_to_commit.len();
         let take = match self.config.commit_granularity {
-            Some(g) if self.ready_to_commit.len() >= g => g,
-            _ if all_written => self.ready_to_commit.len(),
+            Some(g) if ready >= g => ready - ready % g,
+            _ if all_written => ready,
             _ => return,
         };
         let group: Vec<u64> = self.ready_to_commit.drain(..take).collect();
@@ -621,7 +643,7 @@ impl Scheduler {
     }
 
     fn maybe_finish(&mut self, now: Instant) {
-        if self.ended || self.fragments.values().any(|f| f.phase != FragmentPhase::Committed) {
+        if self.ended || self.unsettled > 0 {
             return;
         }
         self.ended = true;

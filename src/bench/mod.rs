@@ -3,7 +3,7 @@
 //! against, in the same run, and reports every figure as a ratio with the
 //! target it must meet.
 //!
-//! The ten measurements: a cheap UDF against a hand-written lance
+//! The eleven measurements: a cheap UDF against a hand-written lance
 //! pipeline ([`raw`]); the speed-up of a CPU-bound UDF from threads and
 //! from appliers; a local cluster of two worker processes against embedded;
 //! a re-run with nothing to do; peak memory at two table sizes; the cold
@@ -12,7 +12,10 @@
 //! with the object store requests it takes ([`requests`]); and more per
 //! pass ([`per_pass`]): two columns in one pass, and how soon a slow UDF
 //! checkpoints with automatic batch sizes; and a materialized view's
-//! refresh after a 1% append against its build ([`views`]). Process-level figures run the `leman` binary given in
+//! refresh after a 1% append against its build ([`views`]); and a job of
+//! a billion rows on a hundred appliers, simulated on a virtual clock
+//! through the real scheduler ([`scale`]). Process-level figures run the
+//! `leman` binary given in
 //! [`BenchOptions::exe`] ([`process`]).
 
 mod object_store;
@@ -21,6 +24,7 @@ pub mod process;
 pub mod raw;
 pub mod requests;
 pub mod s3;
+mod scale;
 mod views;
 
 use std::path::{Path, PathBuf};
@@ -48,7 +52,7 @@ pub struct BenchOptions {
     /// Small tables: checks that the suite works, in seconds; its figures
     /// mean little.
     pub quick: bool,
-    /// The measurements to report (1 to 10); empty means all. One that needs
+    /// The measurements to report (1 to 11); empty means all. One that needs
     /// another's baseline or table runs that one too, unreported.
     pub only: Vec<u8>,
 }
@@ -62,7 +66,7 @@ impl BenchOptions {
 /// One figure of the suite.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Figure {
-    /// Its number in the suite (1 to 10).
+    /// Its number in the suite (1 to 11).
     pub number: u8,
     /// What is measured.
     pub what: String,
@@ -206,6 +210,9 @@ async fn run_in(options: &BenchOptions, root: &Path, sizes: Sizes, report: &mut 
     }
     if options.wants(10) {
         keep(views::figures(&db, sizes).await?);
+    }
+    if options.wants(11) {
+        keep(scale::figures(options.quick)?);
     }
     Ok(figures)
 }

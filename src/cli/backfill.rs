@@ -40,7 +40,8 @@ pub(crate) struct BackfillArgs {
     /// Fill at most this many fragments.
     #[arg(long)]
     num_frags: Option<usize>,
-    /// Fragments per intermediate commit.
+    /// Fragments per intermediate commit (multiples of it when commits
+    /// fall behind writes).
     #[arg(long, default_value_t = 64)]
     commit_granularity: usize,
     /// Physical rows per checkpointed batch, or `auto`: each applier starts

@@ -84,8 +84,8 @@ enum Command {
         /// Print the figures as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Only these measurements (1 to 10, comma-separated).
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=10))]
+        /// Only these measurements (1 to 11, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
         only: Vec<u8>,
     },
     /// Materialized views: create, refresh, show.

@@ -97,7 +97,8 @@ pub(crate) struct RunArgs {
     /// Physical rows per checkpointed batch, or `auto`.
     #[arg(long, default_value = "10240")]
     batch_size: BatchSize,
-    /// Fragments per intermediate commit.
+    /// Fragments per intermediate commit (multiples of it when commits
+    /// fall behind writes).
     #[arg(long, default_value_t = 64)]
     commit_granularity: usize,
     /// Seconds between progress updates.
