@@ -99,6 +99,7 @@ struct Sizes {
     slow_rows: usize,
     pair_rows: usize,
     pair_fragments: usize,
+    view_rows: usize,
 }
 
 impl Sizes {
@@ -117,6 +118,7 @@ impl Sizes {
                 slow_rows: 200,
                 pair_rows: 40_000,
                 pair_fragments: 4,
+                view_rows: 40_000,
             }
         } else {
             Sizes {
@@ -132,6 +134,7 @@ impl Sizes {
                 slow_rows: 2_000,
                 pair_rows: 1_000_000,
                 pair_fragments: 8,
+                view_rows: 4_000_000,
             }
         }
     }
