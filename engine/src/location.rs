@@ -14,8 +14,8 @@ use std::sync::{Arc, LazyLock};
 
 use lance::Dataset;
 use lance::dataset::builder::DatasetBuilder;
-use lance::session::Session;
 use lance::io::{ObjectStoreParams, StorageOptionsAccessor, WrappingObjectStore};
+use lance::session::Session;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -14,10 +14,10 @@
 //! clock.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use crate::{Command, Event, FragmentInput, JobConfig, PlanError, Scheduler, TaskStats};
+use crate::{Command, Event, FragmentInput, JobConfig, PlanError, Scheduler, TaskId, TaskStats};
 
 /// The job simulated and what each step of it takes.
 #[derive(Debug, Clone)]
@@ -92,7 +92,7 @@ pub enum SimError {
 /// What comes back to the scheduler when its time is due.
 #[derive(Debug)]
 enum Due {
-    Task { id: crate::TaskId, rows: u64, took: Duration },
+    Task { id: TaskId, rows: u64, took: Duration },
     Written { fragment_id: u64 },
     Committed { fragments: Vec<u64> },
 }
@@ -107,7 +107,7 @@ pub fn simulate(sim: &Simulation) -> Result<SimOutcome, SimError> {
     spent += timed.elapsed();
 
     let mut due: BinaryHeap<Reverse<(Duration, u64)>> = BinaryHeap::new();
-    let mut pending: std::collections::HashMap<u64, Due> = std::collections::HashMap::new();
+    let mut pending: HashMap<u64, Due> = HashMap::new();
     let mut sequence = 0u64;
     let mut jitter = SplitMix(sim.seed);
     let mut now = Duration::ZERO;
