@@ -65,7 +65,8 @@ mod tests {
     fn the_process_counts_the_time_of_its_threads() {
         let Some(before) = process_cpu_time() else { return };
         // Two threads spinning 20 ms of their own CPU time each (at most
-        // 10 s of wall time) add at least 40 ms to the process's.
+        // 10 s of wall time): each sees at least its own 20 ms added to
+        // the process's.
         let spinners: Vec<_> = (0..2)
             .map(|_| {
                 std::thread::spawn(move || {

@@ -102,9 +102,7 @@ pub fn simulate(sim: &Simulation) -> Result<SimOutcome, SimError> {
     let start = Instant::now();
     let mut spent = Duration::ZERO;
     let fragments = (0..sim.fragments).map(|id| FragmentInput::new(id, sim.rows_per_fragment)).collect();
-    let timed = Instant::now();
-    let mut scheduler = Scheduler::new(start, sim.job.clone(), fragments)?;
-    spent += timed.elapsed();
+    let mut scheduler = timed(&mut spent, || Scheduler::new(start, sim.job.clone(), fragments))?;
 
     let mut due: BinaryHeap<Reverse<(Duration, u64)>> = BinaryHeap::new();
     let mut pending: HashMap<u64, Due> = HashMap::new();
@@ -113,17 +111,13 @@ pub fn simulate(sim: &Simulation) -> Result<SimOutcome, SimError> {
     let mut now = Duration::ZERO;
     let (mut tasks, mut written, mut commits, mut rows, mut busy) = (0u64, 0u64, 0u64, 0u64, Duration::ZERO);
 
-    let timed = Instant::now();
-    for applier in 0..sim.appliers {
-        scheduler.handle(start, Event::ApplierReady { applier, slots: 1 });
-    }
-    spent += timed.elapsed();
+    timed(&mut spent, || {
+        for applier in 0..sim.appliers {
+            scheduler.handle(start, Event::ApplierReady { applier, slots: 1 });
+        }
+    });
     loop {
-        loop {
-            let timed = Instant::now();
-            let command = scheduler.poll_command();
-            spent += timed.elapsed();
-            let Some(command) = command else { break };
+        while let Some(command) = timed(&mut spent, || scheduler.poll_command()) {
             let (after, what) = match command {
                 Command::Assign { task, .. } => {
                     let factor = 1.0 + sim.jitter * (2.0 * jitter.unit() - 1.0);
@@ -151,9 +145,7 @@ pub fn simulate(sim: &Simulation) -> Result<SimOutcome, SimError> {
             (None, _) => return Err(SimError::Stalled { at: now }),
             (Some(event_at), Some(timeout_at)) if timeout_at < event_at => {
                 now = now.max(timeout_at);
-                let timed = Instant::now();
-                scheduler.handle_timeout(start + now);
-                spent += timed.elapsed();
+                timed(&mut spent, || scheduler.handle_timeout(start + now));
             }
             (Some(_), _) => {
                 let Some(Reverse((at, key))) = due.pop() else { continue };
@@ -175,12 +167,18 @@ pub fn simulate(sim: &Simulation) -> Result<SimOutcome, SimError> {
                         Event::Committed { fragments, left_out: Vec::new(), version: Some(commits) }
                     }
                 };
-                let timed = Instant::now();
-                scheduler.handle(start + now, event);
-                spent += timed.elapsed();
+                timed(&mut spent, || scheduler.handle(start + now, event));
             }
         }
     }
+}
+
+/// Runs `work`, adding the real time it took to `spent`.
+fn timed<T>(spent: &mut Duration, work: impl FnOnce() -> T) -> T {
+    let began = Instant::now();
+    let out = work();
+    *spent += began.elapsed();
+    out
 }
 
 /// SplitMix64: a deterministic stream of jitter, no dependency.

@@ -12,7 +12,6 @@
 
 use std::time::{Duration, Instant};
 
-
 use leman_engine::{BackfillOptions, Error, Result, process_cpu_time};
 use leman_view::{RefreshOptions, View, ViewQuery};
 
