@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
         dir: scratch.path().to_path_buf(),
         exe: env!("CARGO_BIN_EXE_leman").into(),
         quick,
+        large: false,
         only: Vec::new(),
     };
     match leman::bench::run(&options, |figure| eprintln!("  measured {}: {}", figure.what, figure.measured)).await {

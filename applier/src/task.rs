@@ -324,7 +324,7 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         (merged.values, output)
     };
     let checkpoint = RecordBatch::try_new(context.output_schema.clone(), values).map_err(|e| io("assembling", &e))?;
-    output.peak_memory_bytes = crate::usage::peak_memory();
+    output.peak_memory_bytes = crate::usage::recent_peak_memory();
     let counts = BatchCounts { rows_computed: output.rows_computed, rows_skipped: output.rows_skipped };
     let origin = Origin {
         column: context.names.column.clone(),

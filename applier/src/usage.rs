@@ -5,7 +5,8 @@
 //! process's peak resident memory from `/proc/self/status` (`VmHWM`).
 //! `None` where the kernel does not say.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Time the calling thread has spent on a CPU.
 pub(crate) fn thread_cpu_time() -> Option<Duration> {
@@ -33,6 +34,27 @@ pub fn peak_memory() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.trim_start_matches("VmHWM:").trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
+}
+
+/// How old the peak a task reports may be.
+const PEAK_MEMORY_EVERY: Duration = Duration::from_millis(100);
+
+/// [`peak_memory`] as read at most [`PEAK_MEMORY_EVERY`] ago: every task
+/// reports it, and reading `/proc/self/status` for each cost about 2% of
+/// the CPU of a cheap UDF's job. A job's driver reads its own process's
+/// afresh for each snapshot of the job's cost; a worker's may be that
+/// much older.
+pub(crate) fn recent_peak_memory() -> Option<u64> {
+    static LAST: Mutex<Option<(Instant, Option<u64>)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match *last {
+        Some((read, peak)) if read.elapsed() < PEAK_MEMORY_EVERY => peak,
+        _ => {
+            let peak = peak_memory();
+            *last = Some((Instant::now(), peak));
+            peak
+        }
+    }
 }
 
 #[cfg(test)]

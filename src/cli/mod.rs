@@ -84,9 +84,32 @@ enum Command {
         /// Print the figures as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Only these measurements (1 to 11, comma-separated).
-        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=11))]
+        /// Only these measurements (1 to 13, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=13))]
         only: Vec<u8>,
+        /// Also measure peak memory at 100M rows (a table of several GiB,
+        /// made and dropped in the run).
+        #[arg(long)]
+        large: bool,
+    },
+    /// The benchmark's raw lance pipeline as a process of its own (what
+    /// `leman bench` times `add-column` and `backfill` against): declare
+    /// OUTPUT, an int32 column, then fill it with str_len(INPUT), no Leman
+    /// between.
+    #[command(name = "bench-raw", hide = true)]
+    BenchRaw {
+        /// The table: a Lance dataset directory.
+        #[arg(long)]
+        table: String,
+        /// The text column str_len reads.
+        #[arg(long, default_value = "text")]
+        input: String,
+        /// The new column.
+        #[arg(long)]
+        output: String,
+        /// Fragments filled at once (default: one per core).
+        #[arg(long)]
+        parallelism: Option<usize>,
     },
     /// Materialized views: create, refresh, show.
     #[command(subcommand)]
@@ -183,7 +206,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Cleanup(args) => cleanup::run(args).await,
         Command::View(command) => view::run(command).await,
         Command::Inspect { table, storage } => inspect::run(&table, storage.options()).await,
-        Command::Bench { dir, quick, json, only } => bench(dir, quick, json, only).await,
+        Command::Bench { dir, quick, json, only, large } => bench(dir, quick, large, json, only).await,
+        Command::BenchRaw { table, input, output, parallelism } => bench_raw(&table, &input, &output, parallelism).await,
         Command::Cluster(ClusterCommand::Init { dir }) => cluster_init(&dir),
         Command::Cluster(ClusterCommand::Issue { ca, role, name, out, days }) => cluster_issue(&ca, role, &name, &out, days),
         Command::Cluster(ClusterCommand::Manifests { spec, embed_certs, output }) => {
@@ -234,7 +258,7 @@ fn cluster_issue(ca: &std::path::Path, role: leman_runtime::tls::Role, name: &st
     Ok(ExitCode::SUCCESS)
 }
 
-async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: Vec<u8>) -> Result<ExitCode> {
+async fn bench(dir: Option<std::path::PathBuf>, quick: bool, large: bool, json: bool, only: Vec<u8>) -> Result<ExitCode> {
     let scratch;
     let dir = match dir {
         Some(dir) => dir,
@@ -243,7 +267,7 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
             scratch.path().to_path_buf()
         }
     };
-    let options = bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, only };
+    let options = bench::BenchOptions { dir, exe: std::env::current_exe()?, quick, large, only };
     eprintln!(
         "leman bench{}: {} cores, {:.0} GiB; tables in {}",
         if quick { " --quick" } else { "" },
@@ -262,6 +286,13 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, json: bool, only: V
     } else {
         print!("{}", bench::render(&figures));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench_raw(table: &str, input: &str, output: &str, parallelism: Option<usize>) -> Result<ExitCode> {
+    bench::raw::declare(table, output).await?;
+    let rows = bench::raw::str_len(table, input, output, parallelism.unwrap_or(machine::cpus() as usize)).await?;
+    println!("{rows}");
     Ok(ExitCode::SUCCESS)
 }
 
