@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int32Type;
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::Schema as ArrowSchema;
+use arrow_schema::{Schema as ArrowSchema, SchemaRef};
 use futures::TryStreamExt;
 use lance::Dataset;
 use lance::dataset::transaction::{DataReplacementGroup, Operation, Transaction};
 use lance::dataset::{CommitBuilder, DataFileTarget};
 use leman_checkpoint::{BatchCounts, CheckpointKey, CheckpointStore, FragmentRecord, KeyParts};
-use leman_engine::{Error, FragmentWrite, Result, TableStores, process_cpu_time};
+use leman_engine::{Error, FragmentWrite, Result, TableStores, peak_memory, process_cpu_time};
 use leman_writer::{WriterContext, write_fragment};
 use object_store::path::Path;
 
@@ -139,15 +139,16 @@ fn key_parts<'a>(dataset: &'a Dataset, column: &'a str, values: &FragmentValues)
     }
 }
 
-/// `column`'s batches as `dataset` defines the column.
-fn batch_of(dataset: &Dataset, column: &str, values: &ArrayRef) -> Result<RecordBatch> {
-    let schema = Arc::new(ArrowSchema::from(&dataset.schema().project(&[column])?));
-    Ok(RecordBatch::try_new(schema, vec![values.clone()])?)
+/// The Arrow schema of `column` as `dataset` defines it: what its batches
+/// carry.
+fn column_schema(dataset: &Dataset, column: &str) -> Result<SchemaRef> {
+    Ok(Arc::new(ArrowSchema::from(&dataset.schema().project(&[column])?)))
 }
 
 /// Today's path, into column `ipc`.
 async fn ipc_path(dataset: &Arc<Dataset>, checkpoints: &CheckpointStore, values: &[FragmentValues]) -> Result<Vec<DataReplacementGroup>> {
     let context = WriterContext::new(dataset.clone(), &["ipc"], checkpoints.clone())?;
+    let schema = column_schema(dataset, "ipc")?;
     let mut groups = Vec::new();
     for fragment in values {
         let parts = key_parts(dataset, "ipc", fragment);
@@ -156,7 +157,8 @@ async fn ipc_path(dataset: &Arc<Dataset>, checkpoints: &CheckpointStore, values:
         for (rows, values) in &fragment.batches {
             let key = keys.key(rows.clone());
             let counts = BatchCounts { rows_computed: rows.end - rows.start, rows_skipped: 0 };
-            checkpoints.put_batch(&key, rows.clone(), &batch_of(dataset, "ipc", values)?, counts, parts.origin()).await?;
+            let batch = RecordBatch::try_new(schema.clone(), vec![values.clone()])?;
+            checkpoints.put_batch(&key, rows.clone(), &batch, counts, parts.origin()).await?;
             written.push((rows.clone(), key));
         }
         let keys: Vec<CheckpointKey> = written.iter().map(|(_, key)| key.clone()).collect();
@@ -177,7 +179,8 @@ async fn ipc_path(dataset: &Arc<Dataset>, checkpoints: &CheckpointStore, values:
 
 /// Lance 14's parts, into column `parts`.
 async fn parts_path(dataset: &Arc<Dataset>, checkpoints: &CheckpointStore, values: &[FragmentValues]) -> Result<Vec<DataReplacementGroup>> {
-    let schema = Arc::new(dataset.schema().project(&["parts"])?);
+    let target_schema = Arc::new(dataset.schema().project(&["parts"])?);
+    let schema = column_schema(dataset, "parts")?;
     let version = dataset.manifest().data_storage_format.lance_file_format();
     let (store, dir) = lance::io::ObjectStore::from_uri(dataset.uri()).await?;
     let records_dir = dir.join("_leman").join("bench-parts");
@@ -185,11 +188,11 @@ async fn parts_path(dataset: &Arc<Dataset>, checkpoints: &CheckpointStore, value
     for fragment in values {
         let key_parts = key_parts(dataset, "parts", fragment);
         let keys = key_parts.batch_keys();
-        let target = DataFileTarget::new(None, schema.clone(), version)?;
+        let target = DataFileTarget::new(None, target_schema.clone(), version)?;
         let mut parts = Vec::new();
         let mut records: Vec<Path> = Vec::new();
         for (rows, values) in &fragment.batches {
-            let batch = batch_of(dataset, "parts", values)?;
+            let batch = RecordBatch::try_new(schema.clone(), vec![values.clone()])?;
             let part = dataset.write_data_file_part(&target, None, futures::stream::iter([Ok(batch)])).await?;
             let record = records_dir.clone().join(format!("{}.json", keys.key(rows.clone()).as_str()).as_str());
             let json = serde_json::to_vec(&(rows, &part)).map_err(other)?;
@@ -219,7 +222,7 @@ async fn measure<T>(path: impl Future<Output = Result<T>>) -> Result<(Cost, T)> 
     let wall = started.elapsed();
     let cpu = cpu.zip(process_cpu_time()).map_or(Duration::ZERO, |(before, after)| after.saturating_sub(before));
     let written = proc_field("/proc/self/io", "wchar:").unwrap_or(0).saturating_sub(written);
-    let peak = proc_field("/proc/self/status", "VmHWM:").map(|kib| kib * 1024);
+    let peak = peak_memory();
     let peak_rise = match (reset, rss, peak) {
         (true, Some(rss), Some(peak)) => Some(peak.saturating_sub(rss)),
         _ => None,

@@ -345,7 +345,7 @@ fn cheap_columns() -> Vec<String> {
 }
 
 /// The cores of this machine: the parallel raw pipeline's fragments at once.
-fn cores() -> usize {
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -539,13 +539,13 @@ const COMMAND_ROUNDS: usize = 2;
 fn whole_command(table: &Table, exe: &Path, sizes: Sizes) -> Result<Figure> {
     let uri = table.uri();
     let (mut leman, mut parallel, mut one_core) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let all_cores = cores().to_string();
     for round in 0..COMMAND_ROUNDS {
         let column = format!("cmd_{round}");
         let add = process::run(exe, &["add-column", "--table", uri, "--column", &column, "--udf", "str_len", "--input", "text"])?;
         let fill = process::run(exe, &["backfill", "--table", uri, "--column", &column])?;
         leman = leman.min(add.wall + fill.wall);
-        let cores = cores().to_string();
-        let raw = process::run(exe, &["bench-raw", "--table", uri, "--output", &format!("rawp_{round}"), "--parallelism", &cores])?;
+        let raw = process::run(exe, &["bench-raw", "--table", uri, "--output", &format!("rawp_{round}"), "--parallelism", &all_cores])?;
         parallel = parallel.min(raw.wall);
         let raw = process::run(exe, &["bench-raw", "--table", uri, "--output", &format!("raw_{round}"), "--parallelism", "1"])?;
         one_core = one_core.min(raw.wall);

@@ -291,7 +291,7 @@ async fn bench(dir: Option<std::path::PathBuf>, quick: bool, large: bool, json: 
 
 async fn bench_raw(table: &str, input: &str, output: &str, parallelism: Option<usize>) -> Result<ExitCode> {
     bench::raw::declare(table, output).await?;
-    let rows = bench::raw::str_len(table, input, output, parallelism.unwrap_or(machine::cpus() as usize)).await?;
+    let rows = bench::raw::str_len(table, input, output, parallelism.unwrap_or_else(bench::cores)).await?;
     println!("{rows}");
     Ok(ExitCode::SUCCESS)
 }
