@@ -29,6 +29,7 @@ mod invoke;
 mod output;
 mod policy;
 mod pool;
+mod readers;
 mod task;
 mod udf;
 mod usage;

@@ -20,7 +20,7 @@ use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
-use lance::dataset::fragment::{FileFragment, FragReadConfig};
+use lance::dataset::fragment::FileFragment;
 use lance_core::datatypes::Schema as LanceSchema;
 use leman_checkpoint::{BatchCounts, Origin, CheckpointKey, CheckpointStore};
 
@@ -28,6 +28,7 @@ use crate::error::ApplierError;
 use crate::filter::RowFilter;
 use crate::output::OutputColumns;
 use crate::pool::{ComputeJob, PartFailure, PartJob, Pool};
+use crate::readers::FragmentReaders;
 use crate::udf::Udf;
 
 /// Lance row address of physical row `offset` of fragment `fragment_id`.
@@ -125,6 +126,8 @@ pub struct BackfillContext {
     output_schema: SchemaRef,
     /// What each batch's record names.
     names: JobNames,
+    /// Readers of `read_schema`, kept open across tasks.
+    readers: FragmentReaders,
 }
 
 impl BackfillContext {
@@ -157,7 +160,7 @@ impl BackfillContext {
             .into_iter()
             .map(|part| ContextPart { udf: part.udf, outputs: Arc::new(part.outputs), filter: part.filter })
             .collect();
-        Ok(Self { dataset, parts, checkpoints, read_schema, output_schema, names })
+        Ok(Self { dataset, parts, checkpoints, read_schema, output_schema, names, readers: FragmentReaders::default() })
     }
 
     /// The UDFs, one a part.
@@ -333,29 +336,50 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         fragment_id: spec.fragment_id,
         data_files: fragment.metadata().files.iter().map(|file| file.path.clone()).collect(),
     };
+    let work = recompute_cost(&output);
     context
         .checkpoints
-        .put_batch(&spec.key, spec.rows.clone(), &checkpoint, counts, origin)
+        .hand_off_batch(&spec.key, spec.rows.clone(), &checkpoint, counts, origin, work)
         .await
         .map_err(|e| io("checkpointing", &e))?;
     Ok(output)
 }
 
+/// A call of the UDF this short in wall time is taken to have waited only
+/// for a CPU (the machine's other threads preempting it).
+const PREEMPTED_AT_MOST: Duration = Duration::from_millis(20);
+
+/// What computing a task's batch again would cost, for the handoff to
+/// judge whether storing it is worth it: the UDF's CPU time where its call
+/// was short (its wall time then mostly says how busy the machine was), its
+/// wall time where it was not (a UDF waiting on a device or a service).
+fn recompute_cost(output: &TaskOutput) -> Duration {
+    match (output.udf_time, output.udf_cpu) {
+        (Some(wall), Some(cpu)) if wall <= PREEMPTED_AT_MOST => cpu,
+        (wall, _) => wall.unwrap_or_default(),
+    }
+}
+
 /// The task's physical rows, deleted ones included (so the new column
 /// stays aligned with the fragment's files). A fragment reader of the rows'
 /// range, not a scan: a scan plans a query per task, which costs more than
-/// reading a batch of a cheap column.
+/// reading a batch of a cheap column; and the fragment's reader is opened
+/// once for all its tasks.
 async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
     let len = u32::try_from(spec.rows.end - spec.rows.start).unwrap_or(u32::MAX).max(1);
-    let reader = fragment
-        .open(&context.read_schema, FragReadConfig::default().with_ignore_deletions(true))
-        .await?;
-    let batches: Vec<RecordBatch> = reader
+    let reader = context.readers.reader(fragment, &context.read_schema).await?;
+    let mut batches: Vec<RecordBatch> = reader
         .read_ranges(Arc::from([spec.rows.clone()]), len)
         .await?
         .buffered(2)
         .try_collect()
         .await?;
+    // One batch of the whole range, as a rule: no copy.
+    if batches.len() == 1
+        && let Some(batch) = batches.pop()
+    {
+        return Ok(batch);
+    }
     let schema: SchemaRef = Arc::new(Schema::from(&context.read_schema));
     Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }

@@ -1,18 +1,21 @@
 //! What this thread and process use, for what a job cost: a thread's CPU
-//! time from Linux's `/proc/thread-self/schedstat` (nanoseconds on a CPU),
-//! so that a UDF's CPU-seconds are its threads' own, not the process's; the
-//! CPU time of the process's live threads, summed the same way; the
+//! time (`CLOCK_THREAD_CPUTIME_ID`), so that a UDF's CPU-seconds are its
+//! threads' own, not the process's; the CPU time of the process's live
+//! threads (each one's `/proc/self/task/*/schedstat`, summed); the
 //! process's peak resident memory from `/proc/self/status` (`VmHWM`).
 //! `None` where the kernel does not say.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Time the calling thread has spent on a CPU.
+/// Time the calling thread has spent on a CPU, to the nanosecond
+/// (`CLOCK_THREAD_CPUTIME_ID`; `/proc/thread-self/schedstat` lags for a
+/// running thread until the scheduler's next tick, and costs a file read).
 pub(crate) fn thread_cpu_time() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let nanos: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(nanos))
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let secs = u64::try_from(now.tv_sec).ok()?;
+    let nanos = u32::try_from(now.tv_nsec).ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 /// Time this process's live threads have spent on a CPU, in nanoseconds

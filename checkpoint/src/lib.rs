@@ -13,7 +13,9 @@
 //! files and the row range. A batch's data is an Arrow IPC stream of its
 //! output column; its record carries the SHA-256 of those bytes, and a
 //! checkpoint whose bytes do not match is treated as absent, so it is
-//! recomputed rather than trusted.
+//! recomputed rather than trusted. Where a job's writers share its
+//! appliers' process, batches pass from one to the other in memory, and
+//! only those worth it are stored ([`handoff`]).
 //!
 //! ```no_run
 //! # async fn demo(store: leman_checkpoint::CheckpointStore, batch: arrow_array::RecordBatch)
@@ -31,10 +33,12 @@
 
 mod error;
 mod fills;
+pub mod handoff;
 mod key;
 mod store;
 
 pub use error::CheckpointError;
 pub use fills::{Fill, FillIndex, fill_tag};
+pub use handoff::{Handoff, HandoffLimits};
 pub use key::{BatchKeys, CheckpointKey, KeyParts};
 pub use store::{BatchCounts, BatchRecord, CheckpointStore, FragmentRecord, ObjectKind, Origin, StoredObject};

@@ -18,6 +18,7 @@
 use std::io::Cursor;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
@@ -32,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::CheckpointError;
 use crate::fills::FillIndex;
+use crate::handoff::{Handoff, HandoffLimits};
 use crate::key::CheckpointKey;
 
 /// Counts a batch contributes to a job's summary.
@@ -136,12 +138,41 @@ pub struct CheckpointStore {
     store: Arc<dyn ObjectStore>,
     root: Path,
     fills: FillIndex,
+    /// Batches held in memory for writers of this process, if the job's
+    /// writers share it ([`CheckpointStore::with_handoff`]).
+    handoff: Option<Arc<Handoff>>,
 }
 
 impl CheckpointStore {
     /// Checkpoints of the table whose directory is `table_dir` in `store`.
     pub fn new(store: Arc<dyn ObjectStore>, table_dir: &Path) -> Self {
-        Self { fills: FillIndex::new(store.clone(), table_dir), store, root: table_dir.clone().join("_leman").join("checkpoints") }
+        Self {
+            fills: FillIndex::new(store.clone(), table_dir),
+            store,
+            root: table_dir.clone().join("_leman").join("checkpoints"),
+            handoff: None,
+        }
+    }
+
+    /// The same checkpoints, with a handoff of batches in memory from
+    /// appliers to writers within `limits` (see [`crate::handoff`]): for
+    /// a job whose every writer runs in this process and uses this store
+    /// (or a clone). Spawns the task that stores held batches as they age
+    /// on the current tokio runtime; without one, batches are stored at
+    /// once. Call [`flush_held`](Self::flush_held) when the job stops.
+    pub fn with_handoff(&self, limits: HandoffLimits) -> Self {
+        let plain = Self { handoff: None, ..self.clone() };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return plain;
+        }
+        let handoff = Arc::new(Handoff::new(limits));
+        Handoff::spawn_flusher(&handoff, plain.clone());
+        Self { handoff: Some(handoff), ..plain }
+    }
+
+    /// The handoff of this store, if it has one.
+    pub fn handoff(&self) -> Option<&Handoff> {
+        self.handoff.as_deref()
     }
 
     /// Which UDF filled each data file, in the same store.
@@ -158,21 +189,72 @@ impl CheckpointStore {
         counts: BatchCounts,
         origin: Origin,
     ) -> Result<BatchRecord, CheckpointError> {
-        let path = self.batch_path(key);
+        self.hand_off_batch(key, rows, batch, counts, origin, Duration::MAX).await
+    }
+
+    /// Checkpoints `batch`, whose computing again would cost `work`, as
+    /// `key`: with a handoff, a cheap batch is only held in memory for the
+    /// writer (see
+    /// [`crate::handoff`]); otherwise it is stored, as
+    /// [`put_batch`](Self::put_batch) does.
+    pub async fn hand_off_batch(
+        &self,
+        key: &CheckpointKey,
+        rows: Range<u64>,
+        batch: &RecordBatch,
+        counts: BatchCounts,
+        origin: Origin,
+        work: Duration,
+    ) -> Result<BatchRecord, CheckpointError> {
         let record = BatchRecord { rows, counts, origin: Some(origin) };
-        let json = serde_json::to_vec(&record).map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
+        if let Some(handoff) = &self.handoff
+            && handoff.hold_unstored(key, &record, batch, work)
+        {
+            return Ok(record);
+        }
+        self.store_batch(key, &record, batch).await?;
+        if let Some(handoff) = &self.handoff {
+            handoff.hold_stored(key, &record, batch);
+        }
+        Ok(record)
+    }
+
+    /// Stores batch `key` and its record as one object.
+    pub(crate) async fn store_batch(&self, key: &CheckpointKey, record: &BatchRecord, batch: &RecordBatch) -> Result<(), CheckpointError> {
+        let path = self.batch_path(key);
+        let json = serde_json::to_vec(record).map_err(|source| CheckpointError::Record { path: path.clone(), source })?;
         let mut bytes = Vec::with_capacity(8 + json.len() + batch.get_array_memory_size() + 1024);
         bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&json);
         let mut bytes = encode_ipc(bytes, batch).map_err(|source| CheckpointError::Ipc { path: path.clone(), source })?;
         let hash = Sha256::digest(&bytes);
         bytes.extend_from_slice(&hash);
-        self.put(&path, bytes).await?;
-        Ok(record)
+        self.put(&path, bytes).await
     }
 
-    /// The record of batch `key` if it is stored whole.
+    /// Batches `keys` are in a stored data file whose fragment record is
+    /// stored: the handoff forgets them (those it never stored never will
+    /// be). Without a handoff, nothing to do.
+    pub async fn release_batches(&self, keys: &[CheckpointKey]) {
+        if let Some(handoff) = &self.handoff {
+            handoff.release(keys).await;
+        }
+    }
+
+    /// Stores every batch the handoff holds unstored (the job stops, and
+    /// keeps what it computed); returns how many.
+    pub async fn flush_held(&self) -> Result<usize, CheckpointError> {
+        match &self.handoff {
+            Some(handoff) => handoff.flush(&Self { handoff: None, ..self.clone() }).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The record of batch `key` if it is stored whole (or held).
     pub async fn find_batch(&self, key: &CheckpointKey) -> Result<Option<BatchRecord>, CheckpointError> {
+        if let Some((record, _)) = self.handoff.as_ref().and_then(|handoff| handoff.get(key)) {
+            return Ok(Some(record));
+        }
         match self.read_object(key).await {
             Ok(Some(stored)) => Ok(Some(stored.record)),
             Ok(None) | Err(CheckpointError::HashMismatch { .. }) => Ok(None),
@@ -181,7 +263,11 @@ impl CheckpointStore {
     }
 
     /// Reads batch `key` with its record, checking its bytes; `None` if absent.
+    /// A batch the handoff holds is taken from memory.
     pub async fn load_batch(&self, key: &CheckpointKey) -> Result<Option<(BatchRecord, RecordBatch)>, CheckpointError> {
+        if let Some(held) = self.handoff.as_ref().and_then(|handoff| handoff.get(key)) {
+            return Ok(Some(held));
+        }
         let Some(stored) = self.read_object(key).await? else { return Ok(None) };
         let batch = decode_ipc(stored.ipc()).map_err(|source| CheckpointError::Ipc { path: self.batch_path(key), source })?;
         Ok(Some((stored.record, batch)))

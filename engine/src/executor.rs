@@ -133,16 +133,18 @@ pub struct JobSetup {
 }
 
 impl JobSetup {
-    /// What an applier of this job runs tasks with.
-    pub fn applier_context(&self) -> Result<BackfillContext> {
-        BackfillContext::new(self.dataset.clone(), self.parts.clone(), self.checkpoints.clone())
+    /// What an applier of this job runs tasks with, checkpointing into
+    /// `checkpoints` (the job's, or the same with a handoff).
+    pub fn applier_context(&self, checkpoints: CheckpointStore) -> Result<BackfillContext> {
+        BackfillContext::new(self.dataset.clone(), self.parts.clone(), checkpoints)
             .map_err(|e| Error::InvalidOptions { reason: e.to_string() })
     }
 
-    /// What a writer of this job writes fragments with.
-    pub fn writer_context(&self) -> Result<WriterContext> {
+    /// What a writer of this job writes fragments with, reading batches
+    /// from `checkpoints`.
+    pub fn writer_context(&self, checkpoints: CheckpointStore) -> Result<WriterContext> {
         let columns: Vec<&str> = self.parts.iter().flat_map(|part| part.outputs.columns()).collect();
-        Ok(WriterContext::new(self.dataset.clone(), &columns, self.checkpoints.clone())?)
+        Ok(WriterContext::new(self.dataset.clone(), &columns, checkpoints)?)
     }
 
     /// What one applier holds while it runs: its UDFs' hints (each thread

@@ -5,13 +5,16 @@
 //! running its own thread pool; each fragment is written by a fresh writer
 //! actor. Nothing here can be lost without the process, so it reports no
 //! events of its own: an applier that stops is found out by the next task
-//! sent to it ([`Unanswered::Gone`]).
+//! sent to it ([`Unanswered::Gone`]). Batches pass from appliers to
+//! writers in memory ([`leman_checkpoint::handoff`]); those held unstored
+//! are stored when the job stops.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use lance_table::format::DataFile;
 use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskSpec};
+use leman_checkpoint::{CheckpointStore, HandoffLimits};
 use leman_writer::{FragmentWrite, Writer, WriterContext, WriterMsg};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
@@ -29,11 +32,15 @@ pub struct LocalExecutor;
 
 impl Executor for LocalExecutor {
     fn open(&self, job: &JobSetup) -> Result<Box<dyn JobExecutor>> {
+        // Appliers and writers share this process: batches pass between
+        // them in memory, and only those worth it are stored.
+        let checkpoints = job.checkpoints.with_handoff(HandoffLimits::default());
         Ok(Box::new(LocalJob {
             job_id: job.spec.job_id.clone(),
             threads: job.spec.threads,
-            applier: Arc::new(job.applier_context()?),
-            writer: job.writer_context()?,
+            applier: Arc::new(job.applier_context(checkpoints.clone())?),
+            writer: job.writer_context(checkpoints.clone())?,
+            checkpoints,
         }))
     }
 }
@@ -45,6 +52,8 @@ struct LocalJob {
     threads: usize,
     applier: Arc<BackfillContext>,
     writer: WriterContext,
+    /// The job's checkpoints, with its handoff.
+    checkpoints: CheckpointStore,
 }
 
 impl JobExecutor for LocalJob {
@@ -71,8 +80,14 @@ impl JobExecutor for LocalJob {
     }
 
     fn stop(&mut self) -> BoxFuture<'_, StoreTally> {
-        // Its work used the driver's stores, which the driver counts.
-        Box::pin(std::future::ready(StoreTally::default()))
+        Box::pin(async move {
+            // Batches of fragments not written stay for the next run.
+            if let Err(error) = self.checkpoints.flush_held().await {
+                tracing::warn!(%error, job = %self.job_id, "could not store the batches held in memory; a re-run computes them again");
+            }
+            // Its work used the driver's stores, which the driver counts.
+            StoreTally::default()
+        })
     }
 }
 

@@ -52,7 +52,7 @@ impl Executor for ClusterExecutor {
             spec: job.spec.clone(),
             needs: Resources { cpus: hints.cpus, gpus: hints.gpus, memory: hints.memory },
             // For a cluster without workers, the head writes itself.
-            head_writer: job.writer_context()?,
+            head_writer: job.writer_context(job.checkpoints.clone())?,
             placed: HashMap::new(),
             hosts: BTreeSet::new(),
             next_writer: 0,

@@ -1,7 +1,9 @@
 //! Writing one fragment's data file from its batch checkpoints.
 //!
 //! Checkpoints are read one at a time as `write_columns` pulls them, so a
-//! writer holds one batch in memory, not the fragment.
+//! writer holds one batch in memory, not the fragment (batches an applier
+//! of this process handed off in memory are taken from there, and
+//! released once the fragment's record is stored).
 
 use std::sync::Arc;
 
@@ -47,6 +49,7 @@ pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Re
         .dataset
         .get_fragment(fragment_id as usize)
         .ok_or(WriterError::MissingFragment { fragment_id })?;
+    let keys: Vec<_> = batches.iter().map(|(_, key)| key.clone()).collect();
     let store = context.checkpoints.clone();
     let stream = futures::stream::iter(batches).then(move |(rows, key)| {
         let store = store.clone();
@@ -69,5 +72,7 @@ pub async fn write_fragment(context: &WriterContext, write: FragmentWrite) -> Re
         context.checkpoints.fills().record(*field_id, &group.1.path, tag).await.map_err(checkpoint_error)?;
     }
     context.checkpoints.put_fragment(&fragment_key, &record).await.map_err(checkpoint_error)?;
+    // The record now stands for the batches: held ones need not be kept.
+    context.checkpoints.release_batches(&keys).await;
     Ok(group.1)
 }

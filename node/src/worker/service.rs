@@ -247,7 +247,7 @@ async fn build(
     metered.table = metered.table.with_store_wrapper(meter.around(spec.table.store_wrapper.clone()));
     let contexts = async {
         let setup = metered.open(registry).await?;
-        Ok::<_, leman_engine::Error>((Arc::new(setup.applier_context()?), setup.writer_context()?))
+        Ok::<_, leman_engine::Error>((Arc::new(setup.applier_context(setup.checkpoints.clone())?), setup.writer_context(setup.checkpoints.clone())?))
     };
     contexts.await.map_err(|e| format!("this worker cannot run job {}: {e}", spec.job_id))
 }
