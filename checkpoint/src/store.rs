@@ -194,8 +194,7 @@ impl CheckpointStore {
 
     /// Checkpoints `batch`, whose computing again would cost `work`, as
     /// `key`: with a handoff, a cheap batch is only held in memory for the
-    /// writer (see
-    /// [`crate::handoff`]); otherwise it is stored, as
+    /// writer (see [`crate::handoff`]); otherwise it is stored, as
     /// [`put_batch`](Self::put_batch) does.
     pub async fn hand_off_batch(
         &self,
