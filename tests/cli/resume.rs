@@ -75,3 +75,47 @@ async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_chec
     assert_eq!(summary["rows_from_checkpoints"].as_u64().unwrap(), checkpointed, "{summary}");
     assert_eq!(table.count_rows(Some("slow = id")).await.unwrap(), 2000);
 }
+
+/// Batches of a cheap UDF go from applier to writer in memory and are not
+/// all stored: a process killed mid-job loses some of them, and the re-run
+/// recomputes exactly what is neither in a written fragment nor stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_backfill_of_a_cheap_udf_loses_only_batches_held_in_memory_and_ends_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
+    let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 50_000, 50_000).unwrap()).collect();
+    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 50_000, ..Default::default() }).await.unwrap();
+    let path = table.uri().to_string();
+    // 1 us a row, 100 rows a batch: a tenth of a millisecond of work, held.
+    ok(leman(&["add-column", "--table", &path, "--column", "cheap", "--udf", "busy", "--input", "id", "--udf-arg", "micros=1"]));
+
+    let args = ["backfill", "--table", &path, "--column", "cheap", "--concurrency", "2", "--batch-size", "100", "--commit-granularity", "100", "--refresh-status-secs", "0.1"];
+    let started = Instant::now();
+    let mut child = backfill_until(&args, 40_000);
+    let ran = started.elapsed();
+    child.kill().unwrap(); // SIGKILL: held batches are lost, not stored
+    child.wait().unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while jobs(&path)[0]["status"] != "interrupted" {
+        assert!(Instant::now() < deadline, "the job was never reported interrupted");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let dry_run: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..11], &["--dry-run", "--json"]].concat())).trim()).unwrap();
+    let kept = dry_run["rows_from_checkpoints"].as_u64().unwrap();
+    assert!(kept < 400_000, "the job was killed before its end: {dry_run}");
+    // Killed before any held batch could age to its store (2 s), and no
+    // fragment of 50,000 rows written: the 40,000 rows reported done were
+    // only in memory, and none is kept.
+    if ran < Duration::from_millis(1500) {
+        assert!(kept < 40_000, "cheap batches were held, not stored ({ran:?} into the job): {dry_run}");
+    } else {
+        eprintln!("the job took {ran:?} to reach 40,000 rows: held batches may have aged to the store");
+    }
+
+    let summary: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..11], &["--json"]].concat())).trim()).unwrap();
+    assert_eq!(summary["status"], "succeeded", "{summary}");
+    assert_eq!(summary["rows_from_checkpoints"].as_u64().unwrap(), kept, "what the dry run found is what the re-run reused: {summary}");
+    assert_eq!(summary["rows_computed"].as_u64().unwrap(), 400_000 - kept, "{summary}");
+    assert_eq!(table.count_rows(Some("cheap = id")).await.unwrap(), 400_000);
+}
