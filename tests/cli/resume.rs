@@ -10,6 +10,15 @@ fn jobs(path: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["jobs", "--table", path, "--json"])).trim()).unwrap()
 }
 
+/// Waits (at most 40 s) for the killed job's lease to go stale.
+fn until_interrupted(path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while jobs(path)[0]["status"] != "interrupted" {
+        assert!(Instant::now() < deadline, "the job was never reported interrupted");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,11 +34,7 @@ async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     child.wait().unwrap();
     assert_eq!(jobs(&path)[0]["status"], "running", "its lease is still fresh");
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while jobs(&path)[0]["status"] != "interrupted" {
-        assert!(Instant::now() < deadline, "the job was never reported interrupted");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    until_interrupted(&path);
 
     let summary: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..9], &["--json"]].concat())).trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
@@ -64,11 +69,7 @@ async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_chec
     assert!(dry_run["tasks_checkpointed"].as_u64().unwrap() >= 300 / 25, "in batches of at most 25 rows: {dry_run}");
     assert_eq!(dry_run["rows_to_compute"].as_u64().unwrap(), 2000 - checkpointed, "{dry_run}");
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while jobs(&path)[0]["status"] != "interrupted" {
-        assert!(Instant::now() < deadline, "the job was never reported interrupted");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    until_interrupted(&path);
     let summary: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..], &["--json"]].concat())).trim()).unwrap();
     assert_eq!(summary["status"], "succeeded", "{summary}");
     assert_eq!(summary["rows_computed"].as_u64().unwrap(), 2000 - checkpointed, "no checkpointed row computed again: {summary}");
@@ -96,11 +97,7 @@ async fn a_killed_backfill_of_a_cheap_udf_loses_only_batches_held_in_memory_and_
     child.kill().unwrap(); // SIGKILL: held batches are lost, not stored
     child.wait().unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while jobs(&path)[0]["status"] != "interrupted" {
-        assert!(Instant::now() < deadline, "the job was never reported interrupted");
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    until_interrupted(&path);
     let dry_run: serde_json::Value = serde_json::from_str(ok(leman(&[&args[..11], &["--dry-run", "--json"]].concat())).trim()).unwrap();
     let kept = dry_run["rows_from_checkpoints"].as_u64().unwrap();
     assert!(kept < 400_000, "the job was killed before its end: {dry_run}");
