@@ -19,12 +19,16 @@
 //!   its fragment is written ([`Handoff::flush`]): a cancelled or failed job
 //!   keeps all it computed.
 //!
+//! Once their fragment is committed, batches are deleted; the handoff says
+//! which of them it released without ever storing
+//! ([`Handoff::forget_unstored`]), so that those cost no request.
+//!
 //! A crash (the process killed) loses the cheap batches not yet stored: at
 //! most [`HandoffLimits::held_work`] of work and `flush_after` of age,
 //! which the re-run recomputes. Held batches that would pass
 //! [`HandoffLimits::memory`] are stored at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -51,11 +55,13 @@ pub struct HandoffLimits {
 impl Default for HandoffLimits {
     /// A local write costs about a millisecond, a PUT to S3 tens: below a
     /// millisecond of UDF work, recomputing a batch is cheaper than storing
-    /// it. At most 100 ms of such work, 64 MiB and 2 s of age are at risk.
+    /// it. At most 1 s of such work (what a re-run costs to start, about;
+    /// a job of a cheap UDF holds a few hundred batches of 0.1-0.3 ms as
+    /// its fragments fill), 64 MiB and 2 s of age are at risk.
     fn default() -> Self {
         Self {
             store_above: Duration::from_millis(1),
-            held_work: Duration::from_millis(100),
+            held_work: Duration::from_secs(1),
             memory: 64 << 20,
             flush_after: Duration::from_secs(2),
         }
@@ -80,6 +86,9 @@ struct Held {
     bytes: usize,
     /// Work the held batches not stored stand for.
     unstored_work: Duration,
+    /// Batches released without ever being stored, until
+    /// [`Handoff::forget_unstored`] is asked about them.
+    released_unstored: HashSet<CheckpointKey>,
 }
 
 #[derive(Debug)]
@@ -94,6 +103,7 @@ struct HeldBatch {
 
 impl Held {
     fn remove(&mut self, key: &CheckpointKey) -> Option<HeldBatch> {
+        self.released_unstored.remove(key);
         let held = self.batches.remove(key)?;
         self.bytes -= held.bytes;
         if !held.stored {
@@ -158,12 +168,23 @@ impl Handoff {
         {
             let mut held = self.held();
             for key in keys {
-                held.remove(key);
+                if held.remove(key).is_some_and(|batch| !batch.stored) {
+                    held.released_unstored.insert(key.clone());
+                }
             }
         }
         // A flush that took some of them before they were forgotten ends
         // before this does.
         drop(self.flushing.lock().await);
+    }
+
+    /// Of `keys`, those this handoff may have stored: all but the batches
+    /// it released without ever storing, which it forgets. (An object of
+    /// such a key may still be in the store from before this job: the job
+    /// lists those when it plans.)
+    pub fn forget_unstored(&self, keys: Vec<CheckpointKey>) -> Vec<CheckpointKey> {
+        let mut held = self.held();
+        keys.into_iter().filter(|key| !held.released_unstored.remove(key)).collect()
     }
 
     /// Stores every held batch not stored yet (they stay held); returns
@@ -269,6 +290,10 @@ mod tests {
         assert_eq!(handing.handoff().map(Handoff::counts), Some((0, 0)));
         assert_eq!(handing.flush_held().await?, 0, "a released batch is never stored");
         assert_eq!(plain.find_batch(&key).await?, None);
+        let handoff = handing.handoff().ok_or("no handoff")?;
+        let unknown = parts().batch_key(3..6);
+        assert_eq!(handoff.forget_unstored(vec![key.clone(), unknown.clone()]), vec![unknown.clone()], "its commit need not delete it");
+        assert_eq!(handoff.forget_unstored(vec![key.clone()]), vec![key], "asked once, then forgotten");
         Ok(())
     }
 
@@ -283,6 +308,9 @@ mod tests {
         }
         handing.release_batches(&keys[..1]).await;
         assert_eq!(handing.flush_held().await?, 2, "the job stops: what is still held is stored");
+        handing.release_batches(&keys[1..2]).await;
+        let handoff = handing.handoff().ok_or("no handoff")?;
+        assert_eq!(handoff.forget_unstored(keys[..2].to_vec()), keys[1..2].to_vec(), "a batch stored before its release is deleted");
         assert_eq!(plain.find_batch(&keys[0]).await?, None);
         assert_eq!(plain.load_batch(&keys[1]).await?.map(|(_, batch)| batch), Some(batch(3)?));
         assert!(plain.find_batch(&keys[2]).await?.is_some());

@@ -17,7 +17,7 @@
 //! Before each commit the column's lease is checked: a job whose lease
 //! was taken over commits nothing more.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -532,15 +532,7 @@ impl Driver {
             let message = format!("internal: no data file for some of fragments {fragments:?}");
             return self.report(Event::CommitFailed { message });
         };
-        // Once committed, the fragments' batch checkpoints serve no plan
-        // (their keys name the column's old data file): only the small
-        // fragment records, which let a re-run skip the fragments, stay.
-        // A staged fragment's file holds them too (its record finds it).
-        let batches: Vec<CheckpointKey> = fragments
-            .iter()
-            .filter_map(|id| self.plan.fragments.get(id))
-            .flat_map(|fragment| fragment.batches.iter().map(|(_, key)| key.clone()))
-            .collect();
+        let batches = self.stored_batches_of(&fragments);
         let checkpoints = self.stores.checkpoints.clone();
         if let Some(staged) = &mut self.staged {
             for DataReplacementGroup(fragment_id, data_file) in groups {
@@ -582,6 +574,24 @@ impl Driver {
             };
             let _ = updates.send(update);
         });
+    }
+
+    /// The batch checkpoints of `fragments`, about to be committed, that
+    /// may be in the store: once committed, they serve no plan (their keys
+    /// name the column's old data file), and are deleted. Only the small
+    /// fragment records, which let a re-run skip the fragments, stay (a
+    /// staged fragment's file holds the values too; its record finds it).
+    /// Batches the executor never stored are left out, unless an object of
+    /// their key was there when the pass planned (one found torn, and
+    /// recomputed).
+    fn stored_batches_of(&mut self, fragments: &[u64]) -> Vec<CheckpointKey> {
+        let keys: Vec<CheckpointKey> = fragments
+            .iter()
+            .filter_map(|id| self.plan.fragments.get(id))
+            .flat_map(|fragment| fragment.batches.iter().map(|(_, key)| key.clone()))
+            .collect();
+        let maybe_stored: HashSet<CheckpointKey> = self.executor.maybe_stored(keys.clone()).into_iter().collect();
+        keys.into_iter().filter(|key| maybe_stored.contains(key) || self.plan.stored_before.contains(key)).collect()
     }
 
     /// Reports an event now, as a spawned future would.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::location::TableLocation;
 use crate::options::BackfillOptions;
-use crate::plan::inspect_all;
+use crate::plan::{StoredBatches, inspect_all};
 use crate::registry::UdfRegistry;
 use crate::resolve::{Resolved, resolve};
 use crate::stores::TableStores;
@@ -86,7 +86,8 @@ pub async fn plan_backfill(
     let stores = TableStores::open(table).await?;
     let resolved = resolve(table, registry, columns, options, &stores).await?;
     let label = resolved.columns_label();
-    let inspected = inspect_all(&resolved, &stores.checkpoints, options).await?;
+    let stored = StoredBatches::list(&stores.checkpoints, &resolved.names().column).await?;
+    let inspected = inspect_all(&resolved, &stores.checkpoints, options, &stored).await?;
     let last_filled_with = stores
         .job_records()
         .await?

@@ -27,7 +27,7 @@ use futures::future::BoxFuture;
 use lance::Dataset;
 use lance_table::format::DataFile;
 use leman_applier::{BackfillContext, JobPart, OutputColumns, Resources, RowFilter, TaskError, TaskOutput, TaskSpec};
-use leman_checkpoint::CheckpointStore;
+use leman_checkpoint::{CheckpointKey, CheckpointStore};
 use leman_writer::{FragmentWrite, WriterContext};
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,12 @@ pub trait JobExecutor: Send + fmt::Debug {
 
     /// Writes a fragment's data file from its batch checkpoints.
     fn write_fragment(&mut self, write: FragmentWrite) -> BoxFuture<'static, Result<DataFile, WriteFailure>>;
+
+    /// Of `keys`, batches of written fragments, those its appliers may have
+    /// stored (the others need no delete): by default all of them.
+    fn maybe_stored(&mut self, keys: Vec<CheckpointKey>) -> Vec<CheckpointKey> {
+        keys
+    }
 
     /// What happened on its own since the last call; pends until something
     /// does (forever, where nothing can). Cancel-safe: it is raced against

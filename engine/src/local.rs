@@ -7,14 +7,15 @@
 //! events of its own: an applier that stops is found out by the next task
 //! sent to it ([`Unanswered::Gone`]). Batches pass from appliers to
 //! writers in memory ([`leman_checkpoint::handoff`]); those held unstored
-//! are stored when the job stops.
+//! are stored when the job stops, and those never stored are not deleted
+//! once their fragment is committed.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use lance_table::format::DataFile;
 use leman_applier::{Applier, ApplierArgs, ApplierMsg, BackfillContext, TaskSpec};
-use leman_checkpoint::{CheckpointStore, HandoffLimits};
+use leman_checkpoint::{CheckpointKey, CheckpointStore, HandoffLimits};
 use leman_writer::{FragmentWrite, Writer, WriterContext, WriterMsg};
 use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
@@ -73,6 +74,13 @@ impl JobExecutor for LocalJob {
 
     fn write_fragment(&mut self, write: FragmentWrite) -> BoxFuture<'static, Result<DataFile, WriteFailure>> {
         Box::pin(write_locally(self.writer.clone(), write))
+    }
+
+    fn maybe_stored(&mut self, keys: Vec<CheckpointKey>) -> Vec<CheckpointKey> {
+        match self.checkpoints.handoff() {
+            Some(handoff) => handoff.forget_unstored(keys),
+            None => keys,
+        }
     }
 
     fn next_events(&mut self) -> BoxFuture<'_, Vec<ExecutorEvent>> {

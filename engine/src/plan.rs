@@ -27,7 +27,7 @@
 //! ([`leman_applier::JobNames`]), its fragment key leaving out every
 //! column's file. A one-column job's keys are what they always were.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use futures::{StreamExt, TryStreamExt};
@@ -75,11 +75,16 @@ pub(crate) struct FragmentPlan {
 pub(crate) struct Plan {
     pub inputs: Vec<FragmentInput>,
     pub fragments: HashMap<u64, FragmentPlan>,
+    /// Every batch object in the store when the pass planned, whether or
+    /// not its record could be read: a commit deletes these even where the
+    /// job recomputed them in memory.
+    pub stored_before: HashSet<CheckpointKey>,
 }
 
 pub(crate) async fn plan(resolved: &Resolved, store: &CheckpointStore, options: &BackfillOptions) -> Result<Plan> {
-    let mut plan = Plan::default();
-    let left = inspect_all(resolved, store, options).await?.into_iter().flatten();
+    let stored = StoredBatches::list(store, &resolved.names().column).await?;
+    let left = inspect_all(resolved, store, options, &stored).await?.into_iter().flatten();
+    let mut plan = Plan { stored_before: stored.keys, ..Plan::default() };
     for (input, fragment) in left.take(options.num_frags.unwrap_or(usize::MAX)) {
         plan.fragments.insert(input.id, fragment);
         plan.inputs.push(input);
@@ -93,34 +98,45 @@ pub(crate) async fn inspect_all(
     resolved: &Resolved,
     store: &CheckpointStore,
     options: &BackfillOptions,
+    stored: &StoredBatches,
 ) -> Result<Vec<Option<(FragmentInput, FragmentPlan)>>> {
     let batch_size = options.planned_batch_rows();
-    let stored = stored_batches(store, &resolved.names().column).await?;
     let mut fragments = resolved.dataset.get_fragments();
     fragments.sort_by_key(|f| f.id());
     futures::stream::iter(fragments)
-        .map(|fragment| inspect(resolved, store, fragment, batch_size, &stored))
+        .map(|fragment| inspect(resolved, store, fragment, batch_size, &stored.by_fragment))
         .buffered(INSPECT_PARALLELISM)
         .try_collect()
         .await
 }
 
-/// The batch checkpoints stored for `column`, by fragment: their rows and
-/// keys, as their records say (a key still has to match the job's own).
-async fn stored_batches(store: &CheckpointStore, column: &str) -> Result<HashMap<u64, Vec<(Range<u64>, CheckpointKey)>>> {
-    let batches = store.list_batches().await?;
-    let records: Vec<_> = futures::stream::iter(batches)
-        .map(|object| async move { Ok::<_, Error>(store.batch_record(&object.key).await?.map(|record| (object.key, record))) })
-        .buffered(INSPECT_PARALLELISM)
-        .try_collect()
-        .await?;
-    let mut stored: HashMap<u64, Vec<(Range<u64>, CheckpointKey)>> = HashMap::new();
-    for (key, record) in records.into_iter().flatten() {
-        if let Some(origin) = record.origin.filter(|origin| origin.column == column) {
-            stored.entry(origin.fragment_id).or_default().push((record.rows, key));
+/// The batch checkpoints in the store, listed once as a pass plans.
+#[derive(Debug, Default)]
+pub(crate) struct StoredBatches {
+    /// Those of the job's column, by fragment: their rows and keys, as
+    /// their records say (a key still has to match the job's own).
+    by_fragment: HashMap<u64, Vec<(Range<u64>, CheckpointKey)>>,
+    /// Every one listed.
+    keys: HashSet<CheckpointKey>,
+}
+
+impl StoredBatches {
+    pub(crate) async fn list(store: &CheckpointStore, column: &str) -> Result<Self> {
+        let batches = store.list_batches().await?;
+        let keys = batches.iter().map(|object| object.key.clone()).collect();
+        let records: Vec<_> = futures::stream::iter(batches)
+            .map(|object| async move { Ok::<_, Error>(store.batch_record(&object.key).await?.map(|record| (object.key, record))) })
+            .buffered(INSPECT_PARALLELISM)
+            .try_collect()
+            .await?;
+        let mut by_fragment: HashMap<u64, Vec<(Range<u64>, CheckpointKey)>> = HashMap::new();
+        for (key, record) in records.into_iter().flatten() {
+            if let Some(origin) = record.origin.filter(|origin| origin.column == column) {
+                by_fragment.entry(origin.fragment_id).or_default().push((record.rows, key));
+            }
         }
+        Ok(Self { by_fragment, keys })
     }
-    Ok(stored)
 }
 
 /// `None` when the fragment has nothing to do.

@@ -1,13 +1,15 @@
 //! Resuming: a failed or cancelled job, run again, recomputes no
 //! checkpointed batch, even with another batch size; a corrupted
-//! checkpoint is recomputed.
+//! checkpoint is recomputed. A commit deletes its fragments' batches, and
+//! only those that may be stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus};
+use leman::bench::requests::{Area, Op, RequestCounter};
+use leman::{AddColumnsOptions, BackfillOptions, Error, JobEvent, JobStatus, Table};
 
 use crate::engine::support::{Calls, Gate, column, doubling, failing_at, fixture, run, until_event};
 
@@ -70,6 +72,48 @@ async fn a_failed_job_resumes_from_its_checkpoints_and_distrusts_corrupt_ones() 
     assert_eq!(recomputed.last().unwrap() - recomputed[0], 19, "one whole batch");
     assert!(summary.rows_from_checkpoints >= 340, "fragments 0-2 and fragment 3's good batches: {summary:?}");
     assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
+    // The corrupt object's batch was recomputed in memory and never
+    // stored again; its commit still removed the object.
+    assert_eq!(batch_objects(f.table.uri()), 0, "every batch of the committed fragments is gone");
+}
+
+fn batch_objects(table_uri: &str) -> usize {
+    let dir = std::path::Path::new(table_uri).join("_leman/checkpoints/batches");
+    std::fs::read_dir(dir).map_or(0, |entries| entries.count())
+}
+
+/// Runs `udf` over 4 fragments of 100 rows in 20 batches, through a store
+/// that counts requests; the requests to batch checkpoints by operation.
+async fn batch_requests(udf: leman::Udf) -> BTreeMap<Op, u64> {
+    let f = fixture(4, 100).await;
+    f.table.add_columns([("doubled", udf)], AddColumnsOptions::default()).await.unwrap();
+    let counter = RequestCounter::new();
+    let location = f.table.location().clone().with_store_wrapper(Arc::new(counter.clone()));
+    let counted = Table::open_at(location, f.table.registry().clone()).await.unwrap();
+    let options = BackfillOptions::default().batch_size(20).concurrency(2).commit_at_end();
+    run(counted.backfill("doubled", options).await.unwrap()).await.1.unwrap();
+    assert!(column(&f.table, "doubled").await.iter().all(|(id, v)| *v == Some(id * 2)));
+    assert_eq!(batch_objects(f.table.uri()), 0, "no batch outlives the commit");
+    counter.snapshot().into_iter().filter(|((area, _), _)| *area == Area::BatchCheckpoint).map(|((_, op), n)| (op, n)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_deletes_the_batches_its_job_stored_and_asks_nothing_of_those_it_never_stored() {
+    // Cheap batches pass to the writers in memory: no put (unless one
+    // waited past the handoff's 2 s on a loaded machine), and a delete
+    // only for each put.
+    let cheap = batch_requests(doubling(Arc::new(Calls::default()), |_| Ok(()))).await;
+    assert_eq!(cheap.get(&Op::Delete), cheap.get(&Op::Put), "{cheap:?}");
+    // Batches of 3 ms of CPU are worth storing at once: each is deleted.
+    let costly = batch_requests(doubling(Arc::new(Calls::default()), |_| {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_millis(3) {
+            std::hint::black_box(0u64);
+        }
+        Ok(())
+    }))
+    .await;
+    assert_eq!((costly.get(&Op::Put), costly.get(&Op::Delete)), (Some(&20), Some(&20)), "{costly:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
