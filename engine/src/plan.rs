@@ -185,7 +185,15 @@ async fn inspect(
             written = Some(record.data_file);
         }
         _ => {
-            if fragment.count_rows(resolved.selection_sql(&all_rows)).await? == 0 {
+            // A part whose column has no values in this fragment (no data
+            // file: all null) selects every live row under its default
+            // filter: counting them needs no scan.
+            let every_live_row: Vec<bool> = resolved
+                .parts()
+                .zip(all_rows.iter().zip(&output_files))
+                .map(|(part, (all, file))| *all || (file.is_none() && part.has_default_filter()))
+                .collect();
+            if fragment.count_rows(resolved.selection_sql(&every_live_row)).await? == 0 {
                 return Ok(None);
             }
         }

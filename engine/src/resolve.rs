@@ -308,6 +308,11 @@ impl ResolvedPart {
     pub fn job_part(&self) -> JobPart {
         JobPart { udf: self.udf.clone(), outputs: self.outputs.clone(), filter: self.filter.clone() }
     }
+
+    /// Whether its filter is the default one: rows whose column is null.
+    pub fn has_default_filter(&self) -> bool {
+        self.filter.sql() == self.outputs.default_filter()
+    }
 }
 
 /// The columns a backfill of `column` writes: `column` alone, or, where it

@@ -5,8 +5,9 @@
 //! [`shuffle`] orders tasks so that consecutive tasks come from different
 //! fragments while at most `diversity` fragments are open at once: wide
 //! enough to spread a hot fragment's rows over many appliers, narrow enough
-//! that fragments keep finishing one after another and intermediate commits
-//! happen while the job runs rather than all at its end.
+//! that fragments keep finishing one after another (their writes overlap
+//! the work left) and intermediate commits happen while the job runs
+//! rather than all at its end.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -122,9 +123,13 @@ pub fn row_ranges(physical_rows: u64, batch_size: u64) -> Vec<Range<u64>> {
     fragment_ranges(physical_rows, &[], batch_size)
 }
 
-/// Orders `tasks` (grouped by fragment, as [`split`] makes them) round-robin
-/// over a window of at most `diversity` open fragments. When a fragment runs
-/// out of tasks, the next fragment takes its place in the window.
+/// Orders `tasks` (grouped by fragment, as [`split`] makes them) over a
+/// window of at most `diversity` open fragments. Every other task comes
+/// from the open fragment with the fewest tasks left (the first opened, on
+/// a tie); the others take turns in between. So every open fragment is
+/// under way, yet they finish one after another, not all in the same few
+/// tasks: their writes overlap the work left instead of waiting at the
+/// end. When a fragment runs out of tasks, the next one opens.
 ///
 /// With `diversity` 1 the order is unchanged. With two or more fragments
 /// open, no two consecutive tasks come from the same fragment.
@@ -140,21 +145,32 @@ pub fn shuffle(tasks: Vec<Task>, diversity: usize) -> Vec<Task> {
         }
     }
     let total: usize = pending.iter().map(VecDeque::len).sum();
-    let mut window: VecDeque<VecDeque<Task>> = VecDeque::new();
-    let mut out = Vec::with_capacity(total);
+    let mut window: Vec<VecDeque<Task>> = Vec::new();
+    let mut out: Vec<Task> = Vec::with_capacity(total);
+    // Turns of the open fragments other than the lead.
+    let mut turn = 0;
     loop {
         while window.len() < diversity {
             match pending.pop_front() {
-                Some(group) => window.push_back(group),
+                Some(group) => window.push(group),
                 None => break,
             }
         }
-        let Some(mut group) = window.pop_front() else { break };
-        if let Some(task) = group.pop_front() {
+        let last = out.last().map(|task| task.fragment_id);
+        let from = |group: &VecDeque<Task>| group.front().map(|task| task.fragment_id);
+        let Some(lead) = (0..window.len()).min_by_key(|&i| window[i].len()) else { break };
+        let pick = if window.len() == 1 || from(&window[lead]) != last {
+            lead
+        } else {
+            let others: Vec<usize> = (0..window.len()).filter(|&i| i != lead).collect();
+            turn += 1;
+            others[turn % others.len()]
+        };
+        if let Some(task) = window[pick].pop_front() {
             out.push(task);
         }
-        if !group.is_empty() {
-            window.push_back(group);
+        if window[pick].is_empty() {
+            window.remove(pick);
         }
     }
     out
@@ -209,7 +225,39 @@ mod tests {
     fn shuffle_window_refills_as_fragments_finish() {
         let tasks = split(&fragments(&[10, 30, 20]), 10);
         let order: Vec<u64> = shuffle(tasks, 2).iter().map(|t| t.fragment_id).collect();
-        assert_eq!(order, vec![0, 1, 2, 1, 2, 1]);
+        // Fragment 2, with fewer tasks left, leads once it opens.
+        assert_eq!(order, vec![0, 2, 1, 2, 1, 1]);
+    }
+
+    #[test]
+    fn open_fragments_finish_one_after_another_and_all_are_under_way() {
+        let diversity = 8;
+        let tasks = split(&fragments(&[250; 16]), 10);
+        let shuffled = shuffle(tasks.clone(), diversity);
+        assert_eq!(shuffled.len(), tasks.len());
+        let mut sorted = shuffled.clone();
+        sorted.sort_by_key(|t| (t.fragment_id, t.rows.start));
+        assert_eq!(sorted, tasks, "every task once, each fragment's in row order");
+        let last_task = |id: u64| shuffled.iter().rposition(|t| t.fragment_id == id).unwrap_or(usize::MAX);
+        let first_task = |id: u64| shuffled.iter().position(|t| t.fragment_id == id).unwrap_or(usize::MAX);
+        let mut finishes: Vec<usize> = (0..16).map(last_task).collect();
+        finishes.sort_unstable();
+        // Round-robin over 8 fragments of 25 tasks would finish all 8 in
+        // the same 8 tasks (193-200); here no two finish within 10 tasks
+        // of each other, but the last two.
+        let gaps: Vec<usize> = finishes.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps[..gaps.len() - 1].iter().all(|gap| *gap >= 10), "finishes at {finishes:?}");
+        assert!(finishes[0] < 60, "the first fragment finishes early: {finishes:?}");
+        // At most `diversity` open at once, and the first 8 all under way
+        // within the first 16 tasks.
+        for at in 0..shuffled.len() {
+            let open = (0..16).filter(|&id| first_task(id) <= at && last_task(id) > at).count();
+            assert!(open <= diversity, "{open} fragments open at task {at}");
+        }
+        assert!((0..8).all(|id| first_task(id) < 16), "{:?}", (0..8).map(first_task).collect::<Vec<_>>());
+        for pair in shuffled[..shuffled.len() - 10].windows(2) {
+            assert_ne!(pair[0].fragment_id, pair[1].fragment_id);
+        }
     }
 
     #[test]
