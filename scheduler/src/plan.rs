@@ -123,8 +123,12 @@ pub fn row_ranges(physical_rows: u64, batch_size: u64) -> Vec<Range<u64>> {
     fragment_ranges(physical_rows, &[], batch_size)
 }
 
+/// The open fragment with the fewest tasks left takes every this many
+/// tasks in [`shuffle`].
+const LEAD_EVERY: usize = 3;
+
 /// Orders `tasks` (grouped by fragment, as [`split`] makes them) over a
-/// window of at most `diversity` open fragments. Every other task comes
+/// window of at most `diversity` open fragments. Every third task comes
 /// from the open fragment with the fewest tasks left (the first opened, on
 /// a tie); the others take turns in between. So every open fragment is
 /// under way, yet they finish one after another, not all in the same few
@@ -145,31 +149,34 @@ pub fn shuffle(tasks: Vec<Task>, diversity: usize) -> Vec<Task> {
         }
     }
     let total: usize = pending.iter().map(VecDeque::len).sum();
-    let mut window: Vec<VecDeque<Task>> = Vec::new();
+    // The open fragments' tasks, each with the task number it last gave
+    // (0: none yet).
+    let mut window: Vec<(VecDeque<Task>, usize)> = Vec::new();
     let mut out: Vec<Task> = Vec::with_capacity(total);
-    // Turns of the open fragments other than the lead.
-    let mut turn = 0;
+    let mut since_lead = LEAD_EVERY;
     loop {
         while window.len() < diversity {
             match pending.pop_front() {
-                Some(group) => window.push(group),
+                Some(group) => window.push((group, 0)),
                 None => break,
             }
         }
         let last = out.last().map(|task| task.fragment_id);
-        let from = |group: &VecDeque<Task>| group.front().map(|task| task.fragment_id);
-        let Some(lead) = (0..window.len()).min_by_key(|&i| window[i].len()) else { break };
-        let pick = if window.len() == 1 || from(&window[lead]) != last {
-            lead
-        } else {
-            let others: Vec<usize> = (0..window.len()).filter(|&i| i != lead).collect();
-            turn += 1;
-            others[turn % others.len()]
+        let from = |i: usize| window[i].0.front().map(|task| task.fragment_id);
+        let Some(lead) = (0..window.len()).min_by_key(|&i| window[i].0.len()) else { break };
+        // The others in turn: the one that waited longest (or never gave).
+        let other = (0..window.len()).filter(|&i| i != lead && from(i) != last).min_by_key(|&i| window[i].1);
+        let pick = match other {
+            Some(other) if since_lead + 1 < LEAD_EVERY || from(lead) == last => other,
+            _ => lead,
         };
-        if let Some(task) = window[pick].pop_front() {
+        since_lead = if pick == lead { 0 } else { since_lead + 1 };
+        let (tasks, gave) = &mut window[pick];
+        if let Some(task) = tasks.pop_front() {
             out.push(task);
         }
-        if window[pick].is_empty() {
+        *gave = out.len();
+        if tasks.is_empty() {
             window.remove(pick);
         }
     }
@@ -211,7 +218,7 @@ mod tests {
         let shuffled = shuffle(tasks.clone(), 2);
         assert_eq!(shuffled.len(), tasks.len());
         let order: Vec<u64> = shuffled.iter().map(|t| t.fragment_id).collect();
-        assert_eq!(order, vec![0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3]);
+        assert_eq!(order, vec![0, 1, 0, 1, 0, 1, 0, 2, 1, 3, 2, 3, 2, 3, 2, 3]);
         for pair in shuffled.windows(2) {
             assert_ne!(pair[0].fragment_id, pair[1].fragment_id);
         }
@@ -225,8 +232,7 @@ mod tests {
     fn shuffle_window_refills_as_fragments_finish() {
         let tasks = split(&fragments(&[10, 30, 20]), 10);
         let order: Vec<u64> = shuffle(tasks, 2).iter().map(|t| t.fragment_id).collect();
-        // Fragment 2, with fewer tasks left, leads once it opens.
-        assert_eq!(order, vec![0, 2, 1, 2, 1, 1]);
+        assert_eq!(order, vec![0, 1, 2, 1, 2, 1]);
     }
 
     #[test]
@@ -243,18 +249,19 @@ mod tests {
         let mut finishes: Vec<usize> = (0..16).map(last_task).collect();
         finishes.sort_unstable();
         // Round-robin over 8 fragments of 25 tasks would finish all 8 in
-        // the same 8 tasks (193-200); here no two finish within 10 tasks
-        // of each other, but the last two.
-        let gaps: Vec<usize> = finishes.windows(2).map(|w| w[1] - w[0]).collect();
-        assert!(gaps[..gaps.len() - 1].iter().all(|gap| *gap >= 10), "finishes at {finishes:?}");
-        assert!(finishes[0] < 60, "the first fragment finishes early: {finishes:?}");
+        // the same 8 tasks (193-200) and the next 8 in the last 8; here no
+        // 4 finish within 8 tasks, and one finishes in the first fifth.
+        let in_last_8 = finishes.iter().filter(|at| **at >= shuffled.len() - 8).count();
+        assert!(in_last_8 <= 3, "finishes at {finishes:?}");
+        assert!(finishes[0] < 80, "the first fragment finishes early: {finishes:?}");
+        assert!(finishes.windows(4).all(|four| four[3] - four[0] > 8), "4 finish within 8 tasks: {finishes:?}");
         // At most `diversity` open at once, and the first 8 all under way
-        // within the first 16 tasks.
+        // within the first 24 tasks.
         for at in 0..shuffled.len() {
             let open = (0..16).filter(|&id| first_task(id) <= at && last_task(id) > at).count();
             assert!(open <= diversity, "{open} fragments open at task {at}");
         }
-        assert!((0..8).all(|id| first_task(id) < 16), "{:?}", (0..8).map(first_task).collect::<Vec<_>>());
+        assert!((0..8).all(|id| first_task(id) < 24), "{:?}", (0..8).map(first_task).collect::<Vec<_>>());
         for pair in shuffled[..shuffled.len() - 10].windows(2) {
             assert_ne!(pair[0].fragment_id, pair[1].fragment_id);
         }
