@@ -121,6 +121,7 @@ pub(crate) struct StoredBatches {
 }
 
 impl StoredBatches {
+    /// Lists the store's batch objects and reads each one's record.
     pub(crate) async fn list(store: &CheckpointStore, column: &str) -> Result<Self> {
         let batches = store.list_batches().await?;
         let keys = batches.iter().map(|object| object.key.clone()).collect();
