@@ -10,3 +10,10 @@ mod cli;
 mod engine;
 mod face;
 mod view;
+
+/// The crate's directory, as `cargo test` sets it when it runs the tests
+/// (the compiled-in path names wherever the binary was built, which a
+/// target directory shared by two checkouts makes another one).
+pub(crate) fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), std::path::PathBuf::from)
+}

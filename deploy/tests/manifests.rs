@@ -9,7 +9,7 @@ use leman_deploy::{ClusterSpec, EmbeddedCerts, manifests, names, render};
 use serde_json::Value;
 
 fn examples() -> Vec<(PathBuf, ClusterSpec)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../kubernetes");
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from).join("../kubernetes");
     let mut specs: Vec<(PathBuf, ClusterSpec)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())

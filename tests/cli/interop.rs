@@ -3,7 +3,6 @@
 //! `scripts/test` installs pylance 14 into a virtual environment and points
 //! `LEMAN_PYTHON` at its interpreter.
 
-use std::path::Path;
 use std::process::Command;
 
 use crate::cli::{leman, ok};
@@ -16,7 +15,7 @@ pub(crate) fn python() -> String {
 
 /// Runs `tests/interop/SCRIPT TABLE` with pylance, with `env` set.
 pub(crate) fn run_python(script: &str, table: &str, env: &[(&str, String)]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
+    let script = crate::manifest_dir().join("tests/interop").join(script);
     let output = Command::new(python()).arg(&script).arg(table).envs(env.iter().map(|(k, v)| (k, v))).output().expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(

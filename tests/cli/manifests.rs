@@ -4,7 +4,7 @@
 //! on stdout. `scripts/test` installs kubernetes-validate into its virtual
 //! environment and names it in `LEMAN_KUBERNETES_VALIDATE`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::cli::{fails, leman, ok};
@@ -14,7 +14,7 @@ use crate::cli::{fails, leman, ok};
 const VERSIONS: [&str; 2] = ["1.29.0", "1.37.0"];
 
 fn examples() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kubernetes");
+    let dir = crate::manifest_dir().join("kubernetes");
     let mut specs: Vec<PathBuf> =
         std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "toml")).collect();
     specs.sort();

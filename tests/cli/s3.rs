@@ -45,7 +45,7 @@ fn json(stdout: String) -> serde_json::Value {
 fn objects(s3: &LocalS3, uri: &str, needle: Option<&str>) -> Vec<String> {
     let mut args = vec![uri];
     args.extend(needle);
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/s3_objects.py");
+    let script = crate::manifest_dir().join("tests/interop/s3_objects.py");
     let output = Command::new(python()).arg(script).args(args).envs(s3.env()).output().expect("run python");
     assert!(output.status.success(), "s3_objects.py: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
