@@ -7,16 +7,14 @@
 use std::time::Duration;
 
 use crate::cli::cluster::{cluster, init_certs};
-use crate::cli::{Backfill, fails, leman, ok};
+use crate::cli::{Backfill, fails, leman, ok, sample_table};
 
 pub(crate) const CANCELLED: i32 = leman::cli::EXIT_CANCELLED as i32;
 
 /// A table of 4 fragments of 1,000 rows whose column `slow` takes 3 ms a
 /// row (12 s of UDF time in all).
 pub(crate) async fn slow_table(dir: &std::path::Path) -> leman::Table {
-    let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir, 4, 1000).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=3000"]));
     table

@@ -2,14 +2,12 @@
 //! table and its records untouched, and the real run then computes the
 //! rows the plan said.
 
-use crate::cli::{fails, leman, ok};
+use crate::cli::{fails, leman, ok, sample_table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_prints_the_plan_and_the_backfill_then_does_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 500, 500).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 500, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 4, 500).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "n", "--udf", "str_len", "--input", "text"]));
     let version = table.version().await.unwrap();

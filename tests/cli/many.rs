@@ -5,14 +5,12 @@
 use leman::deps::arrow_array::cast::AsArray;
 use leman::deps::arrow_array::types::{Int32Type, Int64Type};
 
-use crate::cli::{fails, leman, ok};
+use crate::cli::{fails, leman, ok, sample_table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_columns_in_one_pass_on_a_local_cluster_then_a_partly_filled_pair_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..3).map(|i| leman::demo::sample_batch(i * 200, 200).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 200, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 3, 200).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "len", "--udf", "str_len", "--input", "text"]));
     ok(leman(&["add-column", "--table", &path, "--column", "echo", "--udf", "busy", "--input", "id", "--udf-arg", "micros=1"]));

@@ -30,6 +30,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Table `t` in `dir`, of the demo's rows: `fragments` fragments of `rows`
+/// rows each.
+pub async fn sample_table(dir: &std::path::Path, fragments: usize, rows: usize) -> leman::Table {
+    let db = leman::connect(dir.to_str().unwrap()).await.unwrap();
+    let batches: Vec<_> = (0..fragments).map(|i| leman::demo::sample_batch(i * rows, rows).unwrap()).collect();
+    db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: rows, ..Default::default() }).await.unwrap()
+}
+
 /// Runs `leman` with `args`.
 pub fn leman(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_leman"))

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{backfill_until, leman, ok};
+use crate::cli::{backfill_until, leman, ok, sample_table};
 
 fn jobs(path: &str) -> Vec<serde_json::Value> {
     serde_json::from_str(ok(leman(&["jobs", "--table", path, "--json"])).trim()).unwrap()
@@ -22,9 +22,7 @@ fn until_interrupted(path: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 4, 1000).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
 
@@ -47,9 +45,7 @@ async fn a_killed_backfill_is_interrupted_and_resumes_from_checkpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_checkpointed_rows() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..2).map(|i| leman::demo::sample_batch(i * 1000, 1000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 1000, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 2, 1000).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "slow", "--udf", "busy", "--input", "id", "--udf-arg", "micros=2000"]));
 
@@ -83,9 +79,7 @@ async fn auto_batches_on_a_slow_udf_resume_after_a_kill_without_recomputing_chec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_backfill_of_a_cheap_udf_loses_only_batches_held_in_memory_and_ends_exact() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..8).map(|i| leman::demo::sample_batch(i * 50_000, 50_000).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 50_000, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 8, 50_000).await;
     let path = table.uri().to_string();
     // 1 us a row, 100 rows a batch: a tenth of a millisecond of work, held.
     ok(leman(&["add-column", "--table", &path, "--column", "cheap", "--udf", "busy", "--input", "id", "--udf-arg", "micros=1"]));

@@ -2,7 +2,7 @@
 //! promote` of two columns (one staged on a local cluster) and `leman
 //! discard`.
 
-use crate::cli::{fails, leman, ok};
+use crate::cli::{fails, leman, ok, sample_table};
 
 fn job_id(summary: &str) -> String {
     let value: serde_json::Value = serde_json::from_str(summary.trim()).unwrap();
@@ -15,9 +15,7 @@ fn job_id(summary: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staged_columns_are_listed_promoted_together_and_discarded() {
     let dir = tempfile::tempdir().unwrap();
-    let db = leman::connect(dir.path().to_str().unwrap()).await.unwrap();
-    let batches: Vec<_> = (0..4).map(|i| leman::demo::sample_batch(i * 250, 250).unwrap()).collect();
-    let table = db.create_table("t", batches, leman::CreateTableOptions { max_rows_per_file: 250, ..Default::default() }).await.unwrap();
+    let table = sample_table(dir.path(), 4, 250).await;
     let path = table.uri().to_string();
     ok(leman(&["add-column", "--table", &path, "--column", "len", "--udf", "str_len", "--input", "text"]));
     ok(leman(&["add-column", "--table", &path, "--column", "digest", "--udf", "sha256", "--input", "text"]));
