@@ -269,30 +269,42 @@ impl Driver {
         outcome
     }
 
-    /// Starts every applier still without a place, in index order, until
-    /// the executor has no room for the next one (it waits for an
-    /// [`ExecutorEvent`]).
+    /// Starts every applier still without a place, taking room in index
+    /// order and starting them all at once: on a cluster each start opens
+    /// the table on its worker, and the last applier should not wait for
+    /// the others' opens. Those without room wait for an [`ExecutorEvent`].
+    /// Appliers that started are kept even when another's start fails the
+    /// job, so that they are stopped with it.
     async fn place_appliers(&mut self) -> Result<()> {
         if !self.needs_appliers || self.scheduler.is_ended() {
             return Ok(());
         }
-        for index in 0..self.appliers.len() {
-            if self.appliers[index].is_some() {
-                continue;
-            }
+        let mut placing = Vec::new();
+        let mut starts = Vec::new();
+        for index in (0..self.appliers.len()).filter(|&index| self.appliers[index].is_none()) {
             self.incarnations += 1;
-            let incarnation = self.incarnations;
-            let Some(handle) = self.executor.start_applier(index, incarnation).await? else {
-                tracing::info!(job = %self.id(), index, "no room for this applier yet; it waits for capacity");
-                return Ok(());
-            };
-            self.appliers[index] = Some(Running { incarnation, handle });
-            // Twice the threads in tasks and two more, so that batches are
-            // read and checkpointed while others compute.
-            let slots = self.threads * 2 + 2;
-            self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
+            placing.push((index, self.incarnations));
+            starts.push(self.executor.start_applier(index, self.incarnations));
         }
-        Ok(())
+        let mut failed = None;
+        let mut without_room = 0;
+        for ((index, incarnation), started) in placing.into_iter().zip(futures::future::join_all(starts).await) {
+            match started {
+                Ok(Some(handle)) => {
+                    self.appliers[index] = Some(Running { incarnation, handle });
+                    // Twice the threads in tasks and two more, so that
+                    // batches are read and checkpointed while others compute.
+                    let slots = self.threads * 2 + 2;
+                    self.scheduler.handle(Instant::now(), Event::ApplierReady { applier: index, slots });
+                }
+                Ok(None) => without_room += 1,
+                Err(error) => failed = failed.or(Some(error)),
+            }
+        }
+        if without_room > 0 {
+            tracing::info!(job = %self.id(), appliers = without_room, "no room for these appliers yet; they wait for capacity");
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Incarnation `incarnation` of applier `index` is not running: its

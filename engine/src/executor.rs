@@ -48,10 +48,13 @@ pub trait Executor: Send + Sync + fmt::Debug {
 /// One job's work on an [`Executor`]. Its driver calls it from one task.
 pub trait JobExecutor: Send + fmt::Debug {
     /// Starts incarnation `incarnation` of applier `index` (each start of
-    /// an index is a new incarnation). `Ok(None)` when there is no room for
-    /// it now: the driver tries again after the next [`ExecutorEvent`]. An
-    /// error fails the job.
-    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'_, Result<Option<Arc<dyn ApplierHandle>>>>;
+    /// an index is a new incarnation). Room is taken in the call, in the
+    /// order of the calls; the start itself is the future, which the driver
+    /// awaits together with the starts of the job's other appliers (on a
+    /// cluster, each opens the table on its worker). `Ok(None)` when there
+    /// is no room for it now: the driver tries again after the next
+    /// [`ExecutorEvent`]. An error fails the job.
+    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'static, Result<Option<Arc<dyn ApplierHandle>>>>;
 
     /// Applier `index` is not running any more (it stopped on its own, or
     /// its worker was lost): free what it held.

@@ -58,11 +58,11 @@ struct LocalJob {
 }
 
 impl JobExecutor for LocalJob {
-    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'_, Result<Option<Arc<dyn ApplierHandle>>>> {
+    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'static, Result<Option<Arc<dyn ApplierHandle>>>> {
+        let name = format!("applier-{}-{index}.{incarnation}", self.job_id);
+        // Embedded appliers share this process's devices: no ordinals.
+        let args = ApplierArgs { context: self.applier.clone(), threads: self.threads, index, gpus: Vec::new() };
         Box::pin(async move {
-            let name = format!("applier-{}-{index}.{incarnation}", self.job_id);
-            // Embedded appliers share this process's devices: no ordinals.
-            let args = ApplierArgs { context: self.applier.clone(), threads: self.threads, index, gpus: Vec::new() };
             let (actor, _) = Actor::spawn(Some(name.clone()), Applier, args)
                 .await
                 .map_err(|e| Error::Actor { actor: name, reason: e.to_string() })?;

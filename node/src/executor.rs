@@ -128,19 +128,26 @@ impl ClusterJob {
 }
 
 impl JobExecutor for ClusterJob {
-    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'_, leman_engine::Result<Option<Arc<dyn ApplierHandle>>>> {
+    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'static, leman_engine::Result<Option<Arc<dyn ApplierHandle>>>> {
+        let holder = self.holder(index);
+        let Some((member, gpus)) = self.view.reserve(holder.clone(), self.needs) else {
+            return Box::pin(async { Ok(None) });
+        };
+        let Ok(addr) = member.addr.parse::<SocketAddr>() else {
+            tracing::warn!(addr = %member.addr, "worker address does not parse");
+            self.view.cancel(&holder);
+            return Box::pin(async { Ok(None) });
+        };
+        // Counted as placed before the worker answers. If it refuses, news
+        // of this incarnation is stale to the driver, and the worker is told
+        // to drop the job at its end like the others.
+        self.hosts.insert(addr);
+        self.placed.insert(index, (member.id, incarnation));
+        let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation, gpus };
+        let applier =
+            RemoteApplier { view: self.view.clone(), worker: member.id, addr, job_id: self.spec.job_id.clone(), index, incarnation };
         Box::pin(async move {
-            let holder = self.holder(index);
-            let Some((member, gpus)) = self.view.reserve(holder.clone(), self.needs) else {
-                return Ok(None);
-            };
-            let Ok(addr) = member.addr.parse::<SocketAddr>() else {
-                tracing::warn!(addr = %member.addr, "worker address does not parse");
-                self.view.cancel(&holder);
-                return Ok(None);
-            };
-            let request = WorkerRequest::SpawnApplier { job: self.spec.clone(), index, incarnation, gpus };
-            let refused = match self.view.node.request::<_, WorkerResponse>(addr, &request).await {
+            let refused = match applier.view.node.request::<_, WorkerResponse>(addr, &request).await {
                 Ok(WorkerResponse::Spawned) => None,
                 Ok(other) => Some(format!("{other:?}")),
                 Err(error) => Some(error.to_string()),
@@ -149,19 +156,9 @@ impl JobExecutor for ClusterJob {
                 // Remote starts do not fail the job: it waits for the next
                 // change in the cluster.
                 tracing::warn!(worker = %member.id, %reason, "worker could not start an applier; it waits for the next change in the cluster");
-                self.view.cancel(&holder);
+                applier.view.cancel(&holder);
                 return Ok(None);
             }
-            self.hosts.insert(addr);
-            self.placed.insert(index, (member.id, incarnation));
-            let applier = RemoteApplier {
-                view: self.view.clone(),
-                worker: member.id,
-                addr,
-                job_id: self.spec.job_id.clone(),
-                index,
-                incarnation,
-            };
             Ok(Some(Arc::new(applier) as Arc<dyn ApplierHandle>))
         })
     }

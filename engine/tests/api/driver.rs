@@ -34,6 +34,8 @@ struct Script {
     /// Indexes released as gone.
     released: Mutex<Vec<usize>>,
     events: Mutex<Option<mpsc::UnboundedReceiver<Vec<ExecutorEvent>>>>,
+    /// Where each start waits until the starts of all appliers have begun.
+    meet: Option<Arc<tokio::sync::Barrier>>,
 }
 
 impl Script {
@@ -57,7 +59,7 @@ struct Scripted(Arc<Script>);
 impl Executor for Scripted {
     fn open(&self, job: &JobSetup) -> Result<Box<dyn JobExecutor>> {
         let events = self.0.events.lock().unwrap().take();
-        Ok(Box::new(ScriptedJob { local: LocalExecutor.open(job)?, script: self.0.clone(), events, running: Vec::new() }))
+        Ok(Box::new(ScriptedJob { local: LocalExecutor.open(job)?, script: self.0.clone(), events, running: Arc::default() }))
     }
 }
 
@@ -66,19 +68,27 @@ struct ScriptedJob {
     local: Box<dyn JobExecutor>,
     script: Arc<Script>,
     events: Option<mpsc::UnboundedReceiver<Vec<ExecutorEvent>>>,
-    running: Vec<(usize, Arc<dyn ApplierHandle>)>,
+    running: Arc<Mutex<Vec<Started>>>,
 }
 
+/// An applier the scripted executor started, by index.
+type Started = (usize, Arc<dyn ApplierHandle>);
+
 impl JobExecutor for ScriptedJob {
-    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'_, Result<Option<Arc<dyn ApplierHandle>>>> {
+    fn start_applier(&mut self, index: usize, incarnation: u64) -> BoxFuture<'static, Result<Option<Arc<dyn ApplierHandle>>>> {
+        self.script.starts.lock().unwrap().push((index, incarnation));
+        if self.script.no_room.lock().unwrap().contains(&index) {
+            return Box::pin(async { Ok(None) });
+        }
+        let start = self.local.start_applier(index, incarnation);
+        let (running, meet) = (self.running.clone(), self.script.meet.clone());
         Box::pin(async move {
-            self.script.starts.lock().unwrap().push((index, incarnation));
-            if self.script.no_room.lock().unwrap().contains(&index) {
-                return Ok(None);
+            if let Some(meet) = meet {
+                meet.wait().await;
             }
-            let started = self.local.start_applier(index, incarnation).await?;
+            let started = start.await?;
             if let Some(handle) = &started {
-                self.running.push((index, handle.clone()));
+                running.lock().unwrap().push((index, handle.clone()));
             }
             Ok(started)
         })
@@ -87,10 +97,12 @@ impl JobExecutor for ScriptedJob {
     fn applier_gone(&mut self, index: usize) {
         self.script.released.lock().unwrap().push(index);
         // Played as gone: the actor itself is stopped here.
-        for (_, handle) in self.running.iter().filter(|(i, _)| *i == index) {
+        let mut running = self.running.lock().unwrap();
+        for (_, handle) in running.iter().filter(|(i, _)| *i == index) {
             drop(handle.stop());
         }
-        self.running.retain(|(i, _)| *i != index);
+        running.retain(|(i, _)| *i != index);
+        drop(running);
         self.local.applier_gone(index);
     }
 
@@ -172,10 +184,12 @@ struct Run {
 }
 
 /// A gated backfill of 4 fragments of 1000 rows with `concurrency`
-/// appliers, on an executor with no room for the appliers in `no_room`.
-async fn run(concurrency: usize, no_room: &[usize]) -> Run {
+/// appliers, on an executor with no room for the appliers in `no_room`;
+/// with `meet`, each applier's start waits until all have begun.
+async fn run(concurrency: usize, no_room: &[usize], meet: bool) -> Run {
     let table = udf_table(4000, 1000).await.unwrap();
-    let script = Arc::new(Script::default());
+    let meet = meet.then(|| Arc::new(tokio::sync::Barrier::new(concurrency)));
+    let script = Arc::new(Script { meet, ..Script::default() });
     script.no_room.lock().unwrap().extend(no_room);
     let (events, events_in) = mpsc::unbounded_channel();
     *script.events.lock().unwrap() = Some(events_in);
@@ -187,7 +201,7 @@ async fn run(concurrency: usize, no_room: &[usize]) -> Run {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_without_room_waits_for_room_and_then_starts() {
-    let r = run(2, &[1]).await;
+    let r = run(2, &[1], false).await;
     r.script.wait_for_starts("applier 1 asked for", |s| s == [(0, 1), (1, 2)]).await;
     r.script.no_room.lock().unwrap().clear();
     r.events.send(vec![ExecutorEvent::Room]).unwrap();
@@ -201,7 +215,7 @@ async fn an_applier_without_room_waits_for_room_and_then_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_reported_gone_starts_again_and_stale_news_is_ignored() {
-    let r = run(1, &[]).await;
+    let r = run(1, &[], false).await;
     r.script.wait_for_starts("applier 0 started", |s| s == [(0, 1)]).await;
     let gone = |incarnation| ExecutorEvent::ApplierGone { index: 0, incarnation, reason: "played".into() };
     r.events.send(vec![gone(7)]).unwrap(); // no such incarnation: stale
@@ -211,5 +225,16 @@ async fn an_applier_reported_gone_starts_again_and_stale_news_is_ignored() {
     r.gate.open();
     let summary = tokio::time::timeout(Duration::from_secs(60), r.job.wait()).await.unwrap().unwrap();
     assert_eq!(summary.rows_computed, 4000, "each row counted once, late results of the gone applier included");
+    assert_filled(&r.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_s_appliers_start_together_not_one_after_another() {
+    let r = run(3, &[], true).await;
+    r.gate.open();
+    let waited = tokio::time::timeout(Duration::from_secs(30), r.job.wait()).await;
+    let summary = waited.expect("no applier started: the driver awaited each start before asking for the next").unwrap();
+    assert_eq!(summary.rows_computed, 4000);
+    assert_eq!(r.script.starts(), [(0, 1), (1, 2), (2, 3)]);
     assert_filled(&r.table).await;
 }
