@@ -226,17 +226,20 @@ impl JobSpec {
     /// the UDF from `registry` (which must build the job's version of it),
     /// the filter, the checkpoint store.
     pub async fn open(&self, registry: &UdfRegistry) -> Result<JobSetup> {
-        let dataset = self.table.open_dataset().await?;
-        let dataset = dataset.checkout_version(self.read_version).await.map_err(|source| Error::VersionNotFound {
-            table: self.table.uri.clone(),
-            version: self.read_version,
-            source,
-        })?;
+        let dataset = self.table.open_version(self.read_version).await?;
         let schema = ArrowSchema::from(dataset.schema());
         let parts = self.parts.iter().map(|part| part.open(registry, &schema)).collect::<Result<_>>()?;
         let checkpoints = TableStores::open(&self.table).await?.checkpoints;
         Ok(JobSetup { spec: self.clone(), dataset: Arc::new(dataset), parts, checkpoints })
     }
+}
+
+/// Builds, once per process, the SQL engine that every job's filters are
+/// compiled with (several milliseconds of CPU when cold), so that a head's
+/// or a worker's first job does not wait for it. Blocking: call it where
+/// the process can spare a thread.
+pub fn warm_up() {
+    let _ = RowFilter::compile("true", &ArrowSchema::empty());
 }
 
 impl PartSpec {

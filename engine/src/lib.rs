@@ -79,6 +79,7 @@ pub use dry_run::{BackfillPlan, plan_backfill};
 pub use error::{Error, Result};
 pub use executor::{
     ApplierHandle, ApplierOutcome, Executor, ExecutorEvent, JobExecutor, JobSetup, JobSpec, PartSpec, Unanswered, WriteFailure,
+    warm_up,
 };
 pub use job::{Canceller, Job, JobEvent};
 pub use lease::TableLease;

@@ -93,6 +93,26 @@ impl TableLocation {
             })
     }
 
+    /// Version `version` of the dataset, opened from its own manifest (the
+    /// latest is neither listed nor read). Where that fails, the latest is
+    /// opened to tell a table that cannot be reached from a version that
+    /// is gone.
+    pub async fn open_version(&self, version: u64) -> Result<Dataset> {
+        let opened = DatasetBuilder::from_uri(&self.uri)
+            .with_session(SESSION.clone())
+            .with_store_params(self.store_params())
+            .with_version(version)
+            .load()
+            .await;
+        match opened {
+            Ok(dataset) => Ok(dataset),
+            Err(source) => {
+                self.open_dataset().await?;
+                Err(Error::VersionNotFound { table: self.uri.clone(), version, source })
+            }
+        }
+    }
+
     /// Whether this is a path on this machine's file system.
     pub fn is_local(&self) -> bool {
         !self.uri.contains("://") || self.uri.starts_with("file://")

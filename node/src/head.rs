@@ -240,6 +240,7 @@ impl Head {
     /// Starts a head (within a tokio runtime).
     pub fn start(config: &HeadConfig) -> Result<Self> {
         let certs = ClusterCerts::load_revoking(&config.certs, Role::Head, config.revoked.as_deref())?;
+        tokio::task::spawn_blocking(leman_engine::warm_up);
         let membership = Arc::new(Mutex::new(Membership::with_first_id(LOST_AFTER, first_node_id())));
         let (events, _) = broadcast::channel(1024);
         // Requests to workers leave from the listening address's IP, so
@@ -297,6 +298,18 @@ fn first_node_id() -> u64 {
     (random & !0xffff_ffff) | 1
 }
 
+/// Connects to a worker that joined, so that the first job placed there
+/// does not wait for a handshake (the connection's keep-alive holds it).
+fn connect_ahead(cluster: &ClusterView, addr: &str) {
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else { return };
+    let node = cluster.node.clone();
+    tokio::spawn(async move {
+        if let Err(error) = node.connection(addr).await {
+            tracing::debug!(%addr, %error, "could not connect ahead to a worker that joined; its first request connects");
+        }
+    });
+}
+
 /// Declares silent workers lost, logs joins and losses, frees what lost
 /// workers held, and tells running jobs.
 async fn watch(membership: Arc<Mutex<Membership>>, cluster: Arc<ClusterView>, figures: Arc<HeadMetrics>) {
@@ -318,6 +331,7 @@ async fn watch(membership: Arc<Mutex<Membership>>, cluster: Arc<ClusterView>, fi
             match event {
                 MembershipEvent::Joined { node, addr, resources } => {
                     tracing::info!(%node, %addr, cpus = resources.cpus, gpus = resources.gpus, memory = resources.memory, "worker joined");
+                    connect_ahead(&cluster, &addr);
                 }
                 MembershipEvent::Lost { node } => tracing::warn!(%node, "worker lost: no heartbeat within {LOST_AFTER:?}"),
             }

@@ -5,6 +5,7 @@
 
 mod driver;
 mod handles;
+mod location;
 mod row_errors;
 mod storage;
 mod udf_record;

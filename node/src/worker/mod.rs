@@ -111,6 +111,7 @@ impl Worker {
     /// Starts a worker and joins the head, retrying until `join_timeout`.
     pub async fn start(config: &WorkerConfig) -> Result<Self> {
         let certs = ClusterCerts::load_revoking(&config.certs, Role::Worker, config.revoked.as_deref())?;
+        tokio::task::spawn_blocking(leman_engine::warm_up);
         let discovery = Discovery::new(config.head.clone(), config.dns_server)?;
         let figures = Arc::new(WorkerMetrics::default());
         let service = Arc::new(WorkerService::new(config.registry.clone(), figures.clone()));
