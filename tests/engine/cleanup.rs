@@ -52,11 +52,22 @@ async fn cleanup_removes_what_no_job_can_reuse_and_keeps_what_a_rerun_resumes_fr
     assert!(matches!(outcome, Err(Error::JobFailed { .. })), "{outcome:?}");
     let batches = stored(&f.table, "ckpt").len() as u64;
     let records = stored(&f.table, "json").len() as u64;
-    // Fragments 0-2 were written: their records cover their rows, so their
-    // batches were handed to the writer and never stored. Fragment 3's
-    // batches before the failing one were stored when the job stopped.
-    assert_eq!(records, 3, "one record a written fragment");
-    assert!((3..=4).contains(&batches), "the failed job's batches of its unwritten fragment are kept: {batches}");
+    // Fragments 0-1, and mostly 2, were written: their records cover their
+    // rows, so their batches were handed to the writer and never stored.
+    // Fragment 3's batches before the failing one were stored when the job
+    // stopped. On a loaded machine, fragment 2's last batch may still be
+    // reading when a later one fails the job (the pool computes batches as
+    // their reads end), so fragment 2 is not written and its 5 batches are
+    // stored too; the re-run below resumes them.
+    let unwritten = match records {
+        3 => 0,
+        2 => 5,
+        _ => panic!("{records} fragment records: fragments 0-1 or 0-2 are written"),
+    };
+    assert!(
+        (3 + unwritten..=4 + unwritten).contains(&batches),
+        "the failed job's batches of its unwritten fragments are kept: {batches} with {records} records"
+    );
 
     // All of it can still be resumed from: nothing goes, in a dry run or not.
     let report = f.table.cleanup(&CleanupOptions { dry_run: true, ..keep_all() }).await.unwrap();
@@ -79,7 +90,7 @@ async fn cleanup_removes_what_no_job_can_reuse_and_keeps_what_a_rerun_resumes_fr
     failing.store(false, Ordering::SeqCst);
     calls.reset();
     run(f.table.backfill("doubled", options.clone()).await.unwrap()).await.1.unwrap();
-    assert_eq!(calls.total(), 0, "fragments 0-2 were written; fragment 3 is gone");
+    assert_eq!(calls.total(), 0, "fragments 0-2 were written or checkpointed; fragment 3 is gone");
     assert!(stored(&f.table, "ckpt").is_empty());
 
     // The column dropped: its fragment records serve no one; declared
