@@ -1,7 +1,7 @@
 //! The driver against an executor played by the test: appliers and writers
 //! run as local actors on a real Lance table, but the test decides when
 //! there is room for an applier and reports appliers gone, as a cluster
-//! would. Every start and release the driver asks for is recorded.
+//! would. Every start, release and task the driver asks for is recorded.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use leman_engine::testing::{UdfTable, udf_table};
 use leman_engine::{
-    ApplierHandle, BackfillOptions, Executor, ExecutorEvent, Job, JobExecutor, JobSetup, LocalExecutor, Result,
-    WriteFailure, start,
+    ApplierHandle, ApplierOutcome, BackfillOptions, Executor, ExecutorEvent, Job, JobExecutor, JobSetup,
+    LocalExecutor, Result, TaskSpec, WriteFailure, start,
 };
 
 /// What the test tells the executor, and what the driver asked of it.
@@ -36,6 +36,9 @@ struct Script {
     events: Mutex<Option<mpsc::UnboundedReceiver<Vec<ExecutorEvent>>>>,
     /// Where each start waits until the starts of all appliers have begun.
     meet: Option<Arc<tokio::sync::Barrier>>,
+    /// The fragment of every task handed to an applier, in the order the
+    /// driver handed them out.
+    assigned: Mutex<Vec<u64>>,
 }
 
 impl Script {
@@ -81,12 +84,12 @@ impl JobExecutor for ScriptedJob {
             return Box::pin(async { Ok(None) });
         }
         let start = self.local.start_applier(index, incarnation);
-        let (running, meet) = (self.running.clone(), self.script.meet.clone());
+        let (running, script) = (self.running.clone(), self.script.clone());
         Box::pin(async move {
-            if let Some(meet) = meet {
+            if let Some(meet) = &script.meet {
                 meet.wait().await;
             }
-            let started = start.await?;
+            let started = start.await?.map(|inner| Arc::new(Recorded { inner, script }) as Arc<dyn ApplierHandle>);
             if let Some(handle) = &started {
                 running.lock().unwrap().push((index, handle.clone()));
             }
@@ -124,6 +127,24 @@ impl JobExecutor for ScriptedJob {
 
     fn stop(&mut self) -> BoxFuture<'_, leman_engine::StoreTally> {
         self.local.stop()
+    }
+}
+
+/// An applier that records the tasks handed to it in the script.
+#[derive(Debug)]
+struct Recorded {
+    inner: Arc<dyn ApplierHandle>,
+    script: Arc<Script>,
+}
+
+impl ApplierHandle for Recorded {
+    fn run(&self, task: TaskSpec) -> BoxFuture<'static, ApplierOutcome> {
+        self.script.assigned.lock().unwrap().push(task.fragment_id);
+        self.inner.run(task)
+    }
+
+    fn stop(&self) -> BoxFuture<'static, ()> {
+        self.inner.stop()
     }
 }
 
@@ -183,25 +204,25 @@ struct Run {
     job: Job,
 }
 
-/// A gated backfill of 4 fragments of 1000 rows with `concurrency`
-/// appliers, on an executor with no room for the appliers in `no_room`;
+/// A gated backfill of 4 fragments of 1000 rows in tasks of 250, with
+/// `options`, on an executor with no room for the appliers in `no_room`;
 /// with `meet`, each applier's start waits until all have begun.
-async fn run(concurrency: usize, no_room: &[usize], meet: bool) -> Run {
+async fn run(options: BackfillOptions, no_room: &[usize], meet: bool) -> Run {
     let table = udf_table(4000, 1000).await.unwrap();
-    let meet = meet.then(|| Arc::new(tokio::sync::Barrier::new(concurrency)));
+    let meet = meet.then(|| Arc::new(tokio::sync::Barrier::new(options.concurrency)));
     let script = Arc::new(Script { meet, ..Script::default() });
     script.no_room.lock().unwrap().extend(no_room);
     let (events, events_in) = mpsc::unbounded_channel();
     *script.events.lock().unwrap() = Some(events_in);
     let gate = Arc::new(Gate::default());
-    let options = BackfillOptions::default().concurrency(concurrency).batch_size(250).udf(gated(gate.clone()));
+    let options = options.batch_size(250).udf(gated(gate.clone()));
     let job = start(&table.location(), "n", options, &table.registry, Arc::new(Scripted(script.clone()))).await.unwrap();
     Run { table, script, events, gate, job }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_without_room_waits_for_room_and_then_starts() {
-    let r = run(2, &[1], false).await;
+    let r = run(BackfillOptions::default().concurrency(2), &[1], false).await;
     r.script.wait_for_starts("applier 1 asked for", |s| s == [(0, 1), (1, 2)]).await;
     r.script.no_room.lock().unwrap().clear();
     r.events.send(vec![ExecutorEvent::Room]).unwrap();
@@ -215,7 +236,7 @@ async fn an_applier_without_room_waits_for_room_and_then_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_applier_reported_gone_starts_again_and_stale_news_is_ignored() {
-    let r = run(1, &[], false).await;
+    let r = run(BackfillOptions::default().concurrency(1), &[], false).await;
     r.script.wait_for_starts("applier 0 started", |s| s == [(0, 1)]).await;
     let gone = |incarnation| ExecutorEvent::ApplierGone { index: 0, incarnation, reason: "played".into() };
     r.events.send(vec![gone(7)]).unwrap(); // no such incarnation: stale
@@ -230,11 +251,32 @@ async fn an_applier_reported_gone_starts_again_and_stale_news_is_ignored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_s_appliers_start_together_not_one_after_another() {
-    let r = run(3, &[], true).await;
+    let r = run(BackfillOptions::default().concurrency(3), &[], true).await;
     r.gate.open();
     let waited = tokio::time::timeout(Duration::from_secs(30), r.job.wait()).await;
     let summary = waited.expect("no applier started: the driver awaited each start before asking for the next").unwrap();
     assert_eq!(summary.rows_computed, 4000);
     assert_eq!(r.script.starts(), [(0, 1), (1, 2), (2, 3)]);
+    assert_filled(&r.table).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_are_handed_out_across_fragments_not_one_fragment_after_another() {
+    let r = run(BackfillOptions::default().concurrency(1).task_shuffle_diversity(4), &[], false).await;
+    r.gate.open();
+    let summary = tokio::time::timeout(Duration::from_secs(60), r.job.wait()).await.unwrap().unwrap();
+    assert_eq!(summary.rows_computed, 4000);
+    // The driver's order, not the UDF's: an applier reads its tasks in
+    // flight at once and computes each as its read ends.
+    let assigned = r.script.assigned.lock().unwrap().clone();
+    let mut sorted = assigned.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3], "each of the 16 tasks once: {assigned:?}");
+    // One fragment after another would hand out 0, 0, 0, 0, 1, ...
+    let first_five: HashSet<u64> = assigned[..5].iter().copied().collect();
+    assert_eq!(first_five.len(), 4, "every fragment under way within the first five tasks: {assigned:?}");
+    for pair in assigned.windows(2) {
+        assert_ne!(pair[0], pair[1], "one fragment's tasks back to back: {assigned:?}");
+    }
     assert_filled(&r.table).await;
 }
