@@ -48,7 +48,6 @@ pub fn batch(first: usize, n: usize) -> RecordBatch {
 #[derive(Default)]
 pub struct Calls {
     per_id: Mutex<HashMap<i64, usize>>,
-    first_ids: Mutex<Vec<i64>>,
     running: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -64,12 +63,6 @@ impl Calls {
 
     pub fn reset(&self) {
         self.per_id.lock().expect("lock").clear();
-        self.first_ids.lock().expect("lock").clear();
-    }
-
-    /// The first id of each call, in call order.
-    pub fn first_ids(&self) -> Vec<i64> {
-        self.first_ids.lock().expect("lock").clone()
     }
 
     pub fn peak(&self) -> usize {
@@ -82,9 +75,6 @@ impl Calls {
         let mut per_id = self.per_id.lock().expect("lock");
         for id in ids {
             *per_id.entry(*id).or_default() += 1;
-        }
-        if let Some(first) = ids.first() {
-            self.first_ids.lock().expect("lock").push(*first);
         }
     }
 
