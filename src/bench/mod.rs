@@ -271,9 +271,6 @@ pub fn render(figures: &[Figure]) -> String {
     out
 }
 
-/// A table of `rows` sample rows in `fragments` fragments, with each of
-/// `columns` declared as built-in `udf` reading `text` (`busy` reads `id`,
-/// 50 microseconds a row).
 /// A table of `rows` sample rows in `fragments` fragments.
 async fn make_rows(db: &Database, name: &str, rows: usize, fragments: usize) -> Result<Table> {
     let per_fragment = rows.div_ceil(fragments.max(1)).max(1);

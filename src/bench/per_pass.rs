@@ -12,8 +12,12 @@ use crate::builtins;
 use crate::db::Database;
 use crate::table::{AddColumnsOptions, Table};
 
-/// Rounds of the one-pass and `auto` measurements; the best counts.
+/// Rounds of the `auto` measurements; the best counts.
 const ROUNDS: usize = 2;
+
+/// Rounds of the one-pass measurement, whose gain (about a twentieth) is
+/// as small as two rounds' noise; the best counts.
+const PAIR_ROUNDS: usize = 5;
 
 /// The slow UDF's cost a row.
 const SLOW_MICROS: &str = "20000";
@@ -55,12 +59,12 @@ async fn auto_on_a_cheap_udf(db: &Database, sizes: Sizes) -> Result<Figure> {
 }
 
 /// `str_len` and `sha256` of the text: in one pass, and one after the
-/// other; best of two rounds each, alternating.
+/// other; best of five rounds each, alternating.
 async fn one_pass(db: &Database, sizes: Sizes) -> Result<Figure> {
     let rows = sizes.pair_rows;
     let table = make_rows(db, "pair", rows, sizes.pair_fragments).await?;
     let mut udfs = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..PAIR_ROUNDS {
         for (kind, udf) in [("len", "str_len"), ("sha", "sha256")] {
             for way in ["one", "two"] {
                 let udf = builtins::get(udf, &["text"], &[]).map_err(|e| Error::InvalidOptions { reason: e.to_string() })?;
@@ -71,7 +75,7 @@ async fn one_pass(db: &Database, sizes: Sizes) -> Result<Figure> {
     table.add_columns(udfs, AddColumnsOptions::default()).await?;
     let options = BackfillOptions::default().concurrency(2).refresh_status_secs(60.0);
     let (mut together, mut apart) = (Duration::MAX, Duration::MAX);
-    for round in 0..ROUNDS {
+    for round in 0..PAIR_ROUNDS {
         let started = Instant::now();
         let columns = [format!("len_one_{round}"), format!("sha_one_{round}")];
         table.backfill_many(columns, options.clone()).await?.wait().await?;
@@ -87,7 +91,7 @@ async fn one_pass(db: &Database, sizes: Sizes) -> Result<Figure> {
         measured: secs(together),
         baseline: format!("one after the other: {}", secs(apart)),
         ratio,
-        ratio_of: format!("speed-up, best of {ROUNDS}"),
+        ratio_of: format!("speed-up, best of {PAIR_ROUNDS}"),
         target: "> 1.0".into(),
         met: ratio > 1.0,
     })
