@@ -59,7 +59,7 @@ async fn auto_on_a_cheap_udf(db: &Database, sizes: Sizes) -> Result<Figure> {
 }
 
 /// `str_len` and `sha256` of the text: in one pass, and one after the
-/// other; best of five rounds each, alternating.
+/// other; best of `PAIR_ROUNDS` rounds each, alternating.
 async fn one_pass(db: &Database, sizes: Sizes) -> Result<Figure> {
     let rows = sizes.pair_rows;
     let table = make_rows(db, "pair", rows, sizes.pair_fragments).await?;
