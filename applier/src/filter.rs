@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt64Array, new_null_array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion_physical_expr::PhysicalExpr;
 use lance_datafusion::planner::Planner;
@@ -126,6 +126,25 @@ impl RowFilter {
             None => mask.clone(),
         })
     }
+
+    /// What the filter says of a row whose columns are all null, where
+    /// that alone decides it: the filter names no `_rowaddr` and calls
+    /// nothing volatile (`random()`). On a fragment that holds none of its
+    /// columns it selects every row or none, and they need not be read.
+    pub fn on_null_row(&self) -> Option<bool> {
+        if self.row_address || is_volatile(&self.expr) {
+            return None;
+        }
+        let nulls = self.schema.fields().iter().map(|field| new_null_array(field.data_type(), 1)).collect();
+        let row = RecordBatch::try_new_with_options(self.schema.clone(), nulls, &RecordBatchOptions::new().with_row_count(Some(1))).ok()?;
+        self.evaluate(&row, 0).ok().map(|mask| mask.value(0))
+    }
+}
+
+/// Whether `expr` or any part of it may give another value on the same
+/// input.
+fn is_volatile(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.is_volatile_node() || expr.children().into_iter().any(is_volatile)
 }
 
 fn top_level(table: &Schema, name: &str) -> String {
@@ -204,6 +223,17 @@ mod tests {
             let error = RowFilter::compile(sql, &schema()).err().unwrap_or_else(|| panic!("{sql} compiled"));
             assert!(matches!(error, ApplierError::InvalidFilter { .. }), "{error}");
         }
+    }
+
+    #[test]
+    fn a_row_of_nulls_decides_only_filters_of_its_columns() {
+        let on_null_row = |sql: &str| RowFilter::compile(sql, &schema()).unwrap_or_else(|e| panic!("{e}")).on_null_row();
+        assert_eq!(on_null_row("out IS NULL"), Some(true));
+        assert_eq!(on_null_row("out IS NULL OR name IS NULL"), Some(true));
+        assert_eq!(on_null_row("out > 3"), Some(false), "null is false");
+        assert_eq!(on_null_row("coalesce(out, 0) = 0"), Some(true));
+        assert_eq!(on_null_row("out IS NULL AND random() < 0.5"), None, "volatile");
+        assert_eq!(on_null_row("out IS NULL AND _rowaddr > 3"), None, "the address is no column");
     }
 
     #[test]

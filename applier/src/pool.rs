@@ -26,7 +26,8 @@ use crate::udf::{InstanceContext, Udf};
 pub(crate) struct PartJob {
     /// The UDF's input columns, selected rows only.
     pub inputs: RecordBatch,
-    /// Each of its output columns' previous values, every row of the batch.
+    /// Each of its output columns' previous values, every row of the batch;
+    /// empty where every row is selected (no previous value is kept).
     pub old: Vec<ArrayRef>,
     /// Which part of the UDF's values fills each output column.
     pub outputs: Arc<OutputColumns>,

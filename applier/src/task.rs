@@ -11,12 +11,19 @@
 //! the selected rows. A job of several parts (columns computed in one pass)
 //! reads the batch once; each part selects its own rows with its own filter,
 //! and the checkpoint holds every part's columns, part after part.
+//!
+//! A fragment that none of the output columns has a data file in (a new
+//! column, never computed there) holds only nulls of them: its batches are
+//! read without them (lance would build null arrays, zeroed memory for
+//! every batch), and a filter of those columns alone, the default
+//! `IS NULL`, is decided once for all its rows ([`RowFilter::on_null_row`]).
 
+use std::collections::HashSet;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, new_null_array};
 use arrow_schema::{FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
@@ -54,6 +61,37 @@ struct ContextPart {
     udf: Udf,
     outputs: Arc<OutputColumns>,
     filter: RowFilter,
+    /// How it selects rows of a fragment read without the output columns.
+    on_unwritten: UnwrittenSelection,
+}
+
+/// How a part selects the rows of a fragment that holds no values of the
+/// job's output columns, read without them.
+#[derive(Debug, Clone, Copy)]
+enum UnwrittenSelection {
+    /// Its filter names none of the columns left unread: evaluated as
+    /// usual.
+    Evaluate,
+    /// Its filter names only columns left unread, all null: it holds for
+    /// every row or for none.
+    Every(bool),
+}
+
+/// How the job reads a fragment that holds no values of its output
+/// columns: without them.
+#[derive(Debug)]
+struct UnwrittenRead {
+    /// The job's read schema less the output columns no UDF reads.
+    schema: LanceSchema,
+    /// Field ids of those output columns, nested ones included.
+    field_ids: HashSet<i32>,
+}
+
+impl UnwrittenRead {
+    /// Whether no data file of `fragment` holds one of the columns.
+    fn applies_to(&self, fragment: &FileFragment) -> bool {
+        !fragment.metadata().files.iter().flat_map(|file| file.fields.iter()).any(|id| self.field_ids.contains(id))
+    }
 }
 
 /// How a job names itself in its checkpoints' keys and records: a job of
@@ -126,7 +164,11 @@ pub struct BackfillContext {
     output_schema: SchemaRef,
     /// What each batch's record names.
     names: JobNames,
-    /// Readers of `read_schema`, kept open across tasks.
+    /// How fragments that hold no output values are read; `None` where a
+    /// filter needs their nulls or nothing else would be read.
+    unwritten: Option<UnwrittenRead>,
+    /// Readers of `read_schema` (or of `unwritten`'s schema, for the
+    /// fragments it applies to), kept open across tasks.
     readers: FragmentReaders,
 }
 
@@ -155,12 +197,19 @@ impl BackfillContext {
             .project(&names)
             .map_err(|e| ApplierError::UnknownColumn { column: names.join(", "), reason: e.to_string() })?;
         let output_schema = Arc::new(Schema::new(fields));
+        let (unwritten, on_unwritten) = unwritten_read(&dataset, &parts, &names)?;
         let names = JobNames::of(keyed);
         let parts = parts
             .into_iter()
-            .map(|part| ContextPart { udf: part.udf, outputs: Arc::new(part.outputs), filter: part.filter })
+            .zip(on_unwritten)
+            .map(|(part, on_unwritten)| ContextPart {
+                udf: part.udf,
+                outputs: Arc::new(part.outputs),
+                filter: part.filter,
+                on_unwritten,
+            })
             .collect();
-        Ok(Self { dataset, parts, checkpoints, read_schema, output_schema, names, readers: FragmentReaders::default() })
+        Ok(Self { dataset, parts, checkpoints, read_schema, output_schema, names, unwritten, readers: FragmentReaders::default() })
     }
 
     /// The UDFs, one a part.
@@ -173,6 +222,45 @@ impl BackfillContext {
     pub fn output_schema(&self) -> &SchemaRef {
         &self.output_schema
     }
+}
+
+/// How a job of `parts`, reading `read_columns`, reads the fragments that
+/// hold no values of its output columns, and how each part selects their
+/// rows; no such read where a filter names both an output column and
+/// another (it would need the nulls), where a filter of output columns
+/// alone is not decided by a row of nulls, or where nothing else would be
+/// read.
+fn unwritten_read(
+    dataset: &Dataset,
+    parts: &[JobPart],
+    read_columns: &[String],
+) -> Result<(Option<UnwrittenRead>, Vec<UnwrittenSelection>), ApplierError> {
+    let inputs: HashSet<&str> = parts.iter().flat_map(|part| part.udf.inputs()).map(String::as_str).collect();
+    let unread: HashSet<&str> = parts.iter().flat_map(|part| part.outputs.columns()).filter(|column| !inputs.contains(column)).collect();
+    let selections: Option<Vec<UnwrittenSelection>> = parts
+        .iter()
+        .map(|part| {
+            let columns = part.filter.columns();
+            match columns.iter().filter(|column| unread.contains(column.as_str())).count() {
+                0 => Some(UnwrittenSelection::Evaluate),
+                n if n == columns.len() => part.filter.on_null_row().map(UnwrittenSelection::Every),
+                _ => None,
+            }
+        })
+        .collect();
+    let kept: Vec<&str> = read_columns.iter().map(String::as_str).filter(|column| !unread.contains(column)).collect();
+    let (Some(selections), false, false) = (selections, kept.is_empty(), unread.is_empty()) else {
+        return Ok((None, vec![UnwrittenSelection::Evaluate; parts.len()]));
+    };
+    let project = |columns: &[&str]| {
+        dataset
+            .schema()
+            .project(columns)
+            .map_err(|e| ApplierError::UnknownColumn { column: columns.join(", "), reason: e.to_string() })
+    };
+    let unread: Vec<&str> = unread.into_iter().collect();
+    let read = UnwrittenRead { schema: project(&kept)?, field_ids: project(&unread)?.field_ids().into_iter().collect() };
+    Ok((Some(read), selections))
 }
 
 /// One task as an applier receives it.
@@ -251,18 +339,36 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .dataset
         .get_fragment(spec.fragment_id as usize)
         .ok_or_else(|| io("reading", &ApplierError::MissingFragment { fragment_id: spec.fragment_id }))?;
-    let batch = read_rows(context, &fragment, spec).await.map_err(|e| io("reading", &e))?;
+    let unwritten = context.unwritten.as_ref().is_some_and(|read| read.applies_to(&fragment));
+    let schema = match &context.unwritten {
+        Some(read) if unwritten => &read.schema,
+        _ => &context.read_schema,
+    };
+    let batch = read_rows(context, &fragment, schema, spec).await.map_err(|e| io("reading", &e))?;
     let live = live_rows(&fragment, spec).await.map_err(|e| io("filtering", &e))?;
     let mut parts = Vec::with_capacity(context.parts.len());
     for (index, part) in context.parts.iter().enumerate() {
         let all_rows = spec.all_rows.get(index).copied().unwrap_or(false);
-        let selection = select_rows(part, all_rows, spec, &batch, live.as_ref()).map_err(|e| io("filtering", &e))?;
-        let old: Vec<ArrayRef> = part
-            .outputs
-            .columns()
-            .into_iter()
-            .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
-            .collect::<Result<_, _>>()?;
+        let selection = select_rows(part, all_rows, unwritten, spec, &batch, live.as_ref()).map_err(|e| io("filtering", &e))?;
+        let old: Vec<ArrayRef> = if !unwritten {
+            part.outputs
+                .columns()
+                .into_iter()
+                .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
+                .collect::<Result<_, _>>()?
+        } else if selection.true_count() == batch.num_rows() {
+            // Every row gets a new value: the nulls would never be read.
+            Vec::new()
+        } else {
+            part.outputs
+                .columns()
+                .into_iter()
+                .map(|column| {
+                    let field = context.output_schema.field_with_name(column).map_err(|e| io("assembling", &e))?;
+                    Ok(new_null_array(field.data_type(), batch.num_rows()))
+                })
+                .collect::<Result<_, _>>()?
+        };
         let inputs = if selection.true_count() == 0 {
             RecordBatch::new_empty(Arc::new(Schema::empty()))
         } else {
@@ -365,9 +471,14 @@ fn recompute_cost(output: &TaskOutput) -> Duration {
 /// range, not a scan: a scan plans a query per task, which costs more than
 /// reading a batch of a cheap column; and the fragment's reader is opened
 /// once for all its tasks.
-async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &TaskSpec) -> Result<RecordBatch, ApplierError> {
+async fn read_rows(
+    context: &BackfillContext,
+    fragment: &FileFragment,
+    schema: &LanceSchema,
+    spec: &TaskSpec,
+) -> Result<RecordBatch, ApplierError> {
     let len = u32::try_from(spec.rows.end - spec.rows.start).unwrap_or(u32::MAX).max(1);
-    let reader = context.readers.reader(fragment, &context.read_schema).await?;
+    let reader = context.readers.reader(fragment, schema).await?;
     let mut batches: Vec<RecordBatch> = reader
         .read_ranges(Arc::from([spec.rows.clone()]), len)
         .await?
@@ -380,7 +491,7 @@ async fn read_rows(context: &BackfillContext, fragment: &FileFragment, spec: &Ta
     {
         return Ok(batch);
     }
-    let schema: SchemaRef = Arc::new(Schema::from(&context.read_schema));
+    let schema: SchemaRef = Arc::new(Schema::from(schema));
     Ok(arrow_select::concat::concat_batches(&schema, &batches)?)
 }
 
@@ -391,18 +502,20 @@ async fn live_rows(fragment: &FileFragment, spec: &TaskSpec) -> Result<Option<Bo
 }
 
 /// Rows a part computes: its filter holds (or `all_rows`) and the row is
-/// not deleted.
+/// not deleted. `unwritten`: the batch was read without the output
+/// columns, which hold only nulls.
 fn select_rows(
     part: &ContextPart,
     all_rows: bool,
+    unwritten: bool,
     spec: &TaskSpec,
     batch: &RecordBatch,
     live: Option<&BooleanArray>,
 ) -> Result<BooleanArray, ApplierError> {
-    let matches = if all_rows {
-        BooleanArray::from(vec![true; batch.num_rows()])
-    } else {
-        part.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?
+    let matches = match (all_rows, unwritten, part.on_unwritten) {
+        (true, ..) => BooleanArray::from(vec![true; batch.num_rows()]),
+        (false, true, UnwrittenSelection::Every(holds)) => BooleanArray::from(vec![holds; batch.num_rows()]),
+        _ => part.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?,
     };
     match live {
         Some(live) => Ok(arrow::compute::kernels::boolean::and(&matches, live)?),

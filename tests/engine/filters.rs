@@ -1,5 +1,6 @@
 //! `where`: only matching rows are computed, the rest keep their value, and
-//! a bad filter is refused before any work.
+//! a bad filter is refused before any work. A column never computed is
+//! not read, yet filters see its nulls.
 
 use std::sync::Arc;
 
@@ -58,4 +59,32 @@ async fn bad_filters_and_unknown_columns_fail_before_any_work() {
     assert_eq!(f.table.version().await.unwrap(), version, "the table is unchanged");
     assert!(f.table.jobs().await.unwrap().is_empty(), "no job was started");
     assert!(column(&f.table, "doubled").await.iter().all(|(_, v)| v.is_none()));
+}
+
+/// A column never computed is read as no column at all: a filter that
+/// names it alone is decided by a row of nulls, one that names it with
+/// another column still sees its nulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_see_the_nulls_of_a_column_never_computed() {
+    let f = fixture(2, 300).await;
+    let calls = Arc::new(Calls::default());
+    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let with_id = BackfillOptions::default().filter("doubled IS NULL AND id < 150").batch_size(100);
+    let (_, outcome) = run(f.table.backfill("doubled", with_id).await.unwrap()).await;
+    assert_eq!(outcome.unwrap().rows_computed, 150);
+    for (id, value) in column(&f.table, "doubled").await {
+        assert_eq!(value, (id < 150).then_some(id * 2), "row {id}");
+    }
+
+    let f = fixture(2, 300).await;
+    let calls = Arc::new(Calls::default());
+    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let never = BackfillOptions::default().filter("doubled > 0").batch_size(100);
+    let (_, outcome) = run(f.table.backfill("doubled", never).await.unwrap()).await;
+    assert_eq!(outcome.unwrap().rows_computed, 0, "null > 0 holds for no row");
+    assert_eq!(calls.total(), 0);
+    assert!(column(&f.table, "doubled").await.iter().all(|(_, value)| value.is_none()));
+    let (_, outcome) = run(f.table.backfill("doubled", BackfillOptions::default().batch_size(100)).await.unwrap()).await;
+    assert_eq!(outcome.unwrap().rows_computed, 600);
+    assert!(column(&f.table, "doubled").await.iter().all(|(id, value)| *value == Some(id * 2)));
 }
