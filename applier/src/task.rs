@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, new_null_array};
+use arrow::buffer::BooleanBuffer;
 use arrow_schema::{FieldRef, Schema, SchemaRef};
 use futures::{StreamExt, TryStreamExt};
 use lance::Dataset;
@@ -513,14 +514,21 @@ fn select_rows(
     live: Option<&BooleanArray>,
 ) -> Result<BooleanArray, ApplierError> {
     let matches = match (all_rows, unwritten, part.on_unwritten) {
-        (true, ..) => BooleanArray::from(vec![true; batch.num_rows()]),
-        (false, true, UnwrittenSelection::Every(holds)) => BooleanArray::from(vec![holds; batch.num_rows()]),
+        (true, ..) => every_row(batch.num_rows(), true),
+        (false, true, UnwrittenSelection::Every(holds)) => every_row(batch.num_rows(), holds),
         _ => part.filter.evaluate(batch, row_address(spec.fragment_id, spec.rows.start))?,
     };
     match live {
         Some(live) => Ok(arrow::compute::kernels::boolean::and(&matches, live)?),
         None => Ok(matches),
     }
+}
+
+/// `rows` selections all `holds`, set a byte at a time (from a `Vec<bool>`
+/// they are set a bit at a time: about 9 us a batch of 10,240 rows).
+fn every_row(rows: usize, holds: bool) -> BooleanArray {
+    let bits = if holds { BooleanBuffer::new_set(rows) } else { BooleanBuffer::new_unset(rows) };
+    BooleanArray::new(bits, None)
 }
 
 fn project(batch: &RecordBatch, columns: &[String]) -> Result<RecordBatch, arrow_schema::ArrowError> {

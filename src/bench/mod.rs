@@ -332,8 +332,11 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Times each measurement of (1) is taken; the best counts, so that a
-/// burst of the disk flushing the tables just made does not.
-const CHEAP_ROUNDS: usize = 2;
+/// burst of the disk flushing the tables just made, or of the machine's
+/// other tenants, does not. A round takes under a second; with two, one
+/// such burst over both of a job's rounds moved the ratio on 2 cores by a
+/// tenth (0.79 against 0.92-0.93x with the same binary).
+const CHEAP_ROUNDS: usize = 5;
 
 /// The columns (1) fills: `CHEAP_ROUNDS` each of the raw pipeline on one
 /// core and on all, 1 applier and 2 appliers.
