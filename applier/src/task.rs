@@ -340,36 +340,16 @@ pub async fn run_task(context: &BackfillContext, pool: &Pool, spec: &TaskSpec) -
         .dataset
         .get_fragment(spec.fragment_id as usize)
         .ok_or_else(|| io("reading", &ApplierError::MissingFragment { fragment_id: spec.fragment_id }))?;
-    let unwritten = context.unwritten.as_ref().is_some_and(|read| read.applies_to(&fragment));
-    let schema = match &context.unwritten {
-        Some(read) if unwritten => &read.schema,
-        _ => &context.read_schema,
-    };
+    let unwritten = context.unwritten.as_ref().filter(|read| read.applies_to(&fragment));
+    let schema = unwritten.map_or(&context.read_schema, |read| &read.schema);
     let batch = read_rows(context, &fragment, schema, spec).await.map_err(|e| io("reading", &e))?;
     let live = live_rows(&fragment, spec).await.map_err(|e| io("filtering", &e))?;
     let mut parts = Vec::with_capacity(context.parts.len());
     for (index, part) in context.parts.iter().enumerate() {
         let all_rows = spec.all_rows.get(index).copied().unwrap_or(false);
-        let selection = select_rows(part, all_rows, unwritten, spec, &batch, live.as_ref()).map_err(|e| io("filtering", &e))?;
-        let old: Vec<ArrayRef> = if !unwritten {
-            part.outputs
-                .columns()
-                .into_iter()
-                .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| io("reading", &format!("column {column} was not read"))))
-                .collect::<Result<_, _>>()?
-        } else if selection.true_count() == batch.num_rows() {
-            // Every row gets a new value: the nulls would never be read.
-            Vec::new()
-        } else {
-            part.outputs
-                .columns()
-                .into_iter()
-                .map(|column| {
-                    let field = context.output_schema.field_with_name(column).map_err(|e| io("assembling", &e))?;
-                    Ok(new_null_array(field.data_type(), batch.num_rows()))
-                })
-                .collect::<Result<_, _>>()?
-        };
+        let selection =
+            select_rows(part, all_rows, unwritten.is_some(), spec, &batch, live.as_ref()).map_err(|e| io("filtering", &e))?;
+        let old = old_values(context, part, &batch, &selection, unwritten.is_some()).map_err(|e| io("reading", &e))?;
         let inputs = if selection.true_count() == 0 {
             RecordBatch::new_empty(Arc::new(Schema::empty()))
         } else {
@@ -500,6 +480,35 @@ async fn read_rows(
 async fn live_rows(fragment: &FileFragment, spec: &TaskSpec) -> Result<Option<BooleanArray>, ApplierError> {
     let Some(deletions) = fragment.get_deletion_vector().await? else { return Ok(None) };
     Ok(Some((spec.rows.start..spec.rows.end).map(|offset| Some(!deletions.contains(offset as u32))).collect()))
+}
+
+/// A part's output columns' values before the task, every row of `batch`:
+/// as read, or, where `unwritten` (the batch was read without them), nulls;
+/// none where every row is selected, as none would be kept.
+fn old_values(
+    context: &BackfillContext,
+    part: &ContextPart,
+    batch: &RecordBatch,
+    selection: &BooleanArray,
+    unwritten: bool,
+) -> Result<Vec<ArrayRef>, String> {
+    let columns = part.outputs.columns();
+    if !unwritten {
+        return columns
+            .into_iter()
+            .map(|column| batch.column_by_name(column).cloned().ok_or_else(|| format!("column {column} was not read")))
+            .collect();
+    }
+    if selection.true_count() == batch.num_rows() {
+        return Ok(Vec::new());
+    }
+    columns
+        .into_iter()
+        .map(|column| {
+            let field = context.output_schema.field_with_name(column).map_err(|e| e.to_string())?;
+            Ok(new_null_array(field.data_type(), batch.num_rows()))
+        })
+        .collect()
 }
 
 /// Rows a part computes: its filter holds (or `all_rows`) and the row is

@@ -6,13 +6,20 @@ use std::sync::Arc;
 
 use leman::{AddColumnsOptions, BackfillOptions, Error};
 
-use crate::engine::support::{Calls, column, doubling, fixture, run};
+use crate::engine::support::{Calls, Fixture, column, doubling, fixture, run};
+
+/// A table of `fragments` of `rows` with a column `doubled` never
+/// computed, and the calls of its UDF.
+async fn with_doubled(fragments: usize, rows: usize) -> (Fixture, Arc<Calls>) {
+    let f = fixture(fragments, rows).await;
+    let calls = Arc::new(Calls::default());
+    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    (f, calls)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {
-    let f = fixture(3, 400).await;
-    let calls = Arc::new(Calls::default());
-    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let (f, calls) = with_doubled(3, 400).await;
 
     let first = BackfillOptions::default().filter("id < 300 AND grp = 3").batch_size(100);
     let (_, outcome) = run(f.table.backfill("doubled", first).await.unwrap()).await;
@@ -37,9 +44,7 @@ async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_and_unknown_columns_fail_before_any_work() {
-    let f = fixture(2, 100).await;
-    let calls = Arc::new(Calls::default());
-    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let (f, calls) = with_doubled(2, 100).await;
     let version = f.table.version().await.unwrap();
 
     for sql in ["id >>> 3", "no_such_column = 1", "text"] {
@@ -66,19 +71,16 @@ async fn bad_filters_and_unknown_columns_fail_before_any_work() {
 /// another column still sees its nulls.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_see_the_nulls_of_a_column_never_computed() {
-    let f = fixture(2, 300).await;
-    let calls = Arc::new(Calls::default());
-    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let (f, calls) = with_doubled(2, 300).await;
     let with_id = BackfillOptions::default().filter("doubled IS NULL AND id < 150").batch_size(100);
     let (_, outcome) = run(f.table.backfill("doubled", with_id).await.unwrap()).await;
     assert_eq!(outcome.unwrap().rows_computed, 150);
+    assert_eq!(calls.total(), 150);
     for (id, value) in column(&f.table, "doubled").await {
         assert_eq!(value, (id < 150).then_some(id * 2), "row {id}");
     }
 
-    let f = fixture(2, 300).await;
-    let calls = Arc::new(Calls::default());
-    f.table.add_columns([("doubled", doubling(calls.clone(), |_| Ok(())))], AddColumnsOptions::default()).await.unwrap();
+    let (f, calls) = with_doubled(2, 300).await;
     let never = BackfillOptions::default().filter("doubled > 0").batch_size(100);
     let (_, outcome) = run(f.table.backfill("doubled", never).await.unwrap()).await;
     assert_eq!(outcome.unwrap().rows_computed, 0, "null > 0 holds for no row");
