@@ -17,13 +17,23 @@ async fn with_doubled(fragments: usize, rows: usize) -> (Fixture, Arc<Calls>) {
     (f, calls)
 }
 
+/// Rows a backfill of `doubled` computes, in batches of 100, where `sql`
+/// holds (the default filter without one).
+async fn computed_where(f: &Fixture, sql: Option<&str>) -> u64 {
+    let options = BackfillOptions::default().batch_size(100);
+    let options = match sql {
+        Some(sql) => options.filter(sql),
+        None => options,
+    };
+    let (_, outcome) = run(f.table.backfill("doubled", options).await.unwrap()).await;
+    outcome.unwrap().rows_computed
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {
     let (f, calls) = with_doubled(3, 400).await;
 
-    let first = BackfillOptions::default().filter("id < 300 AND grp = 3").batch_size(100);
-    let (_, outcome) = run(f.table.backfill("doubled", first).await.unwrap()).await;
-    assert_eq!(outcome.unwrap().rows_computed, 30);
+    assert_eq!(computed_where(&f, Some("id < 300 AND grp = 3")).await, 30);
     assert_eq!(calls.total(), 30);
     let values = column(&f.table, "doubled").await;
     for (id, value) in &values {
@@ -32,9 +42,7 @@ async fn only_matching_rows_are_computed_and_the_rest_keep_their_value() {
     }
 
     calls.reset();
-    let second = BackfillOptions::default().filter("id >= 1000").batch_size(100);
-    let (_, outcome) = run(f.table.backfill("doubled", second).await.unwrap()).await;
-    assert_eq!(outcome.unwrap().rows_computed, 200);
+    assert_eq!(computed_where(&f, Some("id >= 1000")).await, 200);
     assert_eq!(calls.total(), 200);
     for (id, value) in column(&f.table, "doubled").await {
         let expected = ((id < 300 && id % 10 == 3) || id >= 1000).then_some(id * 2);
@@ -72,21 +80,16 @@ async fn bad_filters_and_unknown_columns_fail_before_any_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_see_the_nulls_of_a_column_never_computed() {
     let (f, calls) = with_doubled(2, 300).await;
-    let with_id = BackfillOptions::default().filter("doubled IS NULL AND id < 150").batch_size(100);
-    let (_, outcome) = run(f.table.backfill("doubled", with_id).await.unwrap()).await;
-    assert_eq!(outcome.unwrap().rows_computed, 150);
+    assert_eq!(computed_where(&f, Some("doubled IS NULL AND id < 150")).await, 150);
     assert_eq!(calls.total(), 150);
     for (id, value) in column(&f.table, "doubled").await {
         assert_eq!(value, (id < 150).then_some(id * 2), "row {id}");
     }
 
     let (f, calls) = with_doubled(2, 300).await;
-    let never = BackfillOptions::default().filter("doubled > 0").batch_size(100);
-    let (_, outcome) = run(f.table.backfill("doubled", never).await.unwrap()).await;
-    assert_eq!(outcome.unwrap().rows_computed, 0, "null > 0 holds for no row");
+    assert_eq!(computed_where(&f, Some("doubled > 0")).await, 0, "null > 0 holds for no row");
     assert_eq!(calls.total(), 0);
     assert!(column(&f.table, "doubled").await.iter().all(|(_, value)| value.is_none()));
-    let (_, outcome) = run(f.table.backfill("doubled", BackfillOptions::default().batch_size(100)).await.unwrap()).await;
-    assert_eq!(outcome.unwrap().rows_computed, 600);
+    assert_eq!(computed_where(&f, None).await, 600);
     assert!(column(&f.table, "doubled").await.iter().all(|(id, value)| *value == Some(id * 2)));
 }
